@@ -1,0 +1,1 @@
+"""One client per CRM (experience, crmtext) and the errors they raise (errors)."""

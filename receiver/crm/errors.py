@@ -1,0 +1,127 @@
+"""CRM failures, classified once: retry, retry after checking whether it happened, or give up."""
+
+import math
+import time
+from email.utils import parsedate_to_datetime
+
+import requests
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProxyError
+
+MAX_DETAIL = 500
+MAX_RETRY_AFTER = 3600.0
+
+
+class CrmError(Exception):
+    """A CRM call that did not succeed; ``detail`` is kept short for the dead-letter record."""
+
+    def __init__(self, message: str, *, status: int | None = None, detail: str = "",
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.detail = detail[:MAX_DETAIL]
+        self.retry_after = retry_after
+
+
+class Retryable(CrmError):
+    """Try again later (timeouts, connection errors, 408, 429, 5xx, 3xx, unparseable answers)."""
+
+
+class OutcomeUnknown(Retryable):
+    """The request may have reached the CRM: check before calling again if a repeat is harmful."""
+
+
+class Permanent(CrmError):
+    """The CRM refused the request; sending it again will not help."""
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date), capped at an hour."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means the zone was omitted
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def status_error(status: int, message: str, *, detail: str = "",
+                 retry_after: float | None = None) -> CrmError:
+    """The error class a failure status calls for, shared by HTTP and CRM Text's XML status."""
+    if status == 504:
+        # A gateway timed out waiting for the CRM, which may still have done the work.
+        cls: type[CrmError] = OutcomeUnknown
+    elif status in (408, 429) or status >= 500 or status < 400:
+        cls = Retryable
+    else:
+        cls = Permanent
+    return cls(message, status=status, detail=detail, retry_after=retry_after)
+
+
+def check_response(resp: requests.Response) -> None:
+    """Raise the right CrmError unless the HTTP status is 2xx."""
+    if 200 <= resp.status_code < 300:
+        return
+    raise status_error(
+        resp.status_code,
+        f"HTTP {resp.status_code} from {_where(resp.url)}",
+        detail=_text(resp),
+        retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+    )
+
+
+def call(session: requests.Session, method: str, url: str, *, timeout: float,
+         **kw) -> requests.Response:
+    """``session.request`` with every requests failure turned into a CrmError."""
+    where = _where(url)
+    try:
+        return session.request(method, url, timeout=timeout, **kw)
+    except requests.ConnectTimeout as exc:
+        raise Retryable(f"connect timeout to {where}", detail=str(exc)) from exc
+    except requests.ReadTimeout as exc:
+        raise OutcomeUnknown(f"read timeout from {where}", detail=str(exc)) from exc
+    except requests.ConnectionError as exc:
+        if _before_sending(exc):
+            raise Retryable(f"cannot connect to {where}", detail=str(exc)) from exc
+        raise OutcomeUnknown(f"connection lost with {where}", detail=str(exc)) from exc
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as exc:
+        # The request could not even be built: a configuration problem, not a CRM outage.
+        raise Permanent(f"invalid request to {where}", detail=str(exc)) from exc
+    except requests.RequestException as exc:
+        raise OutcomeUnknown(f"failed mid-call with {where}", detail=str(exc)) from exc
+
+
+def _before_sending(exc: requests.ConnectionError) -> bool:
+    """True when the connection was never made, so the CRM cannot have seen the request.
+
+    urllib3 wraps failures to connect in MaxRetryError; a reset or a close after the
+    request went out comes as ProtocolError instead.
+    """
+    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.ProxyError):
+        return True
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        return isinstance(reason.reason, NewConnectionError | ProxyError)
+    return False
+
+
+def _where(url: str | None) -> str:
+    """Scheme, host and path only: query strings may carry personal data."""
+    return (url or "").split("?", 1)[0]
+
+
+def _text(resp: requests.Response) -> str:
+    try:
+        return resp.text[:MAX_DETAIL]
+    except (UnicodeError, LookupError):
+        return repr(resp.content[:MAX_DETAIL])

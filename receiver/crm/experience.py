@@ -1,0 +1,126 @@
+"""Experience CRM API client: write opt-out states in batches, read the unsubscribed list.
+
+The write endpoint is not publicly documented. Assumption used until the real contract is
+known (crm-apis.md, section 1), kept here so that correcting it is a one-file change:
+
+- ``POST base_url + opt_out_path`` with JSON ``{"recipients": [...]}``, one record per
+  customer in the read endpoint's shape (``email`` and/or ``phone`` in E.164, each state
+  key mapped to the time it was set, ``YYYY-MM-DD HH:MM:SS`` UTC), at most ``batch_size``.
+- Auth ``Authorization: Bearer <partner>:<hotel>`` (joined by a colon, not base64).
+- Any 2xx is success, except for the records named in the body's ``errors`` object,
+  keyed by email, by phone, or by the record's index as a string; those failed alone.
+- The read endpoint's ``next_page_url`` omits ``since``: it is added back when missing.
+"""
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+
+from ..settings import ExperienceConfig
+from .errors import OutcomeUnknown, Permanent, Retryable, call, check_response
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def format_time(dt: datetime) -> str:
+    """A time as Experience writes it: UTC, ``YYYY-MM-DD HH:MM:SS`` (naive means UTC)."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
+    return dt.strftime(TIME_FORMAT)
+
+
+class ExperienceClient:
+    """One property's Experience account, over one pooled session."""
+
+    def __init__(self, config: ExperienceConfig, session: requests.Session | None = None):
+        self.config = config
+        self.session = session or requests.Session()
+        self._base = config.base_url.rstrip("/")
+        # Set per request, not on the session: a shared session may serve several hotels.
+        self._headers = {
+            "Authorization": f"Bearer {config.partner_token}:{config.hotel_token}",
+            "Accept": "application/json",
+        }
+
+    def opt_out(self, records: list[dict]) -> dict[int, str]:
+        """Send one batch; return ``{index in records: error}`` for the records that failed."""
+        if len(records) > self.config.batch_size:
+            raise ValueError(f"at most {self.config.batch_size} records per call")
+        if not records:
+            return {}
+        resp = call(self.session, "POST", self._base + self.config.opt_out_path,
+                    timeout=self.config.timeout, json={"recipients": records}, headers=self._headers)
+        check_response(resp)
+        if not resp.content.strip():
+            return {}
+        try:
+            body = resp.json()
+        except ValueError:
+            # Success was said but not readable; sending the states again is harmless.
+            raise OutcomeUnknown("unreadable Experience answer to opt-out", status=resp.status_code,
+                                 detail=resp.text) from None
+        errors = body.get("errors") if isinstance(body, dict) else None
+        return _failed_records(records, errors) if errors else {}
+
+    def retrieve_opt_outs(self, since: str, cursor_url: str | None = None) -> tuple[list[dict], str | None]:
+        """One page of unsubscribed customers, and the next page's URL (None on the last)."""
+        url = self._next_url(cursor_url, since) if cursor_url else self._base + self.config.retrieve_path
+        params = None if cursor_url else {"since": since}
+        resp = call(self.session, "GET", url, timeout=self.config.timeout, params=params,
+                    headers=self._headers)
+        check_response(resp)
+        try:
+            body = resp.json()
+        except ValueError:
+            raise Retryable("unreadable Experience answer to retrieve-opt-out",
+                            status=resp.status_code, detail=resp.text) from None
+        recipients = body.get("recipients", []) if isinstance(body, dict) else None
+        if not isinstance(recipients, list):
+            raise Retryable("Experience answer has no recipients list", status=resp.status_code,
+                            detail=resp.text)
+        return [r for r in recipients if isinstance(r, dict)], body.get("next_page_url") or None
+
+    def _next_url(self, next_page_url: str, since: str) -> str:
+        """The CRM's next_page_url, on our own scheme and host, with ``since`` added if missing."""
+        base = urlsplit(self._base)
+        url = urlsplit(urljoin(self._base + "/", next_page_url))
+        if url.hostname != base.hostname:
+            # Following it would send the hotel's credentials to another host.
+            raise Permanent("Experience next_page_url points to another host", detail=next_page_url)
+        query = parse_qsl(url.query, keep_blank_values=True)
+        if not any(key == "since" for key, _ in query):
+            query.append(("since", since))
+        # Our scheme and port: a proxy in front of the CRM may rewrite https as http.
+        return urlunsplit((base.scheme, base.netloc, url.path, urlencode(query), ""))
+
+
+def _failed_records(records: list[dict], errors: Any) -> dict[int, str]:
+    """Map the answer's ``errors`` (keyed by email, phone or index) back to record indices."""
+    if isinstance(errors, list):
+        errors = {str(key): "error" for key in errors if isinstance(key, str | int)}
+    if not isinstance(errors, dict):
+        return {}
+    failed: dict[int, str] = {}
+    for key, error in errors.items():
+        text = error if isinstance(error, str) else json.dumps(error, default=str)
+        for index in _indices(records, str(key).strip()):
+            failed[index] = text[:500]
+    return failed
+
+
+def _indices(records: list[dict], key: str) -> list[int]:
+    if key.isdigit() and int(key) < len(records):
+        return [int(key)]
+    folded, digits = key.casefold(), _digits(key)
+    return [
+        i for i, r in enumerate(records)
+        if (r.get("email") and str(r["email"]).casefold() == folded)
+        or (r.get("phone") and len(digits) >= 7 and _digits(str(r["phone"])) == digits)
+    ]
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())

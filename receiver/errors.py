@@ -1,0 +1,44 @@
+"""The one exception hierarchy of the service; the web layer maps it to HTTP statuses in one place."""
+
+
+class ReceiverError(Exception):
+    """A refusal the sender should see: ``status`` is the HTTP status, the message is safe to show."""
+
+    status = 500
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class BadRequest(ReceiverError):
+    status = 400
+
+
+class BadSignature(ReceiverError):
+    """Missing, forged or stale signature or credential."""
+
+    status = 401
+
+
+class NotFound(ReceiverError):
+    status = 404
+
+
+class PayloadTooLarge(ReceiverError):
+    status = 413
+
+
+class UnsupportedMediaType(ReceiverError):
+    status = 415
+
+
+class Unavailable(ReceiverError):
+    """The opt-out could not be stored (database down, not migrated): the sender must retry."""
+
+    status = 503
+
+
+class ConfigError(Exception):
+    """A missing or invalid setting; start-up stops with this one line."""

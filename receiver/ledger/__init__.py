@@ -1,0 +1,1 @@
+"""The ledger: every signal, the consent state it leads to and the CRM deliveries it owes."""

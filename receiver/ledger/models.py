@@ -1,0 +1,151 @@
+"""The ledger's tables (SQLAlchemy 2); migrations under ``migrations/`` create them."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """Stored as naive UTC on every engine, returned as aware UTC, so comparisons agree."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Receipt(Base):
+    """One answered request; (source, request_key) unique makes a redelivery a duplicate."""
+
+    __tablename__ = "receipts"
+    __table_args__ = (UniqueConstraint("source", "request_key", name="uq_receipts_source_request_key"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    request_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    evidence_sha256: Mapped[str] = mapped_column(String(64))
+    event_ids: Mapped[list] = mapped_column(JSON, default=list)
+    changes: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class SignalRow(Base):
+    """The audit trail: one row per signal, with the changes it made."""
+
+    __tablename__ = "signals"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id", name="uq_signals_source_event_id"),
+        Index("ix_signals_tenant_phone", "tenant", "phone"),
+        Index("ix_signals_tenant_email", "tenant", "email"),
+        Index("ix_signals_received_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id"))
+    source: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    keyword: Mapped[str | None] = mapped_column(String(255))
+    review: Mapped[bool] = mapped_column(Boolean, default=False)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(320))
+    changes: Mapped[list] = mapped_column(JSON, default=list)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    evidence_sha256: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Consent(Base):
+    """The current opt-out states: a row means the state holds for that identity since ``since``."""
+
+    __tablename__ = "consent"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    identity: Mapped[str] = mapped_column(String(320), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    signal_id: Mapped[int] = mapped_column(BigId, ForeignKey("signals.id"))
+
+
+class IdentityLink(Base):
+    """An email and a phone of one tenant seen together in one signal."""
+
+    __tablename__ = "identity_links"
+    __table_args__ = (Index("ix_identity_links_phone", "tenant", "phone"),)
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Delivery(Base):
+    """The outbox: one CRM call owed for one identity's new states."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    signal_id: Mapped[int] = mapped_column(BigId, ForeignKey("signals.id"))
+    tenant: Mapped[str] = mapped_column(String(64))
+    crm: Mapped[str] = mapped_column(String(16))
+    identity: Mapped[str] = mapped_column(String(320))
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending | done | skipped | dead
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Attempt(Base):
+    """One call to a CRM for a delivery, written as 'started' before the call is made."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_delivery", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(BigId, ForeignKey("deliveries.id"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(16))  # started | ok | already | retry | unknown | permanent
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)

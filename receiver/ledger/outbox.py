@@ -1,0 +1,42 @@
+"""Which CRM deliveries a change of state owes (contract, "Where each state goes")."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..identities import us_ten_digits
+from ..settings import TenantConfig
+from ..signals import Signal
+from ..states import CRMTEXT, DELIVERED_TO, EXPERIENCE, SMS_STATES
+
+PENDING, DONE, SKIPPED, DEAD = "pending", "done", "skipped", "dead"
+
+
+@dataclass(frozen=True)
+class Planned:
+    crm: str
+    identity: str
+    status: str  # PENDING or SKIPPED
+    reason: str | None
+    payload: dict
+
+
+def plan(tenant: TenantConfig, signal: Signal, identity: str, added: list[str], since: datetime,
+         email: str | None, phone: str | None) -> list[Planned]:
+    """The deliveries for ``added`` states of one identity; a CRM the tenant lacks gets none."""
+    states = {state: since.isoformat() for state in added}
+    planned = []
+    if tenant.experience and any(EXPERIENCE in DELIVERED_TO[s] for s in added):
+        payload = {"email": email, "phone": phone, "states": states}
+        status, reason = PENDING, None
+        if email is None and any(s in SMS_STATES for s in added) and tenant.experience.sms_records == "email-only":
+            status, reason = SKIPPED, "no email known for this phone (sms_records = email-only)"
+        planned.append(Planned(EXPERIENCE, identity, status, reason, payload))
+    if tenant.crmtext and any(CRMTEXT in DELIVERED_TO[s] for s in added) and phone:
+        ten = us_ten_digits(phone)
+        status, reason = PENDING, None
+        if signal.reported_by == CRMTEXT:
+            status, reason = SKIPPED, "CRM Text reported this opt-out itself and already texted the guest"
+        elif ten is None:
+            status, reason = SKIPPED, "not a US (NANP) number: CRM Text serves US short codes only"
+        planned.append(Planned(CRMTEXT, identity, status, reason, {"phone": phone, "ten_digits": ten}))
+    return planned

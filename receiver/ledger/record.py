@@ -1,0 +1,158 @@
+"""Recording a request: receipt, signals, consent changes and deliveries in one transaction."""
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from ..errors import Unavailable
+from ..receipts import new_receipt_id
+from ..settings import SourceConfig, TenantConfig
+from ..signals import HELP, OTHER, Inbound, Signal
+from ..states import EMAIL_STATES, STATES
+from . import outbox
+from .models import Consent, Delivery, IdentityLink, Receipt, SignalRow, utcnow
+
+ACCEPTED, DUPLICATE, IGNORED = "accepted", "duplicate", "ignored"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the sender is told; ``receipt_id`` is this answer's own id."""
+
+    status: str
+    receipt_id: str
+    received_at: datetime
+    event_ids: list[str]
+    changes: list[dict]
+    original_receipt_id: str | None = None
+    duplicate_event_ids: list[str] = field(default_factory=list)
+    kinds: frozenset[str] = frozenset()
+
+
+def identity_for(signal: Signal, state: str) -> str | None:
+    """Email states belong to the email, SMS states to the phone, each falling back to the other."""
+    if state in EMAIL_STATES:
+        return signal.email or signal.phone
+    return signal.phone or signal.email
+
+
+class Ledger:
+    def __init__(self, engine: Engine, tenants: dict[str, TenantConfig]):
+        self.engine = engine
+        self.tenants = tenants
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    def record(self, source: SourceConfig, inbound: Inbound, evidence: bytes) -> Outcome:
+        """Store everything or nothing; a redelivered request is answered from the first one."""
+        receipt_id, now = new_receipt_id(), utcnow()
+        digest = hashlib.sha256(evidence).hexdigest()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(Receipt).values(
+                    id=receipt_id, source=source.name, tenant=source.tenant, request_key=inbound.request_key,
+                    status=ACCEPTED, received_at=now, evidence_sha256=digest, event_ids=[], changes=[],
+                ))
+                outcome = self._apply(conn, source, inbound, receipt_id, now, digest)
+                conn.execute(Receipt.__table__.update().where(Receipt.id == receipt_id).values(
+                    status=outcome.status, event_ids=outcome.event_ids, changes=outcome.changes,
+                ))
+            return outcome
+        except IntegrityError:
+            return self._duplicate(source, inbound)
+        except DBAPIError as exc:
+            raise Unavailable("the opt-out could not be stored; retry later") from exc
+
+    def _duplicate(self, source: SourceConfig, inbound: Inbound) -> Outcome:
+        try:
+            with self.engine.connect() as conn:
+                first = conn.execute(select(Receipt).where(
+                    Receipt.source == source.name, Receipt.request_key == inbound.request_key,
+                )).one()
+        except DBAPIError as exc:
+            raise Unavailable("the opt-out could not be stored; retry later") from exc
+        return Outcome(status=DUPLICATE, receipt_id=new_receipt_id(), received_at=utcnow(),
+                       event_ids=list(first.event_ids), changes=[], original_receipt_id=first.id)
+
+    def _apply(self, conn, source, inbound: Inbound, receipt_id, now, digest) -> Outcome:
+        tenant = self.tenants[source.tenant]
+        event_ids, duplicates, changes, kinds = [], [], [], set()
+        for signal in inbound.signals:
+            inserted = conn.execute(self._insert(SignalRow).values(
+                receipt_id=receipt_id, source=source.name, tenant=tenant.name, event_id=signal.event_id,
+                kind=signal.kind, keyword=signal.keyword, review=signal.review, phone=signal.phone,
+                email=signal.email, changes=[], received_at=now, occurred_at=signal.occurred_at,
+                evidence_sha256=digest, detail=signal.detail,
+            ).on_conflict_do_nothing().returning(SignalRow.id)).scalar()
+            if inserted is None:
+                duplicates.append(signal.event_id)
+                continue
+            event_ids.append(signal.event_id)
+            kinds.add(signal.kind)
+            signal_changes = self._change_states(conn, tenant, signal, inserted, now)
+            if signal_changes:
+                conn.execute(SignalRow.__table__.update().where(SignalRow.id == inserted).values(changes=signal_changes))
+                changes.extend(signal_changes)
+        if not event_ids and duplicates:
+            status = DUPLICATE
+        elif kinds <= {HELP, OTHER}:
+            status = IGNORED
+        else:
+            status = ACCEPTED
+        return Outcome(status=status, receipt_id=receipt_id, received_at=now, event_ids=event_ids,
+                       changes=changes, duplicate_event_ids=duplicates, kinds=frozenset(kinds))
+
+    def _change_states(self, conn, tenant: TenantConfig, signal: Signal, signal_id: int, now) -> list[dict]:
+        """Apply the signal's adds and removes; only real changes create deliveries."""
+        if signal.email and signal.phone:
+            conn.execute(self._insert(IdentityLink).values(
+                tenant=tenant.name, email=signal.email, phone=signal.phone, created_at=now,
+            ).on_conflict_do_nothing())
+        added: dict[str, list[str]] = {}
+        removed: dict[str, list[str]] = {}
+        for state in (s for s in STATES if s in signal.add):  # a fixed order avoids lock-order deadlocks
+            identity = identity_for(signal, state)
+            result = conn.execute(self._insert(Consent).values(
+                tenant=tenant.name, identity=identity, state=state, since=now, signal_id=signal_id,
+            ).on_conflict_do_nothing())
+            if result.rowcount:
+                added.setdefault(identity, []).append(state)
+        for state in (s for s in STATES if s in signal.remove):
+            identity = identity_for(signal, state)
+            result = conn.execute(delete(Consent).where(
+                Consent.tenant == tenant.name, Consent.identity == identity, Consent.state == state,
+            ))
+            if result.rowcount:
+                removed.setdefault(identity, []).append(state)
+
+        changes = []
+        for identity in sorted(set(added) | set(removed)):
+            key = "email" if "@" in identity else "phone"
+            change = {key: identity}
+            if identity in added:
+                change["states"] = added[identity]
+            if identity in removed:
+                change["removed"] = removed[identity]
+            changes.append(change)
+        for identity, states in added.items():
+            self._owe_deliveries(conn, tenant, signal, signal_id, identity, states, now)
+        return changes
+
+    def _owe_deliveries(self, conn, tenant, signal, signal_id, identity, states, now) -> None:
+        is_email = "@" in identity
+        email = identity if is_email else (signal.email or self._linked_email(conn, tenant.name, identity))
+        phone = signal.phone if is_email else identity
+        for planned in outbox.plan(tenant, signal, identity, states, now, email, phone):
+            conn.execute(insert(Delivery).values(
+                signal_id=signal_id, tenant=tenant.name, crm=planned.crm, identity=identity,
+                payload=planned.payload, status=planned.status, reason=planned.reason, attempts=0,
+                next_attempt_at=now, created_at=now, updated_at=now,
+            ))
+
+    def _linked_email(self, conn, tenant: str, phone: str) -> str | None:
+        return conn.execute(select(IdentityLink.email).where(
+            IdentityLink.tenant == tenant, IdentityLink.phone == phone,
+        ).order_by(IdentityLink.created_at.desc()).limit(1)).scalar()

@@ -1,0 +1,119 @@
+"""Logging set-up: one stderr handler whose filter masks every email address and phone number.
+
+The contract allows no full email or phone in any log line, access logs included, so the
+mask sits on the handler and sees every record that reaches it, whichever logger made it.
+Masking is deliberately greedy: every bare run of 10–11 digits is masked, so Unix
+timestamps such as 1795515300 come out as ``179***5300`` too. Privacy beats pretty logs.
+"""
+
+import logging
+import re
+import sys
+
+from gunicorn import glogging
+
+from .identities import mask_email, mask_phone
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+_HANDLER_NAME = "receiver-masked-stderr"
+
+# Bounded lengths (RFC 5321 limits) keep the search linear on long lines such as logged bodies.
+# ``%40`` is the URL-encoded ``@`` of query strings and form bodies.
+_EMAIL = re.compile(
+    r"(?P<local>[A-Za-z0-9._+\-](?:[A-Za-z0-9._+\-]|%(?!40)[0-9A-Fa-f]{2}){0,63})"
+    r"(?P<at>@|%40)"
+    r"(?P<domain>(?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,63})"
+)
+# ``%2B`` (and double-encoded ``%252B``) is the ``+`` of an E.164 number inside a URL or form body.
+_ENCODED_E164 = re.compile(r"(?P<plus>%(?:25)?2B)(?P<digits>\d{8,15})(?!\d)", re.IGNORECASE)
+_E164 = re.compile(r"\+(?P<digits>\d{8,15})(?!\d)")
+# North American numbers as people type them: 555-123-4567, (555) 123-4567, +1 555.123.4567.
+_FORMATTED = re.compile(
+    r"(?<![0-9A-Za-z])(?P<plus>\+)?(?:1[ .\-]?)?(?:\(\d{3}\)\s?|\d{3}[ .\-])\d{3}[ .\-]\d{4}"
+    r"(?![0-9A-Za-z])"
+)
+# Runs glued to letters are left alone: those are ids (Twilio SIDs, ULIDs), not phone numbers.
+# After ``%XX`` a run counts as bare, as in ``To=%205551234567``.
+_BARE = re.compile(r"(?:(?<=%[0-9A-Fa-f]{2})|(?<![0-9A-Za-z]))\d{10,11}(?![0-9A-Za-z])")
+
+
+def _mask_digits(digits: str) -> str:
+    return f"{digits[:3]}***{digits[-4:]}"
+
+
+def _email(match: re.Match) -> str:
+    masked = mask_email(f"{match['local']}@{match['domain']}")
+    return masked.replace("@", match["at"], 1)
+
+
+def _encoded_e164(match: re.Match) -> str:
+    return match["plus"] + mask_phone("+" + match["digits"]).removeprefix("+")
+
+
+def _formatted(match: re.Match) -> str:
+    digits = re.sub(r"\D", "", match[0])
+    return mask_phone("+" + digits) if match["plus"] else _mask_digits(digits)
+
+
+def mask_text(text: str) -> str:
+    """``text`` with every email address and phone-like number masked.
+
+    Emails become ``g***@example.com`` (also ``%40``-encoded ones); ``+15551234567`` and
+    ``%2B15551234567`` become ``+1555***4567`` / ``%2B1555***4567``; bare 10–11 digit runs
+    and typed NANP numbers keep their first 3 and last 4 digits: ``555***4567``.
+    """
+    text = _EMAIL.sub(_email, text)
+    text = _ENCODED_E164.sub(_encoded_e164, text)
+    text = _E164.sub(lambda m: mask_phone("+" + m["digits"]), text)
+    text = _FORMATTED.sub(_formatted, text)
+    return _BARE.sub(lambda m: _mask_digits(m[0]), text)
+
+
+class MaskingFilter(logging.Filter):
+    """Masks a record's final message, traceback and stack in place; never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            # A bad format string must not crash the caller: filters run outside emit's guard.
+            message = f"{record.msg!r} args={record.args!r}"
+        record.msg = mask_text(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            # Render the traceback now so the formatter reuses the masked copy.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info)
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send every logger's records through one masked stderr handler on the root logger.
+
+    Safe to call again (tests, app factory and gunicorn hooks may all call it): the handler
+    is added once and only the level changes.
+    """
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz asks alembic on every probe
+    if any(h.get_name() == _HANDLER_NAME for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.addFilter(MaskingFilter())
+    root.addHandler(handler)
+
+
+class GunicornLogger(glogging.Logger):
+    """gunicorn's logger with the masking filter on its error and access handlers."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in logger.handlers:
+                if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+                    handler.addFilter(MaskingFilter())

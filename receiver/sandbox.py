@@ -1,0 +1,318 @@
+"""`receiver sandbox`: a local fake of both CRMs, with a control API to script failures.
+
+CRM Text (its wire format, crm-apis.md section 2):
+  POST /crmtext/smapi/rest        form or query ``method`` (lowercase) = optoutcustomer |
+      getcustomerinfo | optincustomer, ``phone_number`` (exactly 10 digits, else status 400).
+      Basic auth ``user:password:KEYWORD`` is required (any values; the keyword selects the
+      store); without it the XML says status 401 while HTTP says 200, as HTTP and XML may
+      disagree. optoutcustomer sets optinStatus 5, and a second one answers status 400
+      "Customer already opted out"; optincustomer sets 3; getcustomerinfo of an unknown
+      number answers status 404 "customer not found". Answers are text/xml.
+
+Experience (the assumed write endpoint and the documented read endpoint, section 1):
+  POST /experience/api/xp-unsubscribe/opt-out       ``Authorization: Bearer a:b`` (else 401),
+      JSON ``{"recipients": [...]}`` (≤ 250); a record with neither email nor phone is listed
+      in ``errors`` under its index; 200 ``{"successes": {...}, "errors": {...}}``.
+  GET  /experience/api/xp-unsubscribe/retrieve-opt-out?since=YYYY-MM-DD[&cursor=N]
+      the stored records received since then, 250 a page; ``next_page_url`` is absolute and
+      lacks ``since``, as in the vendor's sample (a request without ``since`` gets 400).
+
+Control API:
+  GET    /_sandbox/calls[?crm=crmtext|experience]  every call received, in order:
+         {"calls": [{"crm", "method", "phone_number", "keyword", "records", "since",
+         "authorization", "at", "fault"?}]}; method is the CRM Text method, or "opt_out" /
+         "retrieve" for Experience.
+  POST   /_sandbox/reset                            forget calls, customers, records, faults.
+  POST   /_sandbox/faults  {"crm", "mode", "count": 1, "retry_after": 1, "delay": 1}
+         the next ``count`` calls to that CRM fail with ``mode``: "500", "429" (with
+         Retry-After), "400", "malformed", "truncated", "billion_laughs", "external_entity"
+         (HTTP 200 with a broken or hostile body), or "slow" (sleeps ``delay`` seconds, then
+         answers normally and does apply the call: "timed out, but it happened"). Only
+         "slow" applies the call. Fault sets queue up in the order posted.
+  DELETE /_sandbox/faults                           drop pending faults.
+"""
+
+import base64
+import binascii
+import re
+import signal
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.serving import make_server
+
+CRMS = ("crmtext", "experience")
+MODES = ("500", "429", "400", "slow", "malformed", "truncated", "billion_laughs", "external_entity")
+PAGE_SIZE = 250
+MAX_RECORDS = 250
+CRMTEXT_METHODS = ("optoutcustomer", "getcustomerinfo", "optincustomer")
+_TEN_DIGITS = re.compile(r"^\d{10}$")
+_BEARER = re.compile(r"^Bearer [^:\s]+:[^:\s]+$")
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<response op="optoutcustomer" status="200" message="&lol9;"/>
+"""
+EXTERNAL_ENTITY = """<?xml version="1.0"?>
+<!DOCTYPE response [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<response op="optoutcustomer" status="200" message="&xxe;"/>
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class _State:
+    """Everything the fake CRMs remember; every access holds ``lock``."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        self.calls: list[dict[str, Any]] = []
+        self.customers: dict[tuple[str, str], dict[str, Any]] = {}  # (keyword, number) -> customer
+        self.records: list[tuple[str, dict]] = []  # (received at, record)
+        self.faults: dict[str, deque[dict[str, Any]]] = {crm: deque() for crm in CRMS}
+
+    def record_call(self, crm: str, method: str, **fields) -> dict[str, Any] | None:
+        """Log the call and return the fault it must suffer, if one is pending."""
+        call = {"crm": crm, "method": method, "phone_number": None, "keyword": None,
+                "records": None, "since": None,
+                "authorization": request.headers.get("Authorization"),
+                "at": datetime.now(UTC).isoformat(), **fields}
+        with self.lock:
+            queue = self.faults[crm]
+            fault = dict(queue[0]) if queue else None
+            if queue:
+                queue[0]["count"] -= 1
+                if queue[0]["count"] <= 0:
+                    queue.popleft()
+                call["fault"] = fault["mode"]
+            self.calls.append(call)
+        return fault
+
+
+def create_sandbox_app() -> Flask:
+    """The fake CRMs; each app keeps its own in-memory state."""
+    app = Flask(__name__)
+    state = _State()
+
+    @app.post("/crmtext/smapi/rest")
+    def crmtext():
+        method = request.values.get("method", "")
+        number = request.values.get("phone_number", "")
+        keyword = _basic_keyword(request.headers.get("Authorization", ""))
+        fault = state.record_call("crmtext", method, phone_number=number, keyword=keyword)
+        if fault and fault["mode"] != "slow":
+            return _xml_fault(fault, method)
+        if fault:
+            time.sleep(fault["delay"])
+        if keyword is None:
+            return _xml(method, "401", "authentication failed")
+        if method not in CRMTEXT_METHODS:
+            return _xml(method, "400", "unknown method")
+        if not _TEN_DIGITS.match(number):
+            return _xml(method, "400", "phone_number must be 10 digits")
+        with state.lock:
+            customer = state.customers.get((keyword, number))
+            if method == "getcustomerinfo":
+                if customer is None:
+                    return _xml(method, "404", "customer not found")
+            elif method == "optoutcustomer" and customer and customer["optinStatus"] == 5:
+                return _xml(method, "400", "Customer already opted out")
+            else:
+                if customer is None:
+                    customer = {"custId": str(100000 + len(state.customers)), "custMobile": number}
+                    state.customers[(keyword, number)] = customer
+                customer["optinStatus"] = 5 if method == "optoutcustomer" else 3
+                customer["timestamp"] = _now()
+            return _xml(method, "200", "ok", dict(customer))
+
+    @app.post("/experience/api/xp-unsubscribe/opt-out")
+    def experience_opt_out():
+        body = request.get_json(silent=True)
+        recipients = body.get("recipients") if isinstance(body, dict) else None
+        fault = state.record_call("experience", "opt_out", records=recipients)
+        if fault and fault["mode"] != "slow":
+            return _json_fault(fault, {"successes": {}, "errors": {}})
+        if fault:
+            time.sleep(fault["delay"])
+        if not _BEARER.match(request.headers.get("Authorization", "")):
+            return jsonify("unauthenticated"), 401
+        if not isinstance(recipients, list) or len(recipients) > MAX_RECORDS:
+            return jsonify({"error": f"recipients must be a list of at most {MAX_RECORDS}"}), 400
+        successes, errors = {}, {}
+        received = _now()
+        with state.lock:
+            for i, record in enumerate(recipients):
+                who = record.get("email") or record.get("phone") if isinstance(record, dict) else None
+                if who:
+                    successes[str(i)] = who
+                    state.records.append((received, record))
+                else:
+                    errors[str(i)] = "email or phone is required"
+        return jsonify({"successes": successes, "errors": errors})
+
+    @app.get("/experience/api/xp-unsubscribe/retrieve-opt-out")
+    def experience_retrieve():
+        since, cursor = request.args.get("since"), request.args.get("cursor", "0")
+        fault = state.record_call("experience", "retrieve", since=since)
+        if fault and fault["mode"] != "slow":
+            return _json_fault(fault, {"recipients": [], "next_page_url": None})
+        if fault:
+            time.sleep(fault["delay"])
+        if not _BEARER.match(request.headers.get("Authorization", "")):
+            return jsonify("unauthenticated"), 401
+        if not since or not cursor.isdigit():
+            return jsonify({"error": "since is required, cursor must be a number"}), 400
+        start = int(cursor)
+        with state.lock:
+            matching = [r for at, r in state.records if at >= since]
+        page = matching[start:start + PAGE_SIZE]
+        more = start + PAGE_SIZE < len(matching)
+        # Absolute and without since, like the vendor's published sample.
+        next_url = f"{request.base_url}?cursor={start + PAGE_SIZE}" if more else None
+        return jsonify({"recipients": page, "next_page_url": next_url})
+
+    @app.get("/_sandbox/calls")
+    def calls():
+        crm = request.args.get("crm")
+        with state.lock:
+            found = [dict(c) for c in state.calls if crm in (None, c["crm"])]
+        return jsonify({"calls": found})
+
+    @app.post("/_sandbox/reset")
+    def reset():
+        with state.lock:
+            state.reset()
+        return jsonify({"reset": True})
+
+    @app.post("/_sandbox/faults")
+    def add_faults():
+        spec = request.get_json(silent=True) or {}
+        try:
+            fault = {"mode": str(spec["mode"]), "count": int(spec.get("count", 1)),
+                     "retry_after": spec.get("retry_after", 1), "delay": float(spec.get("delay", 1))}
+            crm = spec["crm"]
+        except (KeyError, TypeError, ValueError):
+            return jsonify({"error": "crm and mode are required; count and delay are numbers"}), 400
+        if crm not in CRMS or fault["mode"] not in MODES or fault["count"] < 1:
+            return jsonify({"error": f"crm in {CRMS}, mode in {MODES}, count >= 1"}), 400
+        with state.lock:
+            state.faults[crm].append(fault)
+            pending = list(state.faults[crm])
+        return jsonify({"crm": crm, "faults": pending})
+
+    @app.delete("/_sandbox/faults")
+    def clear_faults():
+        with state.lock:
+            for queue in state.faults.values():
+                queue.clear()
+        return jsonify({"faults": []})
+
+    return app
+
+
+def _basic_keyword(header: str) -> str | None:
+    """The KEYWORD of a Basic ``user:password:KEYWORD`` credential, or None if malformed."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        text = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, _, rest = text.partition(":")
+    password, _, keyword = rest.rpartition(":")
+    return keyword if user and password and keyword else None
+
+
+def _xml(method: str, status: str, message: str, customer: dict | None = None,
+         http_status: int = 200) -> Response:
+    inner = ""
+    if customer is not None:
+        fields = {"custId": customer["custId"], "subacct": "12345", "timestamp": customer["timestamp"],
+                  "optinStatus": customer["optinStatus"], "custName": "",
+                  "custMobile": customer["custMobile"]}
+        inner = "<customer>" + "".join(
+            f"<{k}>{escape(str(v))}</{k}>" if v != "" else f"<{k}/>" for k, v in fields.items()
+        ) + "</customer>"
+    body = f"<response op={quoteattr(method)} status={quoteattr(status)} message={quoteattr(message)}>{inner}</response>"
+    return Response(body, status=http_status, content_type="text/xml; charset=utf-8")
+
+
+def _xml_fault(fault: dict, method: str) -> Response:
+    mode = fault["mode"]
+    if mode == "500":
+        return Response("Internal Server Error", status=500, content_type="text/plain")
+    if mode == "429":
+        return Response("Too Many Requests", status=429, content_type="text/plain",
+                        headers={"Retry-After": str(fault["retry_after"])})
+    if mode == "400":
+        return _xml(method, "400", "bad request (sandbox fault)", http_status=400)
+    body = {
+        "malformed": "<response op=optoutcustomer status=200 <<<",
+        "truncated": f'<response op="{method}" status="200" message="ok"><customer><custId>1</cu',
+        "billion_laughs": BILLION_LAUGHS,
+        "external_entity": EXTERNAL_ENTITY,
+    }[mode]
+    return Response(body, status=200, content_type="text/xml; charset=utf-8")
+
+
+def _json_fault(fault: dict, normal: dict) -> Response | tuple:
+    mode = fault["mode"]
+    if mode == "500":
+        return jsonify({"error": "internal error (sandbox fault)"}), 500
+    if mode == "429":
+        return jsonify({"error": "too many requests"}), 429, {"Retry-After": str(fault["retry_after"])}
+    if mode == "400":
+        return jsonify({"error": "bad request (sandbox fault)"}), 400
+    if mode in ("billion_laughs", "external_entity"):
+        body = BILLION_LAUGHS if mode == "billion_laughs" else EXTERNAL_ENTITY
+        return Response(body, status=200, content_type="application/xml")
+    text = '{"successes": {' if mode == "malformed" else _json_text(normal)[: len(_json_text(normal)) // 2]
+    return Response(text, status=200, content_type="application/json")
+
+
+def _json_text(value: dict) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def serve(host: str = "127.0.0.1", port: int = 9000) -> None:
+    """Run the sandbox until SIGTERM or SIGINT (port 0 picks a free port, printed at start)."""
+    server = make_server(host, port, create_sandbox_app(), threaded=True)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {}
+    if on_main_thread:
+        def stop(signum, frame):
+            # shutdown() waits for serve_forever() to return, which runs on this very thread.
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, stop)
+    print(f"sandbox listening on http://{host}:{server.server_port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

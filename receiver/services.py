@@ -1,0 +1,36 @@
+"""The long-lived objects a process builds once from its settings: engine, ledger, signer, sources."""
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import Engine
+
+from .ledger.db import make_engine
+from .ledger.record import Ledger
+from .receipts import ReceiptSigner
+from .settings import Settings
+from .sources import KINDS, Source
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    ledger: Ledger
+    signer: ReceiptSigner
+    sources: dict[str, Source]
+
+    @classmethod
+    def build(cls, settings: Settings) -> "Services":
+        engine = make_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            ledger=Ledger(engine, settings.tenants),
+            signer=ReceiptSigner(settings.receipt_keys),
+            sources={name: KINDS[cfg.kind](cfg, settings) for name, cfg in settings.sources.items()},
+        )
+
+
+def services() -> Services:
+    return current_app.extensions["receiver"]

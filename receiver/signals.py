@@ -1,0 +1,40 @@
+"""The normalized signal every source produces, whatever its wire format."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+OPT_OUT = "opt_out"
+OPT_IN = "opt_in"
+HELP = "help"
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One thing a sender told us about one guest.
+
+    ``event_id`` is the sender's id for it (the dedup key within the source); ``add`` and
+    ``remove`` are the opt-out states it asks for. ``reported_by`` names the CRM that already
+    applied the opt-out itself (CRM Text for a STOP it received), so it is never sent back there.
+    """
+
+    event_id: str
+    kind: str  # OPT_OUT | OPT_IN | HELP | OTHER
+    phone: str | None = None
+    email: str | None = None
+    add: frozenset[str] = frozenset()
+    remove: frozenset[str] = frozenset()
+    keyword: str | None = None
+    review: bool = False
+    reported_by: str | None = None
+    occurred_at: datetime | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """What a source parsed out of one request: its dedup key and its signals."""
+
+    request_key: str
+    signals: list[Signal]

@@ -1,0 +1,19 @@
+"""The registry of source kinds: adding a kind is one module and one line here."""
+
+from .base import Source
+from .crmtext import CrmTextSource
+from .twilio import TwilioSource
+
+KINDS: dict[str, type[Source]] = {
+    TwilioSource.kind: TwilioSource,
+    CrmTextSource.kind: CrmTextSource,
+}
+
+
+def validate_source_options(kind: str, options: dict) -> dict:
+    """A kind's options, checked by its own schema (raises marshmallow.ValidationError)."""
+    from marshmallow import ValidationError
+
+    if kind not in KINDS:
+        raise ValidationError({"kind": [f"unknown kind {kind!r}; known: {', '.join(sorted(KINDS))}"]})
+    return KINDS[kind].options_schema().load(options)

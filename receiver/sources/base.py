@@ -1,0 +1,113 @@
+"""The base every source kind builds on: read the body, check it is ours, parse it into signals.
+
+A source verifies and parses; it does not touch the database or build HTTP answers. The fixed
+``handle`` runs every ``verify`` defined along the class chain (a mixin's check can never be
+skipped), then ``parse``.
+"""
+
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+from urllib.parse import parse_qsl
+
+from marshmallow import RAISE, Schema
+from werkzeug.datastructures import Headers, MultiDict
+
+from ..errors import BadRequest, BadSignature, PayloadTooLarge, UnsupportedMediaType
+from ..settings import Settings, SourceConfig
+from ..signals import Inbound
+
+MAX_BODY = 256 * 1024
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """The parts of a request a source may look at; ``body`` is the exact bytes received."""
+
+    method: str
+    path: str
+    query_string: str
+    headers: Headers
+    body: bytes
+    mimetype: str
+    args: MultiDict
+
+    @classmethod
+    def from_flask(cls, request) -> "HttpRequest":
+        length = request.content_length
+        if length is not None and length > MAX_BODY:
+            raise PayloadTooLarge(f"body over {MAX_BODY // 1024} KiB")
+        body = request.stream.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            raise PayloadTooLarge(f"body over {MAX_BODY // 1024} KiB")
+        return cls(
+            method=request.method,
+            path=request.path,
+            query_string=request.query_string.decode("latin-1"),
+            headers=request.headers,
+            body=body,
+            mimetype=request.mimetype,
+            args=request.args,
+        )
+
+    def form(self) -> MultiDict:
+        """The body as form fields, blanks kept (Twilio signs them too)."""
+        try:
+            return MultiDict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+        except UnicodeDecodeError:
+            raise BadRequest("body: not UTF-8", field="body") from None
+
+
+class OptionsSchema(Schema):
+    """A source kind's config options; unknown keys are a config error."""
+
+    class Meta:
+        unknown = RAISE
+
+
+def secret_matches(given: str | None, expected: Iterable[str]) -> bool:
+    """Constant-time comparison against every accepted secret (rotation)."""
+    if not given:
+        return False
+    found = False
+    for candidate in expected:
+        found |= hmac.compare_digest(given.encode(), candidate.encode())
+    return found
+
+
+class Source:
+    kind: ClassVar[str]
+    options_schema: ClassVar[type[Schema]] = OptionsSchema
+    content_types: ClassVar[tuple[str, ...]] = (FORM,)
+    answer: ClassVar[str] = "json"  # "twiml" for Twilio
+
+    def __init__(self, config: SourceConfig, settings: Settings):
+        self.config = config
+        self.settings = settings
+        self.options = config.options
+
+    def handle(self, request: HttpRequest) -> Inbound:
+        if request.mimetype not in self.content_types:
+            raise UnsupportedMediaType(f"content type must be {' or '.join(self.content_types)}")
+        for cls in reversed(type(self).__mro__):
+            verify = cls.__dict__.get("verify")
+            if verify is not None:
+                verify(self, request)
+        return self.parse(request)
+
+    def verify(self, request: HttpRequest) -> None:
+        if request.method != "POST":
+            raise BadSignature("only POST is accepted")
+
+    def parse(self, request: HttpRequest) -> Inbound:
+        raise NotImplementedError
+
+    def hmac_secrets(self) -> list[bytes]:
+        """Secrets shared with the sender, to add a ``v1`` HMAC to the receipt (none by default)."""
+        return []
+
+    def help_text(self) -> str | None:
+        return None

@@ -1,0 +1,24 @@
+"""The four opt-out states (Experience CRM's vocabulary) and where each one is delivered."""
+
+MAIL_BAN = "mail_ban"
+MARKETING_DECLINE = "marketing_decline"
+SMS_BAN = "sms_ban"
+MARKETING_DECLINE_SMS = "marketing_decline_sms"
+
+STATES = (MAIL_BAN, MARKETING_DECLINE, SMS_BAN, MARKETING_DECLINE_SMS)
+EMAIL_STATES = frozenset({MAIL_BAN, MARKETING_DECLINE})
+SMS_STATES = frozenset({SMS_BAN, MARKETING_DECLINE_SMS})
+
+# What an SMS re-consent (START / UNSTOP / YES) lifts.
+SMS_OPT_IN_REMOVES = frozenset({SMS_BAN, MARKETING_DECLINE_SMS})
+
+# Which CRM takes which newly added state (contract, "Where each state goes").
+EXPERIENCE = "experience"
+CRMTEXT = "crmtext"
+CRMS = (EXPERIENCE, CRMTEXT)
+DELIVERED_TO = {
+    MAIL_BAN: (EXPERIENCE,),
+    MARKETING_DECLINE: (EXPERIENCE,),
+    SMS_BAN: (EXPERIENCE, CRMTEXT),
+    MARKETING_DECLINE_SMS: (EXPERIENCE,),
+}

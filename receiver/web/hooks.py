@@ -1,0 +1,56 @@
+"""POST /hooks/<source>: verify, parse, record, then answer with a signed acknowledgement."""
+
+import json
+
+from flask import Blueprint, Response, request
+
+from ..errors import NotFound
+from ..ledger.record import Outcome
+from ..services import services
+from ..signals import HELP
+from ..sources.base import HttpRequest, Source
+
+bp = Blueprint("hooks", __name__)
+
+
+def answer_json(source_name: str, outcome: Outcome) -> bytes:
+    body = {
+        "receipt_id": outcome.receipt_id,
+        "status": outcome.status,
+        "received_at": outcome.received_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "source": source_name,
+        "event_ids": outcome.event_ids,
+        "changes": outcome.changes,
+    }
+    if outcome.original_receipt_id:
+        body["original_receipt_id"] = outcome.original_receipt_id
+    if outcome.duplicate_event_ids:
+        body["duplicate_event_ids"] = outcome.duplicate_event_ids
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def answer_twiml(source: Source, outcome: Outcome) -> bytes:
+    text = source.help_text() if HELP in outcome.kinds else None
+    if not text:
+        return b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+    from xml.sax.saxutils import escape
+
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Message>{escape(text)}</Message></Response>'.encode()
+
+
+def signed(body: bytes, content_type: str, outcome: Outcome, source: Source) -> Response:
+    headers = services().signer.headers(body, receipt_id=outcome.receipt_id, hmac_secrets=source.hmac_secrets())
+    return Response(body, 200, content_type=content_type, headers=headers)
+
+
+@bp.post("/hooks/<name>")
+def hook(name: str):
+    source = services().sources.get(name)
+    if source is None:
+        raise NotFound(f"unknown source {name!r}")
+    inbound_request = HttpRequest.from_flask(request)
+    inbound = source.handle(inbound_request)
+    outcome = services().ledger.record(source.config, inbound, inbound_request.body)
+    if source.answer == "twiml":
+        return signed(answer_twiml(source, outcome), "text/xml; charset=utf-8", outcome, source)
+    return signed(answer_json(name, outcome), "application/json", outcome, source)

@@ -1,0 +1,260 @@
+"""The worker: claims due deliveries, calls the CRMs, backs off, dead-letters, stops on SIGTERM.
+
+Claims are atomic (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's single writer lock with
+``BEGIN IMMEDIATE``) and leased: a worker killed mid-batch loses its claims when the lease runs
+out. Before every CRM call the lease is renewed in the same transaction that writes the attempt
+as ``started``; a row whose lease was taken over is left to its new owner. An OptOutCustomer whose
+outcome is unknown (timeout, crash mid-call) is never simply repeated: the number's status is asked
+first, so a guest gets at most one confirmation text per opt-out.
+"""
+
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import threading
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, or_, select, update
+
+from .crm.crmtext import CrmTextClient
+from .crm.errors import CrmError, OutcomeUnknown, Permanent, Retryable
+from .crm.experience import ExperienceClient, format_time
+from .identities import mask_email, mask_phone
+from .ledger.models import Attempt, Delivery, utcnow
+from .ledger.outbox import DEAD, DONE, PENDING
+from .settings import Settings
+from .states import CRMTEXT, EXPERIENCE
+
+log = logging.getLogger(__name__)
+CUSTOMER_OPTED_OUT = 5
+
+
+def masked(identity: str) -> str:
+    return mask_email(identity) if "@" in identity else mask_phone(identity)
+
+
+class Worker:
+    def __init__(self, settings: Settings, engine: Engine, *, owner: str | None = None):
+        self.settings = settings
+        self.config = settings.worker
+        self.engine = engine
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.stopping = threading.Event()
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stopping.set())
+        log.info("worker %s started", self.owner)
+        while not self.stopping.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                log.exception("worker iteration failed; retrying")
+                busy = 0
+            if not busy:
+                self.stopping.wait(self.config.poll_seconds)
+        self.release()
+        log.info("worker %s stopped", self.owner)
+
+    def run_once(self) -> int:
+        """Claim one batch and deliver it; returns how many deliveries were claimed."""
+        claimed = self.claim()
+        by_crm: dict[tuple[str, str], list] = defaultdict(list)
+        for row in claimed:
+            by_crm[(row.crm, row.tenant)].append(row)
+        for (crm, tenant), rows in by_crm.items():
+            if self.stopping.is_set():
+                break
+            if crm == EXPERIENCE:
+                self.deliver_experience(tenant, rows)
+            else:
+                for row in rows:
+                    if self.stopping.is_set():
+                        break
+                    self.deliver_crmtext(tenant, row)
+        return len(claimed)
+
+    # -- claiming and leases --------------------------------------------------------------------
+
+    def claim(self) -> list:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            ids = conn.execute(
+                select(Delivery.id)
+                .where(Delivery.status == PENDING, Delivery.next_attempt_at <= now,
+                       or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
+                .order_by(Delivery.next_attempt_at, Delivery.id)
+                .limit(self.config.claim_size)
+                .with_for_update(skip_locked=True)
+            ).scalars().all()
+            if not ids:
+                return []
+            conn.execute(update(Delivery).where(Delivery.id.in_(ids)).values(
+                lease_owner=self.owner, lease_until=now + timedelta(seconds=self.config.lease_seconds)))
+            return conn.execute(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+
+    def _renew(self, conn, ids: list[int]) -> list[int]:
+        """Extend our lease on ``ids``; returns those still ours."""
+        now = utcnow()
+        kept = conn.execute(select(Delivery.id).where(
+            Delivery.id.in_(ids), Delivery.lease_owner == self.owner, Delivery.status == PENDING,
+        ).with_for_update()).scalars().all()
+        if kept:
+            conn.execute(update(Delivery).where(Delivery.id.in_(kept)).values(
+                lease_until=now + timedelta(seconds=self.config.lease_seconds)))
+        return list(kept)
+
+    def release(self) -> None:
+        """On a clean stop, hand unfinished claims back at once instead of waiting for the lease."""
+        with self.engine.begin() as conn:
+            conn.execute(update(Delivery).where(
+                Delivery.lease_owner == self.owner, Delivery.status == PENDING,
+            ).values(lease_owner=None, lease_until=None))
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    def _backoff(self, attempts: int, retry_after: float | None) -> timedelta:
+        delay = min(self.config.backoff_max_seconds, self.config.backoff_base_seconds * 2 ** max(attempts - 1, 0))
+        delay *= random.uniform(0.5, 1.0)  # jitter spreads retries of a batch that failed together
+        if retry_after:
+            delay = max(delay, retry_after)
+        return timedelta(seconds=delay)
+
+    def _finish(self, conn, row, outcome: str, *, error: CrmError | None = None, detail: str | None = None,
+                http_status: int | None = None, attempt_id: int | None = None, started: datetime | None = None):
+        """Record one attempt's outcome and move the delivery on (done, retry later, or dead)."""
+        now = utcnow()
+        attempts = row.attempts + 1
+        if error is not None:
+            detail, http_status = error.detail, error.status
+        values: dict[str, Any] = {"attempts": attempts, "updated_at": now, "lease_owner": None, "lease_until": None}
+        if outcome in ("ok", "already"):
+            values.update(status=DONE, last_error=None)
+        elif outcome == "permanent":
+            values.update(status=DEAD, last_error=detail)
+        else:
+            too_old = now - row.created_at > timedelta(hours=self.config.max_age_hours)
+            if attempts >= self.config.max_attempts or too_old:
+                values.update(status=DEAD, last_error=detail)
+            else:
+                retry_after = error.retry_after if error is not None else None
+                values.update(last_error=detail, next_attempt_at=now + self._backoff(attempts, retry_after))
+        if attempt_id is None:
+            conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=started or now, finished_at=now,
+                                                outcome=outcome, http_status=http_status, detail=detail))
+        else:
+            conn.execute(update(Attempt).where(Attempt.id == attempt_id).values(
+                finished_at=now, outcome=outcome, http_status=http_status, detail=detail))
+        conn.execute(update(Delivery).where(Delivery.id == row.id, Delivery.lease_owner == self.owner).values(**values))
+        level = logging.WARNING if values.get("status") == DEAD else logging.INFO
+        log.log(level, "delivery %s %s to %s for %s: %s%s", row.id, outcome, row.crm, masked(row.identity),
+                values.get("status", "retry"), f" ({detail})" if detail and outcome != "ok" else "")
+
+    def _client(self, crm: str, tenant: str):
+        key = (crm, tenant)
+        if key not in self._clients:
+            config = self.settings.tenants[tenant]
+            self._clients[key] = (ExperienceClient(config.experience) if crm == EXPERIENCE
+                                  else CrmTextClient(config.crmtext))
+        return self._clients[key]
+
+    # -- CRM Text -------------------------------------------------------------------------------
+
+    def deliver_crmtext(self, tenant: str, row) -> None:
+        client = self._client(CRMTEXT, tenant)
+        ten = row.payload["ten_digits"]
+        with self.engine.begin() as conn:
+            if not self._renew(conn, [row.id]):
+                return
+            unsure = conn.execute(select(Attempt.id).where(
+                Attempt.delivery_id == row.id, Attempt.outcome.in_(("started", "unknown"))).limit(1)).first()
+        if unsure:
+            try:
+                status = client.customer_status(ten)
+            except CrmError as exc:
+                with self.engine.begin() as conn:
+                    self._finish(conn, row, "retry", error=exc)
+                return
+            if status == CUSTOMER_OPTED_OUT:
+                with self.engine.begin() as conn:
+                    self._finish(conn, row, "already", detail="CRM Text already has the number opted out (checked)")
+                return
+        with self.engine.begin() as conn:
+            if not self._renew(conn, [row.id]):
+                return
+            attempt_id = conn.execute(insert(Attempt).values(
+                delivery_id=row.id, started_at=utcnow(), outcome="started").returning(Attempt.id)).scalar()
+        try:
+            result = client.opt_out(ten)
+        except OutcomeUnknown as exc:
+            outcome, error = "unknown", exc
+        except Retryable as exc:
+            outcome, error = "retry", exc
+        except Permanent as exc:
+            outcome, error = "permanent", exc
+        else:
+            outcome, error = ("already" if result.already_done else "ok"), None
+        with self.engine.begin() as conn:
+            self._finish(conn, row, outcome, error=error, attempt_id=attempt_id,
+                         detail=None if error else result.message)
+
+    # -- Experience -----------------------------------------------------------------------------
+
+    def deliver_experience(self, tenant: str, rows: list) -> None:
+        client = self._client(EXPERIENCE, tenant)
+        size = self.settings.tenants[tenant].experience.batch_size
+        records, owners = coalesce(rows)
+        for start in range(0, len(records), size):
+            if self.stopping.is_set():
+                return
+            self._send_batch(client, records[start:start + size], owners[start:start + size])
+
+    def _send_batch(self, client, records: list[dict], owners: list[list]) -> None:
+        with self.engine.begin() as conn:
+            ours = set(self._renew(conn, [row.id for group in owners for row in group]))
+        keep = [i for i, group in enumerate(owners) if all(row.id in ours for row in group)]
+        records, owners = [records[i] for i in keep], [owners[i] for i in keep]
+        if not records:
+            return
+        started = utcnow()
+        try:
+            failed = client.opt_out(records)
+        except CrmError as exc:
+            outcome = "permanent" if isinstance(exc, Permanent) else "retry"
+            with self.engine.begin() as conn:
+                for group in owners:
+                    for row in group:
+                        self._finish(conn, row, outcome, error=exc, started=started)
+            return
+        with self.engine.begin() as conn:
+            for index, group in enumerate(owners):
+                for row in group:
+                    if index in failed:
+                        self._finish(conn, row, "retry", detail=f"record refused: {failed[index]}"[:500], started=started)
+                    else:
+                        self._finish(conn, row, "ok", started=started, http_status=200)
+
+
+def coalesce(rows: list) -> tuple[list[dict], list[list]]:
+    """One Experience record per customer: several deliveries of one email/phone merge into one."""
+    records: dict[str, dict] = {}
+    owners: dict[str, list] = {}
+    for row in rows:
+        payload = row.payload
+        key = payload.get("email") or payload.get("phone")
+        record = records.setdefault(key, {})
+        for field in ("email", "phone"):
+            if payload.get(field):
+                record.setdefault(field, payload[field])
+        for state, since in payload["states"].items():
+            record.setdefault(state, format_time(datetime.fromisoformat(since)))
+        owners.setdefault(key, []).append(row)
+    return list(records.values()), list(owners.values())

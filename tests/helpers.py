@@ -1,0 +1,111 @@
+"""Shared test helpers: settings for a temporary root, databases on SQLite or PostgreSQL."""
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import create_engine, text
+
+from receiver.ledger.db import make_engine, upgrade
+from receiver.ledger.models import Base
+from receiver.settings import load_settings
+
+TWILIO_TOKEN = "test-auth-token"
+CRMTEXT_TOKEN = "callback-token"
+PUBLIC_BASE_URL = "https://optout.example.com"
+
+
+def config_toml(sandbox_url: str = "http://127.0.0.1:9", extra: str = "") -> str:
+    return f"""
+[service]
+public_base_url = "{PUBLIC_BASE_URL}"
+
+[tenants.grand]
+experience = {{ base_url = "{sandbox_url}/experience", partner_token = "env:XP_PARTNER_TOKEN", hotel_token = "grand-hotel" }}
+crmtext = {{ base_url = "{sandbox_url}/crmtext/smapi/rest", user = "grand", password = "env:CRMTEXT_PASSWORD", keyword = "GRAND", timeout = 2.0 }}
+
+[tenants.smsonly]
+crmtext = {{ base_url = "{sandbox_url}/crmtext/smapi/rest", user = "small", password = "pw", keyword = "SMALL" }}
+
+[sources.twilio]
+kind = "twilio"
+tenant = "grand"
+auth_token = "env:TWILIO_AUTH_TOKEN"
+help_text = "Grand Hotel: reply STOP to opt out."
+
+[sources.crmtext]
+kind = "crmtext"
+tenant = "grand"
+token = "{CRMTEXT_TOKEN}"
+
+[worker]
+lease_seconds = 5
+poll_seconds = 0.1
+backoff_base_seconds = 0.2
+backoff_max_seconds = 1.0
+max_attempts = 4
+{extra}
+"""
+
+
+def base_env(database_url: str, config_path: Path) -> dict[str, str]:
+    return {
+        "RECEIVER_ENV": "test",
+        "DATABASE_URL": database_url,
+        "RECEIVER_CONFIG_FILE": str(config_path),
+        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "XP_PARTNER_TOKEN": "partner",
+        "CRMTEXT_PASSWORD": "secret",
+        "SECRET_KEY": "test-secret-key",
+        "RECEIPT_SIGNING_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    }
+
+
+def make_settings(root: Path, database_url: str, toml: str | None = None, **env):
+    config = root / "receiver.toml"
+    config.write_text(toml if toml is not None else config_toml())
+    return load_settings({**base_env(database_url, config), **env}, root=root)
+
+
+def test_database_base() -> str | None:
+    """The PostgreSQL URL the suite runs against (DATABASE_URL), or None for SQLite."""
+    url = os.environ.get("DATABASE_URL", "")
+    return url if url.startswith(("postgres://", "postgresql")) else None
+
+
+def fresh_database(tmp: Path) -> str:
+    """A new, migrated, empty database: a SQLite file, or a new database on the PostgreSQL server."""
+    base = test_database_base()
+    if base is None:
+        url = f"sqlite:///{tmp / ('ledger-' + secrets.token_hex(4) + '.db')}"
+    else:
+        parts = urlsplit(base.replace("postgres://", "postgresql://", 1))
+        name = f"{parts.path.lstrip('/')}_{secrets.token_hex(4)}"
+        admin = create_engine(urlunsplit(parts._replace(scheme="postgresql+psycopg")), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = urlunsplit(parts._replace(scheme="postgresql+psycopg", path="/" + name))
+    upgrade(url)
+    return url
+
+
+def drop_database(url: str) -> None:
+    if not url.startswith("postgres"):
+        return
+    parts = urlsplit(url)
+    admin = create_engine(
+        urlunsplit(parts._replace(path="/" + parts.path.lstrip("/").rsplit("_", 1)[0])),
+        isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def empty_tables(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    engine.dispose()
