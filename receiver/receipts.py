@@ -37,10 +37,18 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _load_key(key: str, position: int) -> Ed25519PrivateKey:
-    # The message names the key's position, never its value: it is a secret.
+def decode_seed(key: str, position: int = 1) -> bytes:
+    """The 32-byte seed of a key given as base64 (the contract's form) or as 64 hex digits.
+
+    Hex is accepted too because a platform's "generate a secret" button (app.json) makes
+    64 hex digits; 64 hex digits read as base64 would be 48 bytes, so the forms never clash.
+    The message names the key's position, never its value: it is a secret.
+    """
+    key = key.strip()
+    if len(key) == 64 and all(c in "0123456789abcdefABCDEF" for c in key):
+        return bytes.fromhex(key)
     try:
-        seed = base64.b64decode(key.strip(), validate=True)
+        seed = base64.b64decode(key, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"receipt signing key #{position} is not valid base64") from None
     if len(seed) != 32:
@@ -48,7 +56,11 @@ def _load_key(key: str, position: int) -> Ed25519PrivateKey:
             f"receipt signing key #{position} decodes to {len(seed)} bytes; "
             "expected a 32-byte Ed25519 seed"
         )
-    return Ed25519PrivateKey.from_private_bytes(seed)
+    return seed
+
+
+def _load_key(key: str, position: int) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(decode_seed(key, position))
 
 
 class ReceiptSigner:

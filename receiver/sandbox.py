@@ -34,6 +34,7 @@ Control API:
 
 import base64
 import binascii
+import json
 import re
 import signal
 import threading
@@ -51,7 +52,7 @@ MODES = ("500", "429", "400", "slow", "malformed", "truncated", "billion_laughs"
 PAGE_SIZE = 250
 MAX_RECORDS = 250
 CRMTEXT_METHODS = ("optoutcustomer", "getcustomerinfo", "optincustomer")
-_TEN_DIGITS = re.compile(r"^\d{10}$")
+_TEN_DIGITS = re.compile(r"[0-9]{10}")
 _BEARER = re.compile(r"^Bearer [^:\s]+:[^:\s]+$")
 
 BILLION_LAUGHS = """<?xml version="1.0"?>
@@ -128,7 +129,7 @@ def create_sandbox_app() -> Flask:
             return _xml(method, "401", "authentication failed")
         if method not in CRMTEXT_METHODS:
             return _xml(method, "400", "unknown method")
-        if not _TEN_DIGITS.match(number):
+        if not _TEN_DIGITS.fullmatch(number):
             return _xml(method, "400", "phone_number must be 10 digits")
         with state.lock:
             customer = state.customers.get((keyword, number))
@@ -162,7 +163,7 @@ def create_sandbox_app() -> Flask:
         received = _now()
         with state.lock:
             for i, record in enumerate(recipients):
-                who = record.get("email") or record.get("phone") if isinstance(record, dict) else None
+                who = (record.get("email") or record.get("phone")) if isinstance(record, dict) else None
                 if who:
                     successes[str(i)] = who
                     state.records.append((received, record))
@@ -287,14 +288,9 @@ def _json_fault(fault: dict, normal: dict) -> Response | tuple:
     if mode in ("billion_laughs", "external_entity"):
         body = BILLION_LAUGHS if mode == "billion_laughs" else EXTERNAL_ENTITY
         return Response(body, status=200, content_type="application/xml")
-    text = '{"successes": {' if mode == "malformed" else _json_text(normal)[: len(_json_text(normal)) // 2]
-    return Response(text, status=200, content_type="application/json")
-
-
-def _json_text(value: dict) -> str:
-    import json
-
-    return json.dumps(value)
+    text = json.dumps(normal)
+    body = "not json {" if mode == "malformed" else text[: len(text) // 2]
+    return Response(body, status=200, content_type="application/json")
 
 
 def serve(host: str = "127.0.0.1", port: int = 9000) -> None:

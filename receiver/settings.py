@@ -160,12 +160,19 @@ class _FileSchema(Schema):
     sources = fields.Dict(keys=fields.String(), values=fields.Nested(_SourceSchema))
 
 
+_DICT_FIELDS = ("tenants", "sources")  # marshmallow files a Dict entry's errors under "value"
+
+
 def _first_error(messages: Any, path: str) -> str:
     """Flatten marshmallow's nested messages into 'a.b.c: message' (the first one)."""
+    keys = []
     while isinstance(messages, dict):
         key, messages = next(iter(messages.items()))
         if key != "_schema":
-            path = f"{path}.{key}" if path else str(key)
+            keys.append(str(key))
+    if not path and len(keys) > 2 and keys[0] in _DICT_FIELDS and keys[2] == "value":
+        del keys[2]  # tenants.grand.value.x is the setting tenants.grand.x
+    path = ".".join([path, *keys] if path else keys)
     if isinstance(messages, list):
         messages = messages[0]
     return f"{path}: {messages}"
@@ -209,15 +216,16 @@ def _database_url(raw: str | None, instance: Path) -> str:
 
 
 def _receipt_keys(raw: str) -> tuple[str, ...]:
+    from .receipts import decode_seed
+
     keys = tuple(k.strip() for k in raw.split(",") if k.strip())
-    for key in keys:
-        try:
-            if len(base64.b64decode(key, validate=True)) != 32:
-                raise ValueError
-        except ValueError:
-            raise ConfigError("RECEIPT_SIGNING_KEY: each key must be base64 of a 32-byte Ed25519 seed") from None
     if not keys:
         raise ConfigError("RECEIPT_SIGNING_KEY: empty")
+    for position, key in enumerate(keys, 1):
+        try:
+            decode_seed(key, position)
+        except ValueError as exc:
+            raise ConfigError(f"RECEIPT_SIGNING_KEY: {exc}") from None
     return keys
 
 

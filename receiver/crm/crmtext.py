@@ -8,8 +8,9 @@ Assumptions, kept here so that correcting one is a one-file change (crm-apis.md,
   XML ``status`` attribute may disagree: the XML wins whenever it parses. An answer that
   does not parse (including any DTD or entity, refused by defusedxml) is retryable; after
   a 2xx it is OutcomeUnknown, since the opt-out may have been applied.
-- OptOutCustomer on a number already opted out is not documented: a 4xx whose message
-  says "already" counts as done (``already_done=True``), never as a failure to retry.
+- OptOutCustomer on a number already opted out, or unknown to the store, is not documented:
+  a 4xx whose message says "already" or "not found" counts as done (``already_done=True``),
+  never as a failure to retry: the store cannot text a number it does not have.
 - GetCustomerInfo appears only in client code; its answer is taken to have the OptOut
   answer's shape, ``<customer><optinStatus>`` (1 new, 3 opted-in, 4 pending, 5 opted-out).
   A 404, or a 4xx whose message says "not found", means an unknown customer.
@@ -28,7 +29,7 @@ from ..settings import CrmTextConfig
 from .errors import OutcomeUnknown, Retryable, call, parse_retry_after, status_error
 
 OPTED_OUT = 5
-_TEN_DIGITS = re.compile(r"^\d{10}$")
+_TEN_DIGITS = re.compile(r"[0-9]{10}")
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class CrmTextClient:
         answer = self._post("optoutcustomer", ten_digits)
         if 200 <= answer.status < 300:
             return CrmTextResult(False, answer.status_text, answer.message)
-        if 400 <= answer.status < 500 and "already" in answer.message.lower():
+        if 400 <= answer.status < 500 and _says_done(answer.message):
             return CrmTextResult(True, answer.status_text, answer.message)
         raise answer.error()
 
@@ -87,11 +88,16 @@ class CrmTextClient:
         return int(text)
 
     def _post(self, method: str, ten_digits: str) -> _Answer:
-        if not _TEN_DIGITS.match(ten_digits or ""):
+        if not _TEN_DIGITS.fullmatch(ten_digits or ""):
             raise ValueError("CRM Text wants exactly 10 digits")
         resp = call(self.session, "POST", self.config.base_url, timeout=self.config.timeout,
                     data={"method": method, "phone_number": ten_digits}, headers=self._headers)
         return _parse(resp, method)
+
+
+def _says_done(message: str) -> bool:
+    message = message.lower()
+    return "already" in message or "not found" in message
 
 
 def _parse(resp: requests.Response, method: str) -> _Answer:

@@ -115,17 +115,17 @@ class Ledger:
         removed: dict[str, list[str]] = {}
         for state in (s for s in STATES if s in signal.add):  # a fixed order avoids lock-order deadlocks
             identity = identity_for(signal, state)
-            result = conn.execute(self._insert(Consent).values(
+            inserted = conn.execute(self._insert(Consent).values(
                 tenant=tenant.name, identity=identity, state=state, since=now, signal_id=signal_id,
-            ).on_conflict_do_nothing())
-            if result.rowcount:
+            ).on_conflict_do_nothing().returning(Consent.state)).first()
+            if inserted is not None:  # rowcount is not reliable for ON CONFLICT on every driver
                 added.setdefault(identity, []).append(state)
         for state in (s for s in STATES if s in signal.remove):
             identity = identity_for(signal, state)
-            result = conn.execute(delete(Consent).where(
+            deleted = conn.execute(delete(Consent).where(
                 Consent.tenant == tenant.name, Consent.identity == identity, Consent.state == state,
-            ))
-            if result.rowcount:
+            ).returning(Consent.state)).first()
+            if deleted is not None:
                 removed.setdefault(identity, []).append(state)
 
         changes = []

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from urllib.parse import parse_qsl
 
-from marshmallow import RAISE, Schema
+from marshmallow import RAISE, Schema, ValidationError, fields
 from werkzeug.datastructures import Headers, MultiDict
 
 from ..errors import BadRequest, BadSignature, PayloadTooLarge, UnsupportedMediaType
@@ -66,6 +66,16 @@ class OptionsSchema(Schema):
 
     class Meta:
         unknown = RAISE
+
+
+class Secrets(fields.Field):
+    """One secret, or a non-empty list of them while rotating; a wrong type fails at start-up."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+            raise ValidationError("must be a non-empty string or a non-empty list of them")
+        return value
 
 
 def secret_matches(given: str | None, expected: Iterable[str]) -> bool:

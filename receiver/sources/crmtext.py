@@ -14,14 +14,14 @@ from ..errors import BadRequest, BadSignature
 from ..identities import normalize_phone
 from ..signals import OPT_OUT, Inbound
 from ..states import CRMTEXT
-from .base import HttpRequest, OptionsSchema, Source, secret_matches
+from .base import HttpRequest, OptionsSchema, Secrets, Source, secret_matches
 from .sms import classify, sms_signal
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 
 
 class CrmTextOptions(OptionsSchema):
-    token = fields.Raw(required=True)  # a string, or a list while rotating
+    token = Secrets(required=True)  # a string, or a list while rotating
     extra_opt_out = fields.List(fields.String())
 
 

@@ -15,7 +15,7 @@ from marshmallow import fields, validate
 from ..errors import BadRequest, BadSignature
 from ..identities import normalize_phone
 from ..signals import HELP, OPT_IN, OPT_OUT, Inbound
-from .base import HttpRequest, OptionsSchema, Source, secret_matches
+from .base import HttpRequest, OptionsSchema, Secrets, Source, secret_matches
 from .sms import classify, sms_signal
 
 # Advanced Opt-Out's OptOutType decides over our own keyword match.
@@ -23,7 +23,7 @@ OPT_OUT_TYPES = {"STOP": OPT_OUT, "START": OPT_IN, "HELP": HELP}
 
 
 class TwilioOptions(OptionsSchema):
-    auth_token = fields.Raw(required=True)  # a string, or a list while rotating tokens
+    auth_token = Secrets(required=True)  # a string, or a list while rotating tokens
     account_sid = fields.String(validate=validate.Regexp(r"^AC[0-9a-fA-F]{32}$"))
     help_text = fields.String(validate=validate.Length(1, 1600))
     extra_opt_out = fields.List(fields.String())

@@ -1,0 +1,60 @@
+"""``make run``: the sandbox CRMs, the web process and the worker together, with the example config."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEMO_SECRETS = {
+    "RECEIVER_CONFIG_FILE": "receiver.example.toml",
+    "TWILIO_AUTH_TOKEN": "demo-twilio-auth-token",
+    "CRMTEXT_CALLBACK_TOKEN": "demo-callback-token",
+    "XP_PARTNER_TOKEN": "demo-partner",
+    "XP_HOTEL_TOKEN": "demo-hotel",
+    "CRMTEXT_USER": "demo",
+    "CRMTEXT_PASSWORD": "demo-password",
+}
+
+
+def main() -> None:
+    env = {**DEMO_SECRETS, **os.environ}
+    env.setdefault("PORT", "8000")
+    env.setdefault("WEB_CONCURRENCY", "2")
+    bin_dir = Path(sys.executable).parent
+    receiver = str(bin_dir / "receiver")
+    subprocess.run([receiver, "db", "upgrade"], env=env, check=True)
+    processes = [
+        subprocess.Popen([receiver, "sandbox", "--port", "9000"], env=env),
+        subprocess.Popen([str(bin_dir / "gunicorn"), "wsgi:app"], env=env),
+        subprocess.Popen([receiver, "worker"], env=env),
+    ]
+    time.sleep(2)
+    print(f"""
+  receiver is running: web on http://localhost:{env['PORT']}, worker, CRM sandbox on http://127.0.0.1:9000
+  In another terminal, text STOP as a guest (signed as Twilio signs it):
+      .venv/bin/receiver demo sms STOP +15551234567
+  then see what reached the sandbox CRMs:
+      curl -s http://127.0.0.1:9000/_sandbox/calls
+  Ctrl-C stops everything.
+""", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.terminate()
+        for p in processes:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    main()

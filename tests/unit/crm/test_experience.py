@@ -1,0 +1,156 @@
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from receiver.crm.errors import (
+    OutcomeUnknown,
+    Permanent,
+    Retryable,
+    check_response,
+    parse_retry_after,
+)
+from receiver.crm.experience import ExperienceClient, _failed_records, format_time
+from receiver.settings import ExperienceConfig
+
+TODAY = datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def client_for(url: str, **options) -> ExperienceClient:
+    return ExperienceClient(ExperienceConfig(base_url=url, partner_token="part", hotel_token="hotel",
+                                             timeout=2.0, **options))
+
+
+@pytest.fixture
+def client(sandbox):
+    return client_for(f"{sandbox.url}/experience")
+
+
+def records(n: int, start: int = 0) -> list[dict]:
+    return [{"email": f"guest{i}@example.com", "marketing_decline": "2026-11-22 10:15:00"}
+            for i in range(start, start + n)]
+
+
+def test_batch_is_sent_as_recipients_with_bearer(client, sandbox):
+    batch = records(2) + [{"phone": "+15551234567", "sms_ban": "2026-11-22 10:15:02"}]
+    assert client.opt_out(batch) == {}
+    [call] = sandbox.calls("experience")
+    assert call["method"] == "opt_out" and call["records"] == batch
+    assert call["authorization"] == "Bearer part:hotel"
+
+
+def test_per_record_errors_map_to_indices(client):
+    batch = records(1) + [{"marketing_decline": "2026-11-22 10:15:00"}] + records(1, 1)
+    assert client.opt_out(batch) == {1: "email or phone is required"}
+
+
+def test_batch_size_is_enforced_before_calling(sandbox):
+    with pytest.raises(ValueError):
+        client_for(f"{sandbox.url}/experience", batch_size=2).opt_out(records(3))
+    assert sandbox.calls("experience") == []
+
+
+def test_500_is_retryable(client, sandbox):
+    sandbox.fault("experience", "500")
+    with pytest.raises(Retryable) as err:
+        client.opt_out(records(1))
+    assert err.value.status == 500 and "sandbox fault" in err.value.detail
+
+
+def test_400_is_permanent(client, sandbox):
+    sandbox.fault("experience", "400")
+    with pytest.raises(Permanent) as err:
+        client.opt_out(records(1))
+    assert err.value.status == 400
+
+
+def test_401_is_permanent(sandbox):
+    config = ExperienceConfig(base_url=f"{sandbox.url}/experience", partner_token="only", hotel_token="")
+    with pytest.raises(Permanent) as err:
+        ExperienceClient(config).opt_out(records(1))
+    assert err.value.status == 401
+
+
+def test_429_carries_retry_after(client, sandbox):
+    sandbox.fault("experience", "429", retry_after=12)
+    with pytest.raises(Retryable) as err:
+        client.opt_out(records(1))
+    assert err.value.status == 429 and err.value.retry_after == 12.0
+
+
+@pytest.mark.parametrize("mode", ["malformed", "truncated", "billion_laughs"])
+def test_unreadable_success_is_outcome_unknown(client, sandbox, mode):
+    sandbox.fault("experience", mode)
+    with pytest.raises(OutcomeUnknown):
+        client.opt_out(records(1))
+
+
+def test_retrieve_pages_and_re_adds_since(client, sandbox):
+    for start in (0, 250, 500):
+        assert client.opt_out(records(250 if start < 500 else 10, start)) == {}
+    pages, cursor = [], None
+    while True:
+        page, cursor = client.retrieve_opt_outs(TODAY, cursor)
+        pages.append(page)
+        if cursor is None:
+            break
+        assert "since=" not in cursor  # the sandbox, like the vendor's sample, drops it
+    assert [len(p) for p in pages] == [250, 250, 10]
+    assert [r["email"] for p in pages for r in p] == [f"guest{i}@example.com" for i in range(510)]
+    retrieves = [c for c in sandbox.calls("experience") if c["method"] == "retrieve"]
+    assert [c["since"] for c in retrieves] == [TODAY] * 3
+
+
+def test_retrieve_keeps_since_when_next_page_has_it(client):
+    url = client._next_url("/experience/api/xp-unsubscribe/retrieve-opt-out?cursor=5&since=2020-01-01", TODAY)
+    assert url.endswith("retrieve-opt-out?cursor=5&since=2020-01-01")
+
+
+def test_retrieve_never_follows_another_host(client):
+    with pytest.raises(Permanent):
+        client.retrieve_opt_outs(TODAY, "https://elsewhere.test/api/xp-unsubscribe/retrieve-opt-out?cursor=1")
+
+
+def test_errors_keyed_by_email_phone_or_index():
+    batch = [{"email": "A@Example.com"}, {"phone": "+15551234567"}, {"email": "c@example.com"}]
+    errors = {"a@example.com": "bad", "+1 555 123 4567": ["no such phone"], "2": "x", "zz@x.test": "?"}
+    assert _failed_records(batch, errors) == {0: "bad", 1: '["no such phone"]', 2: "x"}
+
+
+def test_format_time_is_utc():
+    paris = timezone(timedelta(hours=1))
+    assert format_time(datetime(2026, 11, 22, 11, 15, 0, tzinfo=paris)) == "2026-11-22 10:15:00"
+    assert format_time(datetime(2026, 11, 22, 10, 15, 0, 999)) == "2026-11-22 10:15:00"
+
+
+def response(status: int, headers: dict | None = None) -> requests.Response:
+    resp = requests.Response()
+    resp.status_code, resp._content, resp.url = status, b"body", "https://crm.test/x?email=a@b.c"
+    resp.headers.update(headers or {})
+    return resp
+
+
+@pytest.mark.parametrize("status, cls", [
+    (200, None), (204, None), (400, Permanent), (404, Permanent), (408, Retryable),
+    (429, Retryable), (500, Retryable), (503, Retryable), (504, OutcomeUnknown),
+])
+def test_check_response_classifies_statuses(status, cls):
+    if cls is None:
+        check_response(response(status))
+        return
+    with pytest.raises(cls) as err:
+        check_response(response(status))
+    assert err.value.status == status and err.value.detail == "body"
+    assert "email" not in str(err.value)  # query strings may hold personal data
+    if cls is Permanent:
+        assert not isinstance(err.value, Retryable)
+
+
+def test_retry_after_forms():
+    now = datetime(2026, 11, 22, 10, 0, tzinfo=UTC).timestamp()
+    assert parse_retry_after("30", now=now) == 30.0
+    assert parse_retry_after("Sun, 22 Nov 2026 10:01:00 GMT", now=now) == 60.0
+    assert parse_retry_after("Sun, 22 Nov 2026 09:00:00 GMT", now=now) == 0.0
+    assert parse_retry_after("999999", now=now) == 3600.0
+    assert parse_retry_after("soon", now=now) is None
+    assert parse_retry_after(None) is None
