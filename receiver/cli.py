@@ -84,8 +84,10 @@ def demo():
 def demo_sms(text, phone, source, url):
     """Text TEXT from PHONE, signed as Twilio signs it, and print the signed answer."""
     from .demo import send_sms
+    from .devrun import DEMO_SECRETS
+    from .settings import load_settings
 
-    send_sms(_settings(), text, phone, source, url)
+    send_sms(load_settings(defaults=DEMO_SECRETS), text, phone, source, url)
 
 
 def main() -> None:

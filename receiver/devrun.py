@@ -19,7 +19,7 @@ DEMO_SECRETS = {
 
 
 def main() -> None:
-    env = {**DEMO_SECRETS, **os.environ}
+    env = {**DEMO_SECRETS, **os.environ}  # the children's environment: demo values under the real ones
     env.setdefault("PORT", "8000")
     env.setdefault("WEB_CONCURRENCY", "2")
     bin_dir = Path(sys.executable).parent

@@ -238,11 +238,15 @@ def _positive_int(environ: dict[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
-def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = None) -> Settings:
-    """Read the environment and the config file once; raise ConfigError naming the bad setting."""
+def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = None,
+                  defaults: dict[str, str] | None = None) -> Settings:
+    """Read the environment and the config file once; raise ConfigError naming the bad setting.
+
+    ``defaults`` are used for variables the environment does not set (``make run``'s demo values).
+    """
     from .sources import validate_source_options  # the source kinds own their option schemas
 
-    environ = dict(os.environ if environ is None else environ)
+    environ = {**(defaults or {}), **(os.environ if environ is None else environ)}
     root = root or Path.cwd()
     instance = root / "instance"
     env = environ.get("RECEIVER_ENV", "development")
