@@ -238,6 +238,13 @@ def _positive_int(environ: dict[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _log_level(environ: dict[str, str]) -> str:
+    level = environ.get("LOG_LEVEL", "INFO").strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"LOG_LEVEL: must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}")
+    return level
+
+
 def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = None,
                   defaults: dict[str, str] | None = None) -> Settings:
     """Read the environment and the config file once; raise ConfigError naming the bad setting.
@@ -309,7 +316,7 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         sources=sources,
         worker=WorkerConfig(**data.get("worker", {})),
         instance_path=instance,
-        log_level=environ.get("LOG_LEVEL", "INFO").upper(),
+        log_level=_log_level(environ),
         port=_positive_int(environ, "PORT", 8000),
         web_concurrency=_positive_int(environ, "WEB_CONCURRENCY", 2 * (os.cpu_count() or 1) + 1),
     )

@@ -174,9 +174,16 @@ class Worker:
         with self.engine.begin() as conn:
             if not self._renew(conn, [row.id]):
                 return
-            unsure = conn.execute(select(Attempt.id).where(
-                Attempt.delivery_id == row.id, Attempt.outcome.in_(("started", "unknown"))).limit(1)).first()
-        if unsure:
+            earlier = set(conn.execute(select(Attempt.outcome).where(
+                Attempt.delivery_id == row.id,
+                Attempt.outcome.in_(("started", "unknown", "ok", "already")))).scalars())
+        if earlier & {"ok", "already"}:
+            # A previous owner's call succeeded after its lease ran out, so it could not mark the
+            # row done: calling again would text the guest a second confirmation.
+            with self.engine.begin() as conn:
+                self._finish(conn, row, "already", detail="an earlier attempt already delivered it")
+            return
+        if earlier:
             try:
                 status = client.customer_status(ten)
             except CrmError as exc:

@@ -9,6 +9,7 @@ from ..signals import Signal
 from ..states import CRMTEXT, DELIVERED_TO, EXPERIENCE, SMS_STATES
 
 PENDING, DONE, SKIPPED, DEAD = "pending", "done", "skipped", "dead"
+NO_EMAIL = "no email known for this phone (sms_records = email-only)"
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def plan(tenant: TenantConfig, signal: Signal, identity: str, added: list[str], 
         payload = {"email": email, "phone": phone, "states": states}
         status, reason = PENDING, None
         if email is None and any(s in SMS_STATES for s in added) and tenant.experience.sms_records == "email-only":
-            status, reason = SKIPPED, "no email known for this phone (sms_records = email-only)"
+            status, reason = SKIPPED, NO_EMAIL
         planned.append(Planned(EXPERIENCE, identity, status, reason, payload))
     if tenant.crmtext and any(CRMTEXT in DELIVERED_TO[s] for s in added) and phone:
         ten = us_ten_digits(phone)

@@ -4,7 +4,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -12,7 +12,7 @@ from ..errors import Unavailable
 from ..receipts import new_receipt_id
 from ..settings import SourceConfig, TenantConfig
 from ..signals import HELP, OTHER, Inbound, Signal
-from ..states import EMAIL_STATES, STATES
+from ..states import EMAIL_STATES, EXPERIENCE, STATES
 from . import outbox
 from .models import Consent, Delivery, IdentityLink, Receipt, SignalRow, utcnow
 
@@ -107,10 +107,11 @@ class Ledger:
 
     def _change_states(self, conn, tenant: TenantConfig, signal: Signal, signal_id: int, now) -> list[dict]:
         """Apply the signal's adds and removes; only real changes create deliveries."""
+        linked = False
         if signal.email and signal.phone:
-            conn.execute(self._insert(IdentityLink).values(
+            linked = conn.execute(self._insert(IdentityLink).values(
                 tenant=tenant.name, email=signal.email, phone=signal.phone, created_at=now,
-            ).on_conflict_do_nothing())
+            ).on_conflict_do_nothing().returning(IdentityLink.phone)).first() is not None
         added: dict[str, list[str]] = {}
         removed: dict[str, list[str]] = {}
         for state in (s for s in STATES if s in signal.add):  # a fixed order avoids lock-order deadlocks
@@ -139,6 +140,8 @@ class Ledger:
             changes.append(change)
         for identity, states in added.items():
             self._owe_deliveries(conn, tenant, signal, signal_id, identity, states, now)
+        if linked:
+            self._owe_held_back(conn, tenant, signal.email, signal.phone, added.get(signal.phone, []), now)
         return changes
 
     def _owe_deliveries(self, conn, tenant, signal, signal_id, identity, states, now) -> None:
@@ -151,6 +154,32 @@ class Ledger:
                 payload=planned.payload, status=planned.status, reason=planned.reason, attempts=0,
                 next_attempt_at=now, created_at=now, updated_at=now,
             ))
+
+    def _owe_held_back(self, conn, tenant, email, phone, just_added, now) -> None:
+        """email-only: Experience deliveries skipped for want of an email are owed once a link gives one.
+
+        Only states still in force are sent (a START may have lifted one since), and not those this
+        signal has just added: their own delivery already carries the email.
+        """
+        if not (tenant.experience and tenant.experience.sms_records == "email-only"):
+            return
+        in_force = set(conn.execute(select(Consent.state).where(
+            Consent.tenant == tenant.name, Consent.identity == phone,
+        )).scalars()) - set(just_added)
+        held = conn.execute(select(Delivery.id, Delivery.payload).where(
+            Delivery.tenant == tenant.name, Delivery.crm == EXPERIENCE, Delivery.identity == phone,
+            Delivery.status == outbox.SKIPPED, Delivery.reason == outbox.NO_EMAIL,
+        ).order_by(Delivery.id.desc())).all()
+        for delivery_id, payload in held:
+            states = {state: since for state, since in payload["states"].items() if state in in_force}
+            in_force -= set(states)  # each state is owed once: by its latest skipped delivery
+            if states:
+                conn.execute(update(Delivery).where(
+                    Delivery.id == delivery_id, Delivery.status == outbox.SKIPPED,
+                ).values(
+                    status=outbox.PENDING, reason=None, payload={**payload, "email": email, "states": states},
+                    next_attempt_at=now, updated_at=now,
+                ))
 
     def _linked_email(self, conn, tenant: str, phone: str) -> str | None:
         return conn.execute(select(IdentityLink.email).where(
