@@ -8,6 +8,7 @@ OPT_OUT = "opt_out"
 OPT_IN = "opt_in"
 HELP = "help"
 OTHER = "other"
+IGNORED_KIND = OTHER  # an event that carries no opt-out (a bounce, a delivery, an open)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,13 @@ class Signal:
 
 @dataclass(frozen=True)
 class Inbound:
-    """What a source parsed out of one request: its dedup key and its signals."""
+    """What a source parsed out of one request: its dedup key and its signals.
+
+    ``nonce`` is for senders whose signature does not cover the body (Mailgun's token): the
+    ledger refuses a nonce already used with another ``request_key`` until ``nonce_expires_at``.
+    """
 
     request_key: str
     signals: list[Signal]
+    nonce: str | None = None
+    nonce_expires_at: datetime | None = None

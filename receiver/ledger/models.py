@@ -149,3 +149,15 @@ class Attempt(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # started | ok | already | retry | unknown | permanent
     http_status: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class ReplayNonce(Base):
+    """A sender's single-use token (Mailgun's signature.token) and the request it was first used for."""
+
+    __tablename__ = "replay_nonces"
+    __table_args__ = (Index("ix_replay_nonces_expires_at", "expires_at"),)
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_key: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -8,13 +8,13 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from ..errors import Unavailable
+from ..errors import BadSignature, Unavailable
 from ..receipts import new_receipt_id
 from ..settings import SourceConfig, TenantConfig
 from ..signals import HELP, OTHER, Inbound, Signal
 from ..states import EMAIL_STATES, EXPERIENCE, STATES
 from . import outbox
-from .models import Consent, Delivery, IdentityLink, Receipt, SignalRow, utcnow
+from .models import Consent, Delivery, IdentityLink, Receipt, ReplayNonce, SignalRow, utcnow
 
 ACCEPTED, DUPLICATE, IGNORED = "accepted", "duplicate", "ignored"
 
@@ -56,6 +56,8 @@ class Ledger:
                     id=receipt_id, source=source.name, tenant=source.tenant, request_key=inbound.request_key,
                     status=ACCEPTED, received_at=now, evidence_sha256=digest, event_ids=[], changes=[],
                 ))
+                if inbound.nonce:
+                    self._use_nonce(conn, source, inbound, now)
                 outcome = self._apply(conn, source, inbound, receipt_id, now, digest)
                 conn.execute(Receipt.__table__.update().where(Receipt.id == receipt_id).values(
                     status=outcome.status, event_ids=outcome.event_ids, changes=outcome.changes,
@@ -65,6 +67,18 @@ class Ledger:
             return self._duplicate(source, inbound)
         except DBAPIError as exc:
             raise Unavailable("the opt-out could not be stored; retry later") from exc
+
+    def _use_nonce(self, conn, source: SourceConfig, inbound: Inbound, now) -> None:
+        """A nonce is good for one request; replaying it with another event is a forgery."""
+        conn.execute(delete(ReplayNonce).where(ReplayNonce.source == source.name, ReplayNonce.expires_at < now))
+        conn.execute(self._insert(ReplayNonce).values(
+            source=source.name, nonce=inbound.nonce, request_key=inbound.request_key,
+            expires_at=inbound.nonce_expires_at or now,
+        ).on_conflict_do_nothing())
+        first = conn.execute(select(ReplayNonce.request_key).where(
+            ReplayNonce.source == source.name, ReplayNonce.nonce == inbound.nonce)).scalar()
+        if first != inbound.request_key:
+            raise BadSignature("signature token already used for another event")
 
     def _duplicate(self, source: SourceConfig, inbound: Inbound) -> Outcome:
         try:
