@@ -15,7 +15,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def make_engine(url: str) -> Engine:
     """An engine that connects lazily, so the web process starts without a database."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        # No pre-ping (a round trip per checkout); a dropped connection fails one request with 503.
+        return create_engine(url, pool_recycle=300, pool_size=5, max_overflow=5)
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)

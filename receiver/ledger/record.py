@@ -4,7 +4,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -45,6 +45,24 @@ class Ledger:
         self.engine = engine
         self.tenants = tenants
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        # Built once: building a statement per request cost more than running it (bench/ingest.py).
+        receipts, signals, consent = Receipt.__table__, SignalRow.__table__, Consent.__table__
+        self._add_receipt = insert(receipts)
+        self._finish_receipt = update(receipts).where(receipts.c.id == bindparam("b_id")).values(
+            status=bindparam("status"), event_ids=bindparam("event_ids"), changes=bindparam("changes"))
+        self._add_signal = self._insert(signals).on_conflict_do_nothing().returning(signals.c.id)
+        self._signal_changes = update(signals).where(signals.c.id == bindparam("b_id")).values(
+            changes=bindparam("changes"))
+        self._add_state = self._insert(consent).on_conflict_do_nothing().returning(consent.c.state)
+        self._lift_state = delete(consent).where(
+            consent.c.tenant == bindparam("b_tenant"), consent.c.identity == bindparam("b_identity"),
+            consent.c.state == bindparam("b_state")).returning(consent.c.state)
+        self._add_link = self._insert(IdentityLink.__table__).on_conflict_do_nothing().returning(
+            IdentityLink.__table__.c.phone)
+        self._add_deliveries = insert(Delivery.__table__)
+        self._linked = select(IdentityLink.email).where(
+            IdentityLink.tenant == bindparam("b_tenant"), IdentityLink.phone == bindparam("b_phone"),
+        ).order_by(IdentityLink.created_at.desc()).limit(1)
 
     def record(self, source: SourceConfig, inbound: Inbound, evidence: bytes) -> Outcome:
         """Store everything or nothing; a redelivered request is answered from the first one."""
@@ -52,16 +70,16 @@ class Ledger:
         digest = hashlib.sha256(evidence).hexdigest()
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(Receipt).values(
-                    id=receipt_id, source=source.name, tenant=source.tenant, request_key=inbound.request_key,
-                    status=ACCEPTED, received_at=now, evidence_sha256=digest, event_ids=[], changes=[],
-                ))
+                conn.execute(self._add_receipt, {
+                    "id": receipt_id, "source": source.name, "tenant": source.tenant,
+                    "request_key": inbound.request_key, "status": ACCEPTED, "received_at": now,
+                    "evidence_sha256": digest, "event_ids": [], "changes": [],
+                })
                 if inbound.nonce:
                     self._use_nonce(conn, source, inbound, now)
                 outcome = self._apply(conn, source, inbound, receipt_id, now, digest)
-                conn.execute(Receipt.__table__.update().where(Receipt.id == receipt_id).values(
-                    status=outcome.status, event_ids=outcome.event_ids, changes=outcome.changes,
-                ))
+                conn.execute(self._finish_receipt, {"b_id": receipt_id, "status": outcome.status,
+                                                    "event_ids": outcome.event_ids, "changes": outcome.changes})
             return outcome
         except IntegrityError:
             return self._duplicate(source, inbound)
@@ -95,12 +113,13 @@ class Ledger:
         tenant = self.tenants[source.tenant]
         event_ids, duplicates, changes, kinds = [], [], [], set()
         for signal in inbound.signals:
-            inserted = conn.execute(self._insert(SignalRow).values(
-                receipt_id=receipt_id, source=source.name, tenant=tenant.name, event_id=signal.event_id,
-                kind=signal.kind, keyword=signal.keyword, review=signal.review, phone=signal.phone,
-                email=signal.email, changes=[], received_at=now, occurred_at=signal.occurred_at,
-                evidence_sha256=digest, detail=signal.detail,
-            ).on_conflict_do_nothing().returning(SignalRow.id)).scalar()
+            inserted = conn.execute(self._add_signal, {
+                "receipt_id": receipt_id, "source": source.name, "tenant": tenant.name,
+                "event_id": signal.event_id, "kind": signal.kind, "keyword": signal.keyword,
+                "review": signal.review, "phone": signal.phone, "email": signal.email, "changes": [],
+                "received_at": now, "occurred_at": signal.occurred_at, "evidence_sha256": digest,
+                "detail": signal.detail,
+            }).scalar()
             if inserted is None:
                 duplicates.append(signal.event_id)
                 continue
@@ -108,7 +127,7 @@ class Ledger:
             kinds.add(signal.kind)
             signal_changes = self._change_states(conn, tenant, signal, inserted, now)
             if signal_changes:
-                conn.execute(SignalRow.__table__.update().where(SignalRow.id == inserted).values(changes=signal_changes))
+                conn.execute(self._signal_changes, {"b_id": inserted, "changes": signal_changes})
                 changes.extend(signal_changes)
         if not event_ids and duplicates:
             status = DUPLICATE
@@ -123,23 +142,22 @@ class Ledger:
         """Apply the signal's adds and removes; only real changes create deliveries."""
         linked = False
         if signal.email and signal.phone:
-            linked = conn.execute(self._insert(IdentityLink).values(
-                tenant=tenant.name, email=signal.email, phone=signal.phone, created_at=now,
-            ).on_conflict_do_nothing().returning(IdentityLink.phone)).first() is not None
+            linked = conn.execute(self._add_link, {
+                "tenant": tenant.name, "email": signal.email, "phone": signal.phone, "created_at": now,
+            }).first() is not None
         added: dict[str, list[str]] = {}
         removed: dict[str, list[str]] = {}
         for state in (s for s in STATES if s in signal.add):  # a fixed order avoids lock-order deadlocks
             identity = identity_for(signal, state)
-            inserted = conn.execute(self._insert(Consent).values(
-                tenant=tenant.name, identity=identity, state=state, since=now, signal_id=signal_id,
-            ).on_conflict_do_nothing().returning(Consent.state)).first()
+            inserted = conn.execute(self._add_state, {
+                "tenant": tenant.name, "identity": identity, "state": state, "since": now, "signal_id": signal_id,
+            }).first()
             if inserted is not None:  # rowcount is not reliable for ON CONFLICT on every driver
                 added.setdefault(identity, []).append(state)
         for state in (s for s in STATES if s in signal.remove):
             identity = identity_for(signal, state)
-            deleted = conn.execute(delete(Consent).where(
-                Consent.tenant == tenant.name, Consent.identity == identity, Consent.state == state,
-            ).returning(Consent.state)).first()
+            deleted = conn.execute(self._lift_state, {
+                "b_tenant": tenant.name, "b_identity": identity, "b_state": state}).first()
             if deleted is not None:
                 removed.setdefault(identity, []).append(state)
 
@@ -162,12 +180,12 @@ class Ledger:
         is_email = "@" in identity
         email = identity if is_email else (signal.email or self._linked_email(conn, tenant.name, identity))
         phone = signal.phone if is_email else identity
-        for planned in outbox.plan(tenant, signal, identity, states, now, email, phone):
-            conn.execute(insert(Delivery).values(
-                signal_id=signal_id, tenant=tenant.name, crm=planned.crm, identity=identity,
-                payload=planned.payload, status=planned.status, reason=planned.reason, attempts=0,
-                next_attempt_at=now, created_at=now, updated_at=now,
-            ))
+        rows = [{"signal_id": signal_id, "tenant": tenant.name, "crm": planned.crm, "identity": identity,
+                 "payload": planned.payload, "status": planned.status, "reason": planned.reason, "attempts": 0,
+                 "next_attempt_at": now, "created_at": now, "updated_at": now}
+                for planned in outbox.plan(tenant, signal, identity, states, now, email, phone)]
+        if rows:
+            conn.execute(self._add_deliveries, rows)
 
     def _owe_held_back(self, conn, tenant, email, phone, just_added, now) -> None:
         """email-only: Experience deliveries skipped for want of an email are owed once a link gives one.
@@ -196,6 +214,4 @@ class Ledger:
                 ))
 
     def _linked_email(self, conn, tenant: str, phone: str) -> str | None:
-        return conn.execute(select(IdentityLink.email).where(
-            IdentityLink.tenant == tenant, IdentityLink.phone == phone,
-        ).order_by(IdentityLink.created_at.desc()).limit(1)).scalar()
+        return conn.execute(self._linked, {"b_tenant": tenant, "b_phone": phone}).scalar()

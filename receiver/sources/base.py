@@ -7,6 +7,7 @@ skipped), then ``parse``.
 
 import hmac
 import json
+from functools import cached_property
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -61,8 +62,9 @@ class HttpRequest:
         except (UnicodeDecodeError, ValueError):
             raise BadRequest("body: not valid JSON", field="body") from None
 
+    @cached_property
     def form(self) -> MultiDict:
-        """The body as form fields, blanks kept (Twilio signs them too)."""
+        """The body as form fields, blanks kept (Twilio signs them too); parsed once."""
         try:
             return MultiDict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
         except UnicodeDecodeError:

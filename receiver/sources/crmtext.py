@@ -42,7 +42,7 @@ class CrmTextSource(Source):
             raise BadSignature("token: missing or wrong")
 
     def parse(self, request: HttpRequest) -> Inbound:
-        form = {name.lower(): value for name, value in request.form().items()}
+        form = {name.lower(): value for name, value in request.form.items()}
         msg_id = form.get("msgid")
         if not msg_id:
             raise BadRequest("msgID: missing", field="msgID")

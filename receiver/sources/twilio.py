@@ -62,17 +62,17 @@ class TwilioSource(Source):
         url = self.settings.public_base_url + request.path
         if request.query_string:
             url += "?" + request.query_string
-        params = list(request.form().items(multi=True))
+        params = list(request.form.items(multi=True))
         expected = [signature(token, candidate, params)
                     for token in _tokens(self.options["auth_token"]) for candidate in url_variants(url)]
         if not secret_matches(given, expected):
             raise BadSignature("X-Twilio-Signature: does not match")
         account = self.options.get("account_sid")
-        if account and request.form().get("AccountSid") != account:
+        if account and request.form.get("AccountSid") != account:
             raise BadSignature("AccountSid: not this source's account")
 
     def parse(self, request: HttpRequest) -> Inbound:
-        form = request.form()
+        form = request.form
         sid = form.get("MessageSid") or form.get("SmsMessageSid")
         if not sid:
             raise BadRequest("MessageSid: missing", field="MessageSid")

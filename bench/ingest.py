@@ -1,0 +1,191 @@
+"""Ingest benchmark: how many signed Twilio STOPs a second receiver's web process stores.
+
+For each database (a fresh, migrated SQLite file and/or a fresh PostgreSQL database) it starts
+the real web process (``gunicorn wsgi:app``, no worker), fires N signed STOPs from N distinct
+phone numbers over 32 keep-alive connections (after ~100 warm-up requests), checks every answer
+is 200 and every signal was stored, and records per-request latency. It then fires the same
+requests at a bare Flask app (bench/bare_app.py) under the same gunicorn settings and env.
+
+Printed: requests, req/s, p50 and p99 latency, and receiver/bare req/s. The goal is a ratio
+of at least 0.6 (storing an opt-out durably should cost less than the web stack itself).
+These are numbers, not assertions: the client runs on the same machine and competes for CPU.
+
+    .venv/bin/python bench/ingest.py [--db sqlite|postgres|both] [--requests N]
+                                     [--concurrency 32] [--workers W]
+"""
+
+import argparse
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import text  # noqa: E402
+from twilio.request_validator import RequestValidator  # noqa: E402
+
+from receiver.ledger.db import make_engine  # noqa: E402
+from receiver.settings import load_settings  # noqa: E402
+from tests.e2e.stack import free_port, wait_until  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    PUBLIC_BASE_URL,
+    TWILIO_TOKEN,
+    base_env,
+    config_toml,
+    drop_database,
+    fresh_database,
+    twilio_sms,
+)
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+WARMUP = 100
+PATH = "/hooks/twilio"
+
+
+def signed_requests(count: int) -> list[tuple[bytes, dict]]:
+    """``count`` STOPs from distinct numbers, each signed as Twilio signs it (computed before timing)."""
+    validator, out = RequestValidator(TWILIO_TOKEN), []
+    for i in range(count):
+        params = twilio_sms(sid=f"SM{i:032x}", body="STOP", phone=f"+1555{i:07d}")
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   "X-Twilio-Signature": validator.compute_signature(PUBLIC_BASE_URL + PATH, params)}
+        out.append((urlencode(params).encode(), headers))
+    return out
+
+
+def post_all(port: int, reqs: list, concurrency: int) -> tuple[float, list[float], dict[int, int]]:
+    """Send ``reqs`` over ``concurrency`` keep-alive connections; (seconds, latencies, status counts)."""
+    def run(chunk):
+        conn, lat, statuses = http.client.HTTPConnection("127.0.0.1", port, timeout=60), [], {}
+        for body, headers in chunk:
+            for attempt in (1, 2):  # the server may close an idle keep-alive connection: reconnect once
+                start = time.perf_counter()
+                try:
+                    conn.request("POST", PATH, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    resp.read()
+                    break
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    conn.close()
+                    if attempt == 2:
+                        raise
+            lat.append(time.perf_counter() - start)
+            statuses[resp.status] = statuses.get(resp.status, 0) + 1
+        conn.close()
+        return lat, statuses
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(run, [reqs[i::concurrency] for i in range(concurrency)]))
+    elapsed = time.perf_counter() - start
+    latencies = sorted(x for lat, _ in results for x in lat)
+    statuses: dict[int, int] = {}
+    for _, st in results:
+        for code, n in st.items():
+            statuses[code] = statuses.get(code, 0) + n
+    return elapsed, latencies, statuses
+
+
+def start_gunicorn(argv: list[str], env: dict, port: int, log: Path) -> subprocess.Popen:
+    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), *argv], cwd=ROOT, env=env,
+                               stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def up():
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}; see {log}")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/")  # any answer (404 on both apps) means it listens
+            c.getresponse().read()
+            return True
+        except OSError:
+            return False
+    wait_until(up, timeout=30, message=f"gunicorn on :{port}")
+    return process
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def measure(argv, env, port, log, warmup, reqs, concurrency) -> dict:
+    process = None
+    try:
+        process = start_gunicorn(argv, env, port, log)
+        _, _, warm_status = post_all(port, warmup, concurrency)
+        elapsed, lat, statuses = post_all(port, reqs, concurrency)
+    finally:
+        stop(process)
+    bad = {c: n for st in (warm_status, statuses) for c, n in st.items() if c != 200}
+    pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000  # noqa: E731
+    return {"requests": len(reqs), "rps": len(reqs) / elapsed, "p50": pct(50), "p99": pct(99), "bad": bad}
+
+
+def bench(db: str, n: int, concurrency: int, workers: int | None, all_reqs: list) -> float:
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{db}-"))
+    if db == "postgres":
+        os.environ["DATABASE_URL"] = POSTGRES_URL
+    else:
+        os.environ.pop("DATABASE_URL", None)  # fresh_database: SQLite unless DATABASE_URL is PostgreSQL
+    url = fresh_database(tmp)
+    try:
+        config = tmp / "receiver.toml"
+        config.write_text(config_toml())
+        env = {**os.environ, **base_env(url, config), "PYTHONUNBUFFERED": "1"}
+        workers = workers or load_settings(env, root=ROOT).web_concurrency  # the service's own default
+        env["WEB_CONCURRENCY"] = str(workers)
+        warmup, reqs = all_reqs[:WARMUP], all_reqs[WARMUP:WARMUP + n]
+        results = {}
+        for name, argv in (("receiver", ["wsgi:app"]), ("bare", ["-c", "gunicorn.conf.py", "bench.bare_app:app"])):
+            port = free_port()
+            results[name] = measure(argv, {**env, "PORT": str(port)}, port, tmp / f"{name}.log",
+                                    warmup, reqs, concurrency)
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            stored = conn.execute(text("SELECT count(*) FROM signals")).scalar()
+        engine.dispose()
+    finally:
+        drop_database(url)
+
+    ratio = results["receiver"]["rps"] / results["bare"]["rps"]
+    print(f"\n{db} (gunicorn gthread, {workers} workers x 4 threads, {concurrency} connections; logs in {tmp})")
+    print(f"{'app':<10}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, r in results.items():
+        print(f"{name:<10}{r['requests']:>10}{r['rps']:>10.1f}{r['p50']:>10.1f}{r['p99']:>10.1f}"
+              + (f"   non-200: {r['bad']}" if r["bad"] else ""))
+    print(f"ratio receiver/bare req/s: {ratio:.2f} (goal >= 0.6)")
+    print(f"stored: {stored}/{n + WARMUP}")
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=None, help="WEB_CONCURRENCY (default: the service's)")
+    args = parser.parse_args()
+    all_reqs = signed_requests(WARMUP + args.requests)
+    dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    ratios = {db: bench(db, args.requests, args.concurrency, args.workers, all_reqs) for db in dbs}
+    print("\nsummary: " + ", ".join(f"{db} receiver/bare = {r:.2f}" for db, r in ratios.items())
+          + " (goal >= 0.6): " + ("met" if all(r >= 0.6 for r in ratios.values()) else "NOT met"))
+
+
+if __name__ == "__main__":
+    main()
