@@ -43,7 +43,8 @@ class Worker:
         self.settings = settings
         self.config = settings.worker
         self.engine = engine
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        # deliveries.lease_owner is String(64): shorten the host name, keep the unique pid and suffix.
+        self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
         self.stopping = threading.Event()
         self._clients: dict[tuple[str, str], Any] = {}
 

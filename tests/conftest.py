@@ -1,10 +1,16 @@
-"""Fixtures: one migrated database per test session, emptied before each test that uses it."""
+"""Fixtures: one migrated database per test session, emptied before each test that uses it;
+a sandbox of both CRMs on an ephemeral 127.0.0.1 port, reset before each test that uses it."""
+
+import threading
 
 import pytest
+import requests
+from werkzeug.serving import make_server
 
 from receiver import create_app
 from receiver.ledger.db import make_engine
 from receiver.ledger.record import Ledger
+from receiver.sandbox import create_sandbox_app
 from tests.helpers import drop_database, empty_tables, fresh_database, make_settings
 
 
@@ -43,3 +49,36 @@ def app(settings):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+class Sandbox:
+    """The running sandbox: its base URL and a thin wrapper over its control API."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def fault(self, crm: str, mode: str, **options) -> None:
+        resp = requests.post(f"{self.url}/_sandbox/faults", json={"crm": crm, "mode": mode, **options}, timeout=5)
+        resp.raise_for_status()
+
+    def calls(self, crm: str) -> list[dict]:
+        return requests.get(f"{self.url}/_sandbox/calls", params={"crm": crm}, timeout=5).json()["calls"]
+
+    def reset(self) -> None:
+        requests.post(f"{self.url}/_sandbox/reset", timeout=5).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    server = make_server("127.0.0.1", 0, create_sandbox_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Sandbox(f"http://127.0.0.1:{server.server_port}")
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def sandbox(sandbox_server):
+    sandbox_server.reset()
+    return sandbox_server
