@@ -74,6 +74,13 @@ class Worker:
         for (crm, tenant), rows in by_crm.items():
             if self.stopping.is_set():
                 break
+            try:
+                self._client(crm, tenant)
+            except LookupError as exc:  # the tenant or its CRM left the config: nothing will ever deliver these
+                with self.engine.begin() as conn:
+                    for row in rows:
+                        self._finish(conn, row, "permanent", detail=str(exc))
+                continue
             if crm == EXPERIENCE:
                 self.deliver_experience(tenant, rows)
             else:
@@ -162,9 +169,11 @@ class Worker:
     def _client(self, crm: str, tenant: str):
         key = (crm, tenant)
         if key not in self._clients:
-            config = self.settings.tenants[tenant]
-            self._clients[key] = (ExperienceClient(config.experience) if crm == EXPERIENCE
-                                  else CrmTextClient(config.crmtext))
+            tenant_config = self.settings.tenants.get(tenant)
+            config = getattr(tenant_config, crm, None)
+            if config is None:
+                raise LookupError(f"tenant {tenant!r} has no {crm} settings in the config")
+            self._clients[key] = ExperienceClient(config) if crm == EXPERIENCE else CrmTextClient(config)
         return self._clients[key]
 
     # -- CRM Text -------------------------------------------------------------------------------

@@ -593,3 +593,20 @@ def test_sigterm_stops_the_loop_and_releases_claims(world, monkeypatch):
     assert world.methods() == ["optoutcustomer"]
     assert world.worker("w2").run_once() == 1  # another worker picks it up at once
     assert world.get(second.id).status == DONE
+
+
+def test_deliveries_of_a_tenant_that_left_the_config_are_dead_lettered_not_blocking(settings, engine, ledger):
+    import dataclasses
+
+    from receiver.ledger.models import Delivery
+    from receiver.signals import Inbound
+    from receiver.sources.sms import sms_signal
+
+    ledger.record(settings.sources["twilio"], Inbound("SMgone", [sms_signal("SMgone", "+15550007777", "opt_out")]),
+                  b"x")
+    shrunk = dataclasses.replace(settings, tenants={})
+    assert Worker(shrunk, engine, owner="w1").run_once() == 2
+    with engine.connect() as conn:
+        rows = conn.execute(select(Delivery.status, Delivery.last_error)).all()
+    assert {r.status for r in rows} == {"dead"}
+    assert all("no experience" in r.last_error or "no crmtext" in r.last_error for r in rows)
