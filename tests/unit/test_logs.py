@@ -5,6 +5,7 @@ import logging
 
 import pytest
 
+from receiver import logs
 from receiver.logs import MaskingFilter, configure_logging, mask_text
 
 
@@ -99,12 +100,18 @@ def test_filter_survives_a_bad_format_string(masked_logger):
 
 @pytest.fixture
 def clean_root():
+    """The root logger without the receiver's handler (an app made by another test may have added it)."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    ours = [h for h in handlers if h.get_name() == logs._HANDLER_NAME]
+    for handler in ours:
+        root.removeHandler(handler)
     yield root
-    for handler in root.handlers:
+    for handler in list(root.handlers):
         if handler not in handlers:
             root.removeHandler(handler)
+    for handler in ours:
+        root.addHandler(handler)
     root.setLevel(level)
 
 
