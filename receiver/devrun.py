@@ -15,6 +15,12 @@ DEMO_SECRETS = {
     "XP_HOTEL_TOKEN": "demo-hotel",
     "CRMTEXT_USER": "demo",
     "CRMTEXT_PASSWORD": "demo-password",
+    "BOOKING_ENGINE_SECRET": "whsec_ZGVtby1ib29raW5nLWVuZ2luZS1zZWNyZXQtMzI=",
+    # SendGrid's own published test key (inbound-formats.md, appendix A).
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1"
+                                   "flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==",
+    "MAILGUN_SIGNING_KEY": "demo-mailgun-signing-key",
+    "POSTMARK_WEBHOOK_AUTH": "hooks:demo-postmark-password",
 }
 
 

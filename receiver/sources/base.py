@@ -7,9 +7,9 @@ skipped), then ``parse``.
 
 import hmac
 import json
-from functools import cached_property
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 from urllib.parse import parse_qsl
 
@@ -21,6 +21,7 @@ from ..settings import Settings, SourceConfig
 from ..signals import Inbound
 
 MAX_BODY = 256 * 1024
+DRAIN_LIMIT = 4 * MAX_BODY
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
@@ -41,6 +42,7 @@ class HttpRequest:
     def from_flask(cls, request) -> "HttpRequest":
         length = request.content_length
         if length is not None and length > MAX_BODY:
+            _drain(request.environ["wsgi.input"], length)
             raise PayloadTooLarge(f"body over {MAX_BODY // 1024} KiB")
         body = request.stream.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
@@ -69,6 +71,19 @@ class HttpRequest:
             return MultiDict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
         except UnicodeDecodeError:
             raise BadRequest("body: not UTF-8", field="body") from None
+
+
+def _drain(stream, length: int) -> None:
+    """Read and drop a refused body of moderate size, so the kept-alive connection stays usable.
+
+    Left unread, the server may close the connection under the client's next request.
+    """
+    left = min(length, DRAIN_LIMIT)
+    while left > 0:
+        chunk = stream.read(min(left, 65536))
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 class OptionsSchema(Schema):

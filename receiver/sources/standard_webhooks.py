@@ -1,12 +1,185 @@
-"""Standard Webhooks partners (booking engines, guest apps) (not built yet: every request is refused)."""
+"""Standard Webhooks partners (booking engines, guest apps): ``v1`` signatures, partner consent events.
 
-from ..errors import BadSignature
-from .base import JSON, HttpRequest, Source
+The body is one partner event or ``{"events": [...]}`` (1 to 1000), accepted or refused as a
+whole: the first bad event answers 400 naming its index and field. Fields we do not know are
+dropped, not refused, so a partner can add fields before we read them (forward compatibility);
+the signature still covers them. ``webhook-id`` is the request's dedup key (the same on every
+retry) and each event's ``id`` is deduplicated within the source on top of it.
+"""
+
+import base64
+import binascii
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from ..errors import BadRequest, BadSignature
+from ..identities import normalize_email, normalize_phone
+from ..signals import OPT_IN, OPT_OUT, Inbound, Signal
+from ..states import STATES
+from .base import JSON, HttpRequest, OptionsSchema, Secrets, Source
+
+HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+MAX_EVENTS = 1000
+MAX_ID = 255  # the ledger's key columns
+SECRET_PREFIX = "whsec_"
+
+# An event's `type` → the signal kind; opt-out adds the named states, opt-in removes them.
+TYPES = {"consent.opt_out": OPT_OUT, "consent.opt_in": OPT_IN}
+
+
+class WebhookSecrets(Secrets):
+    """``whsec_<base64>`` secrets (a list while rotating), decoded once to their raw key bytes."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> list[bytes]:
+        value = super()._deserialize(value, attr, data, **kwargs)
+        return [_raw_key(text, n) for n, text in enumerate([value] if isinstance(value, str) else value, start=1)]
+
+
+def _raw_key(text: str, position: int) -> bytes:
+    """The message names the secret's position, never its value."""
+    encoded = text.strip().removeprefix(SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not key:
+        raise ValidationError(f"secret #{position} must be whsec_ followed by base64")
+    return key
+
+
+class StandardWebhooksOptions(OptionsSchema):
+    secret = WebhookSecrets(required=True)
+
+
+TEXT_ERRORS = {"required": "missing", "invalid": "not a string", "null": "missing"}
+
+
+def _text(min_length: int, max_length: int, **kwargs) -> fields.String:
+    length = validate.Length(min_length, max_length, error="must be {min} to {max} characters")
+    return fields.String(validate=length, error_messages=TEXT_ERRORS, **kwargs)
+
+
+class CustomerSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    error_messages = {"type": "must be an object"}
+    email = _text(0, 254, allow_none=True)  # "" or null: absent
+    phone = _text(0, 64, allow_none=True)
+
+    @validates_schema
+    def has_an_identity(self, data, **kwargs):
+        if not data.get("email") and not data.get("phone"):
+            raise ValidationError("email or phone required")
+
+
+class EventSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = _text(1, MAX_ID, required=True)
+    type = fields.String(required=True, validate=validate.OneOf(
+        TYPES, error="unknown type {input!r}; expected consent.opt_out or consent.opt_in"),
+        error_messages=TEXT_ERRORS)
+    occurred_at = fields.AwareDateTime(format="iso", allow_none=True, error_messages={
+        "invalid": "not an ISO 8601 date-time", "invalid_awareness": "must include a time zone"})
+    customer = fields.Nested(CustomerSchema, required=True, error_messages={"required": "missing", "null": "missing"})
+    states = fields.List(
+        fields.String(validate=validate.OneOf(STATES, error="unknown state {input!r}"),
+                      error_messages={"invalid": "not a string"}),
+        required=True, validate=validate.Length(min=1, error="must name at least one state"),
+        error_messages={"required": "missing", "null": "missing", "invalid": "must be a list"})
+    reason = _text(0, 1000, allow_none=True)
+
+
+def first_error(messages, path: str) -> tuple[str, str]:
+    """(field path, message) of marshmallow's first error: ``events[2].states[0]``, ``customer``."""
+    while isinstance(messages, dict):
+        key, messages = next(iter(messages.items()))
+        if isinstance(key, int):
+            path += f"[{key}]"
+        elif key != "_schema":
+            path = f"{path}.{key}" if path else key
+    return path, messages[0] if isinstance(messages, list) else str(messages)
 
 
 class StandardWebhooksSource(Source):
     kind = "standard-webhooks"
+    options_schema = StandardWebhooksOptions
     content_types = (JSON,)
 
     def verify(self, request: HttpRequest) -> None:
-        raise BadSignature("standard-webhooks sources are not supported yet")
+        headers = {name: request.headers.get(name, "") for name in HEADERS}
+        for name, value in headers.items():
+            if not value:
+                raise BadSignature(f"{name}: missing")
+        reason = "no matching signature found"
+        for secret in self.options["secret"]:
+            try:
+                # The library checks the ±5-minute window and compares in constant time.
+                Webhook(secret).verify(request.body, headers, json_parse=False)
+                return
+            except WebhookVerificationError as exc:
+                reason = str(exc)
+            except ValueError:  # an entry without a comma, bad base64, a body that is not UTF-8
+                reason = "malformed signature"
+        reason = reason.lower()
+        header = "webhook-timestamp" if "too old" in reason or "too new" in reason else "webhook-signature"
+        raise BadSignature(f"{header}: {reason}")
+
+    def parse(self, request: HttpRequest) -> Inbound:
+        webhook_id = request.headers["webhook-id"]
+        if len(webhook_id) > MAX_ID:
+            raise BadRequest(f"webhook-id: longer than {MAX_ID} characters", field="webhook-id")
+        body = request.json()
+        if isinstance(body, dict) and "events" in body:
+            events = body["events"]
+            if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS:
+                raise BadRequest(f"events: must be a list of 1 to {MAX_EVENTS} events", field="events")
+            paths = [f"events[{n}]" for n in range(len(events))]
+        elif isinstance(body, dict):
+            events, paths = [body], [""]
+        else:
+            raise BadRequest("body: must be an event object or {\"events\": [...]}", field="body")
+        signals, first_index = [], {}
+        for event, path in zip(events, paths, strict=True):
+            signal = self._signal(event, path)
+            if signal.event_id in first_index:
+                where = _join(path, "id")
+                raise BadRequest(f"{where}: repeats {first_index[signal.event_id]}.id", field=where)
+            first_index[signal.event_id] = path
+            signals.append(signal)
+        return Inbound(request_key=webhook_id, signals=signals)
+
+    def _signal(self, event, path: str) -> Signal:
+        if not isinstance(event, dict):
+            raise BadRequest(f"{path or 'body'}: must be an object", field=path or "body")
+        try:
+            data = EventSchema().load(event)
+        except ValidationError as exc:
+            where, message = first_error(exc.messages, path)
+            raise BadRequest(f"{where}: {message}", field=where) from None
+        customer = data["customer"]
+        email, phone = customer.get("email"), customer.get("phone")
+        kind, states = TYPES[data["type"]], frozenset(data["states"])
+        return Signal(
+            event_id=data["id"],
+            kind=kind,
+            email=normalize_email(email, field=_join(path, "customer.email")) if email else None,
+            phone=normalize_phone(phone, field=_join(path, "customer.phone")) if phone else None,
+            add=states if kind == OPT_OUT else frozenset(),
+            remove=states if kind == OPT_IN else frozenset(),
+            keyword=data["type"],
+            occurred_at=data.get("occurred_at"),
+            detail={"reason": data["reason"]} if data.get("reason") else {},
+        )
+
+    def hmac_secrets(self) -> list[bytes]:
+        """Every configured secret signs the receipt, so the partner checks it with the one it holds."""
+        return list(self.options["secret"])
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name

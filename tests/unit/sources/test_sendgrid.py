@@ -1,0 +1,492 @@
+"""SendGrid source: batches signed in the test with `cryptography` (ECDSA P-256), SendGrid's own vector, mapping."""
+
+import base64
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import func, select
+from werkzeug.datastructures import Headers, MultiDict
+
+from receiver.errors import BadRequest, BadSignature, ConfigError, UnsupportedMediaType
+from receiver.ledger.models import Consent, Receipt, SignalRow
+from receiver.signals import OPT_OUT, OTHER
+from receiver.sources import sendgrid
+from receiver.sources.base import HttpRequest
+from receiver.sources.sendgrid import SendGridSource
+from receiver.states import MAIL_BAN, MARKETING_DECLINE
+from tests.helpers import config_toml, empty_tables, make_settings
+
+PATH = "/hooks/sendgrid"
+SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+# inbound-formats.md, Appendix A: SendGrid's real public vector, byte-exact (the body ends with \r\n).
+APPENDIX_KEY = ("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+"
+                "2fNNRaINXvVpiglSI8eNEc6wEA3F+g==")
+APPENDIX_SIGNATURE = ("MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM=")
+APPENDIX_TIMESTAMP = "1600112502"
+APPENDIX_BODY = (
+    b'[{"email":"hello@world.com","event":"dropped","reason":"Bounced Address",'
+    b'"sg_event_id":"ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA",'
+    b'"sg_message_id":"LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0",'
+    b'"smtp-id":"<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>","timestamp":1600112492}]\r\n'
+)
+# Appendix A's opt-out shape (a group unsubscribe), signed in the tests below.
+GROUP_UNSUBSCRIBE = {
+    "email": "guest@example.com", "timestamp": 1795515300, "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>",
+    "event": "group_unsubscribe", "category": "newsletter", "sg_event_id": "ahSCB7xYcXFb-hEaawsPRw==",
+    "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0", "useragent": "Mozilla/5.0",
+    "ip": "255.255.255.255", "url": "https://example.com/", "asm_group_id": 10,
+}
+
+PRIVATE = ec.generate_private_key(ec.SECP256R1())
+NEXT_PRIVATE = ec.generate_private_key(ec.SECP256R1())
+STRANGER = ec.generate_private_key(ec.SECP256R1())
+
+
+def public_key_b64(private) -> str:
+    """The Verification Key as SendGrid's console shows it: base64 DER SubjectPublicKeyInfo."""
+    der = private.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
+def source_toml(public_key_toml: str = '"env:SENDGRID_WEBHOOK_PUBLIC_KEY"', extra: str = "") -> str:
+    return f"""
+[sources.sendgrid]
+kind = "sendgrid"
+tenant = "grand"
+public_key = {public_key_toml}
+{extra}
+"""
+
+
+def load(tmp_path, database_url: str | None = None, public_key: str | None = None, **toml):
+    """Settings with the sendgrid source; ``public_key`` is the SENDGRID_WEBHOOK_PUBLIC_KEY variable."""
+    return make_settings(tmp_path, database_url or f"sqlite:///{tmp_path / 'unused.db'}",
+                         toml=config_toml(extra=source_toml(**toml)),
+                         SENDGRID_WEBHOOK_PUBLIC_KEY=public_key or public_key_b64(PRIVATE))
+
+
+def make_source(tmp_path, **kwargs) -> SendGridSource:
+    settings = load(tmp_path, **kwargs)
+    return SendGridSource(settings.sources["sendgrid"], settings)
+
+
+@pytest.fixture
+def source(tmp_path) -> SendGridSource:
+    return make_source(tmp_path)
+
+
+def sign(body: bytes, *, key=PRIVATE, timestamp: int | None = None) -> dict:
+    """SendGrid's scheme: ECDSA P-256 / SHA-256 over the timestamp header + the raw body, DER, base64."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    der = key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    return {SIGNATURE: base64.b64encode(der).decode(), TIMESTAMP: stamp}
+
+
+def http(body: bytes, headers: dict, *, mimetype: str = "application/json") -> HttpRequest:
+    return HttpRequest(method="POST", path=PATH, query_string="", headers=Headers(headers), body=body,
+                       mimetype=mimetype, args=MultiDict())
+
+
+def signed(payload, **kwargs) -> HttpRequest:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return http(body, sign(body, **kwargs))
+
+
+def event(n: int = 1, name: str = "unsubscribe", email: str = "guest@example.com", **extra) -> dict:
+    return {"email": email, "timestamp": 1795515300, "event": name, "sg_event_id": f"sg-{n:04d}",
+            "sg_message_id": f"msg-{n}", **extra}
+
+
+def refused(source, payload) -> BadRequest:
+    with pytest.raises(BadRequest) as caught:
+        source.handle(signed(payload))
+    assert caught.value.status == 400
+    return caught.value
+
+
+# --- SendGrid's own vector ---------------------------------------------------------------------
+
+def test_appendix_vector_verifies_when_the_clock_is_near_its_timestamp(tmp_path, monkeypatch):
+    monkeypatch.setattr(sendgrid, "clock", lambda: int(APPENDIX_TIMESTAMP) + 60)
+    source = make_source(tmp_path, public_key=APPENDIX_KEY)
+
+    inbound = source.handle(http(APPENDIX_BODY, {SIGNATURE: APPENDIX_SIGNATURE, TIMESTAMP: APPENDIX_TIMESTAMP}))
+
+    assert inbound.request_key == hashlib.sha256(APPENDIX_BODY).hexdigest()
+    [signal] = inbound.signals
+    assert signal.event_id == "ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA"
+    assert (signal.kind, signal.keyword, signal.add) == (OTHER, "dropped", frozenset())
+    assert signal.email == "hello@world.com"
+    assert signal.occurred_at == datetime.fromtimestamp(1600112492, UTC)
+    assert signal.detail == {"event": "dropped", "sg_message_id":
+                             "LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0"}
+
+
+@pytest.mark.parametrize("body", [APPENDIX_BODY.rstrip(b"\r\n"), APPENDIX_BODY.replace(b"dropped", b"spamreport")])
+def test_appendix_vector_covers_every_body_byte(tmp_path, monkeypatch, body):
+    monkeypatch.setattr(sendgrid, "clock", lambda: int(APPENDIX_TIMESTAMP))
+    source = make_source(tmp_path, public_key=APPENDIX_KEY)
+
+    with pytest.raises(BadSignature, match="does not match"):
+        source.handle(http(body, {SIGNATURE: APPENDIX_SIGNATURE, TIMESTAMP: APPENDIX_TIMESTAMP}))
+
+
+def test_appendix_vector_is_stale_today(tmp_path):
+    source = make_source(tmp_path, public_key=APPENDIX_KEY)
+
+    with pytest.raises(BadSignature, match="stale"):
+        source.handle(http(APPENDIX_BODY, {SIGNATURE: APPENDIX_SIGNATURE, TIMESTAMP: APPENDIX_TIMESTAMP}))
+
+
+# --- signatures --------------------------------------------------------------------------------
+
+def test_group_unsubscribe_signed_now_is_an_opt_out(source):
+    inbound = source.handle(signed([GROUP_UNSUBSCRIBE]))
+
+    [signal] = inbound.signals
+    assert signal.event_id == "ahSCB7xYcXFb-hEaawsPRw=="
+    assert (signal.kind, signal.keyword) == (OPT_OUT, "group_unsubscribe")
+    assert (signal.email, signal.phone) == ("guest@example.com", None)
+    assert signal.add == {MARKETING_DECLINE}
+    assert signal.occurred_at == datetime.fromtimestamp(1795515300, UTC)
+    assert signal.detail == {"event": "group_unsubscribe", "asm_group_id": 10, "category": "newsletter",
+                             "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0"}
+
+
+def test_request_key_is_the_body_hash_so_a_retry_is_the_same_request(source):
+    body = json.dumps([event(1), event(2, "open")]).encode()
+
+    first = source.handle(http(body, sign(body, timestamp=int(time.time()) - 60)))
+    retry = source.handle(http(body, sign(body)))
+
+    assert first.request_key == retry.request_key == hashlib.sha256(body).hexdigest()
+
+
+def test_rotation_accepts_either_public_key(tmp_path):
+    keys = json.dumps([public_key_b64(NEXT_PRIVATE), public_key_b64(PRIVATE)])  # a TOML array of strings
+    source = make_source(tmp_path, public_key_toml=keys)
+
+    assert len(source.options["public_key"]) == 2
+    for key in (NEXT_PRIVATE, PRIVATE):
+        assert source.handle(signed([event()], key=key)).signals[0].kind == OPT_OUT
+    with pytest.raises(BadSignature, match="does not match"):
+        source.handle(signed([event()], key=STRANGER))
+
+
+@pytest.mark.parametrize("offset", [-301, 301, -86400, 86400])
+def test_timestamps_outside_five_minutes_are_stale(source, offset):
+    with pytest.raises(BadSignature, match="stale"):
+        source.handle(signed([event()], timestamp=int(time.time()) + offset))
+
+
+@pytest.mark.parametrize("offset", [-290, 290])
+def test_timestamps_within_five_minutes_are_accepted(source, offset):
+    assert source.handle(signed([event()], timestamp=int(time.time()) + offset)).signals
+
+
+def test_signed_by_another_key(source):
+    with pytest.raises(BadSignature, match="does not match"):
+        source.handle(signed([event()], key=STRANGER))
+
+
+@pytest.mark.parametrize("signature, message", [
+    ("", "missing"),
+    ("not base64!", "not base64"),
+    ("AAAA", "does not match"),  # base64, but not a DER signature
+    (APPENDIX_SIGNATURE, "does not match"),  # a real signature over something else
+])
+def test_forged_or_malformed_signatures(source, signature, message):
+    body = json.dumps([event()]).encode()
+    headers = {**sign(body), SIGNATURE: signature}
+
+    with pytest.raises(BadSignature, match=message) as caught:
+        source.handle(http(body, headers))
+
+    assert caught.value.status == 401
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda body: body.replace(b"unsubscribe", b"delivered"),
+    lambda body: body.replace(b"guest@", b"other@"),
+    lambda body: body + b"\r\n",
+    lambda body: json.dumps(json.loads(body), indent=1).encode(),
+])
+def test_body_tampered_after_signing(source, tamper):
+    body = json.dumps([event()]).encode()
+    headers = sign(body)
+
+    with pytest.raises(BadSignature, match="does not match"):
+        source.handle(http(tamper(body), headers))
+
+
+def test_timestamp_header_is_signed_too(source):
+    body = json.dumps([event()]).encode()
+    headers = sign(body)
+    headers[TIMESTAMP] = str(int(headers[TIMESTAMP]) - 1)
+
+    with pytest.raises(BadSignature, match="does not match"):
+        source.handle(http(body, headers))
+
+
+@pytest.mark.parametrize("missing", [SIGNATURE, TIMESTAMP])
+def test_missing_header_is_401_naming_it(source, missing):
+    body = json.dumps([event()]).encode()
+    headers = sign(body)
+    del headers[missing]
+
+    with pytest.raises(BadSignature, match=f"{missing}: missing"):
+        source.handle(http(body, headers))
+
+
+@pytest.mark.parametrize("stamp", ["1600112502.5", "-1", " 1600112502", "soon", "9" * 13])
+def test_timestamp_must_be_unix_seconds(source, stamp):
+    body = json.dumps([event()]).encode()
+
+    with pytest.raises(BadSignature, match="not Unix seconds"):
+        source.handle(http(body, {**sign(body), TIMESTAMP: stamp}))
+
+
+@pytest.mark.parametrize("mimetype", ["application/x-www-form-urlencoded", "text/plain"])
+def test_wrong_content_type_is_415(source, mimetype):
+    body = json.dumps([event()]).encode()
+
+    with pytest.raises(UnsupportedMediaType) as caught:
+        source.handle(http(body, sign(body), mimetype=mimetype))
+
+    assert caught.value.status == 415
+
+
+def test_sendgrid_shares_no_secret_for_the_receipt(source):
+    assert source.hmac_secrets() == []
+
+
+# --- the mapping table -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, complaint, state", [
+    ("unsubscribe", None, MARKETING_DECLINE),
+    ("group_unsubscribe", None, MARKETING_DECLINE),
+    ("spamreport", None, MARKETING_DECLINE),
+    ("spamreport", "mail_ban", MAIL_BAN),
+    ("unsubscribe", "mail_ban", MARKETING_DECLINE),
+])
+def test_opt_out_events(tmp_path, name, complaint, state):
+    source = make_source(tmp_path, extra=f'complaint = "{complaint}"' if complaint else "")
+
+    [signal] = source.handle(signed([event(name=name)])).signals
+
+    assert (signal.kind, signal.keyword, signal.add, signal.remove) == (OPT_OUT, name, {state}, frozenset())
+
+
+@pytest.mark.parametrize("name", ["processed", "dropped", "delivered", "deferred", "bounce", "open", "click",
+                                  "group_resubscribe", "account_status_change", "something_new"])
+def test_every_other_event_is_only_recorded(source, name):
+    [signal] = source.handle(signed([event(name=name, reason="Unsubscribed Address")])).signals
+
+    assert (signal.kind, signal.keyword, signal.add, signal.remove) == (OTHER, name, frozenset(), frozenset())
+    assert signal.email == "guest@example.com"
+
+
+def test_bad_complaint_option_stops_start_up(tmp_path):
+    with pytest.raises(ConfigError, match="sources.sendgrid.complaint"):
+        load(tmp_path, extra='complaint = "sms_ban"')
+
+
+def test_mixed_batch_keeps_its_order(source):
+    events = [event(1, "delivered"), event(2, "unsubscribe", "A@Example.COM"), event(3, "open"),
+              event(4, "spamreport")]
+
+    signals = source.handle(signed(events)).signals
+
+    assert [(s.event_id, s.kind, s.email) for s in signals] == [
+        ("sg-0001", OTHER, "guest@example.com"), ("sg-0002", OPT_OUT, "A@example.com"),
+        ("sg-0003", OTHER, "guest@example.com"), ("sg-0004", OPT_OUT, "guest@example.com")]
+
+
+@pytest.mark.parametrize("category", ["newsletter", ["newsletter", "november"]])
+def test_category_string_or_list_is_kept(source, category):
+    [signal] = source.handle(signed([event(category=category, asm_group_id=42)])).signals
+
+    assert signal.detail["category"] == category
+    assert signal.detail["asm_group_id"] == 42
+
+
+@pytest.mark.parametrize("timestamp", [None, "yesterday", True, 1e20])
+def test_strange_event_timestamp_is_dropped_not_refused(source, timestamp):
+    [signal] = source.handle(signed([event(timestamp=timestamp)])).signals
+
+    assert signal.occurred_at is None
+
+
+@pytest.mark.parametrize("email", [None, "", "not-an-email", 42])
+def test_event_that_changes_nothing_is_never_refused_for_its_address(source, email):
+    payload = [event(1, "dropped", email=email, reason="Invalid"), event(2)]
+
+    signals = source.handle(signed(payload)).signals
+
+    assert signals[0].email is None
+    assert signals[1].kind == OPT_OUT
+
+
+# --- refusals ----------------------------------------------------------------------------------
+
+def test_batch_of_1000_is_accepted(source):
+    assert len(source.handle(signed([event(n, "delivered") for n in range(1000)])).signals) == 1000
+
+
+@pytest.mark.parametrize("payload", [[], [event(n) for n in range(1001)]])
+def test_batch_size(source, payload):
+    error = refused(source, payload)
+
+    assert error.field == "body"
+    assert f"1 to 1000 events, not {len(payload)}" in error.message
+
+
+@pytest.mark.parametrize("payload", [event(), "events", None, 3])
+def test_body_must_be_a_json_array(source, payload):
+    assert refused(source, payload).message == "body: must be a JSON array of events"
+
+
+@pytest.mark.parametrize("payload", [b"[", b"", b"[{'email': 1}]", b"\xff\xfe"])
+def test_malformed_json_is_400(source, payload):
+    error = refused(source, payload)
+
+    assert (error.field, error.message) == ("body", "body: not valid JSON")
+
+
+@pytest.mark.parametrize("change, field, message", [
+    ({"sg_event_id": None}, "[2].sg_event_id", "missing"),
+    ({"sg_event_id": ""}, "[2].sg_event_id", "missing"),
+    ({"sg_event_id": 12345}, "[2].sg_event_id", "not a string"),
+    ({"sg_event_id": "x" * 256}, "[2].sg_event_id", "not a string of at most 255 characters"),
+    ({"event": None}, "[2].event", "missing"),
+    ({"email": None}, "[2].email", "missing"),
+    ({"email": ["guest@example.com"]}, "[2].email", "not a string"),
+    ({"email": "guest@@example"}, "[2].email", "not a valid email address"),
+])
+def test_bad_event_is_400_naming_index_and_field(source, change, field, message):
+    payload = [event(0), event(1, "open"), {**event(2, "unsubscribe"), **change}]
+
+    error = refused(source, payload)
+
+    assert error.field == field
+    assert error.message.startswith(f"{field}: {message}")
+
+
+def test_missing_sg_event_id_is_refused_even_on_an_ignored_event(source):
+    payload = [event(0), event(1, "delivered")]
+    del payload[1]["sg_event_id"]
+
+    assert refused(source, payload).message == "[1].sg_event_id: missing"
+
+
+def test_event_that_is_not_an_object(source):
+    assert refused(source, [event(0), "unsubscribe"]).message == "[1]: must be an object"
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+def test_pem_public_key_is_accepted_too(tmp_path):
+    pem = PRIVATE.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+    source = make_source(tmp_path, public_key=pem)
+
+    assert source.handle(signed([event()])).signals
+
+
+def test_base64_key_wrapped_over_lines_is_accepted(tmp_path):
+    text = public_key_b64(PRIVATE)
+
+    assert make_source(tmp_path, public_key=text[:40] + "\n" + text[40:] + "\n").options["public_key"]
+
+
+def _der_b64(public) -> str:
+    return base64.b64encode(public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).decode()
+
+
+@pytest.mark.parametrize("public_key, message", [
+    ("not a key", "is not a base64 DER public key"),
+    (base64.b64encode(b"garbage bytes").decode(), "is not a base64 DER public key"),
+    (_der_b64(ec.generate_private_key(ec.SECP384R1()).public_key()), "is not an EC P-256 public key"),
+    (_der_b64(ed25519.Ed25519PrivateKey.generate().public_key()), "is not an EC P-256 public key"),
+    (_der_b64(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()),
+     "is not an EC P-256 public key"),
+])
+def test_bad_public_key_stops_start_up_naming_it(tmp_path, public_key, message):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, public_key=public_key)
+
+    assert f"sources.sendgrid.public_key: key #1 {message}" in str(caught.value)
+
+
+def test_public_key_is_required(tmp_path):
+    with pytest.raises(ConfigError, match="sources.sendgrid.public_key"):
+        make_settings(tmp_path, f"sqlite:///{tmp_path / 'unused.db'}",
+                      toml=config_toml(extra='[sources.sendgrid]\nkind = "sendgrid"\ntenant = "grand"\n'))
+
+
+# --- through the web layer ---------------------------------------------------------------------
+
+@pytest.fixture
+def settings(tmp_path, database_url):
+    """The conftest's app and client, with the sendgrid source configured."""
+    empty_tables(database_url)
+    return load(tmp_path, database_url=database_url)
+
+
+def post(client, payload, **kwargs):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return client.post(PATH, data=body, content_type="application/json", headers=sign(body, **kwargs))
+
+
+def count(engine, model) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(model)).scalar()
+
+
+def test_batch_with_an_opt_out_is_accepted(client, engine):
+    response = post(client, [event(1, "delivered"), GROUP_UNSUBSCRIBE, event(3, "open")])
+
+    assert response.status_code == 200
+    answer = response.get_json()
+    assert answer["status"] == "accepted"
+    assert answer["event_ids"] == ["sg-0001", "ahSCB7xYcXFb-hEaawsPRw==", "sg-0003"]
+    assert answer["changes"] == [{"email": "guest@example.com", "states": [MARKETING_DECLINE]}]
+    assert [e.split(",")[0] for e in response.headers["webhook-signature"].split(" ")] == ["v1a"]
+    assert (count(engine, SignalRow), count(engine, Consent)) == (3, 1)
+
+
+def test_batch_without_an_opt_out_is_ignored(client):
+    answer = post(client, [event(1, "delivered"), event(2, "bounce")]).get_json()
+
+    assert (answer["status"], answer["changes"]) == ("ignored", [])
+
+
+def test_retried_batch_is_a_duplicate_and_overlapping_events_are_skipped(client, engine):
+    body = json.dumps([event(1), event(2, "open")]).encode()
+    first = post(client, body, timestamp=int(time.time()) - 120).get_json()
+
+    retry = post(client, body).get_json()  # SendGrid's retry: the same bytes, a new signature
+    overlap = post(client, [event(2, "open"), event(3, "spamreport")]).get_json()
+
+    assert retry["status"] == "duplicate"
+    assert retry["event_ids"] == first["event_ids"] == ["sg-0001", "sg-0002"]
+    assert retry["original_receipt_id"] == first["receipt_id"]
+    assert (overlap["event_ids"], overlap["duplicate_event_ids"]) == (["sg-0003"], ["sg-0002"])
+    assert (count(engine, Receipt), count(engine, SignalRow)) == (2, 3)
+
+
+def test_stale_or_forged_batches_store_nothing(client, engine):
+    stale = post(client, [event()], timestamp=int(time.time()) - 600)
+    forged = post(client, [event()], key=STRANGER)
+
+    assert (stale.status_code, forged.status_code) == (401, 401)
+    assert "stale" in stale.get_json()["error"]
+    assert count(engine, Receipt) == 0
