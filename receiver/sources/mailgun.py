@@ -16,11 +16,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from ..errors import BadRequest, BadSignature
-from ..identities import normalize_email
-from ..signals import IGNORED_KIND, Inbound, Signal
+from ..signals import Inbound
 from ..states import MARKETING_DECLINE
 from .base import JSON, HttpRequest, Secrets, Source, secret_matches
-from .esp import EspOptions, email_signal
+from .esp import EspOptions, email_signal, unix_time
 
 MAX_AGE = timedelta(hours=12)
 MAX_AHEAD = timedelta(minutes=5)
@@ -76,23 +75,6 @@ def _text(data: dict, name: str) -> str:
     return value
 
 
-def _occurred_at(value) -> datetime | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(value, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    return None
-
-
-def _email_or_none(value) -> str | None:
-    """An event that changes nothing keeps its address when it has a valid one, and is never refused for it."""
-    try:
-        return normalize_email(value) if isinstance(value, str) else None
-    except BadRequest:
-        return None
-
-
 class MailgunSource(Source):
     kind = "mailgun"
     options_schema = MailgunOptions
@@ -125,13 +107,8 @@ class MailgunSource(Source):
         detail = {"event": event, "severity": data.get("severity"), "reason": data.get("reason"),
                   "message_id": headers.get("message-id"), "tags": data.get("tags")}
         detail = {k: v for k, v in detail.items() if v}
-        occurred_at = _occurred_at(data.get("timestamp"))
-        if state:
-            recipient = data.get("recipient") if isinstance(data.get("recipient"), str) else ""
-            signal = email_signal(event_id, recipient, add={state}, keyword=event,
-                                  occurred_at=occurred_at, detail=detail, field="event-data.recipient")
-        else:
-            signal = Signal(event_id=event_id, kind=IGNORED_KIND, email=_email_or_none(data.get("recipient")),
-                            keyword=event, occurred_at=occurred_at, detail=detail)
+        signal = email_signal(event_id, data.get("recipient"), add={state} if state else (), keyword=event,
+                              occurred_at=unix_time(data.get("timestamp")), detail=detail,
+                              field="event-data.recipient")
         return Inbound(request_key=event_id, signals=[signal], nonce=token,
                        nonce_expires_at=datetime.fromtimestamp(int(timestamp), UTC) + MAX_AGE + MAX_AHEAD)

@@ -24,8 +24,7 @@ from datetime import datetime
 from marshmallow import ValidationError, fields
 
 from ..errors import BadRequest, BadSignature
-from ..identities import normalize_email
-from ..signals import IGNORED_KIND, Inbound, Signal
+from ..signals import Inbound
 from ..states import MARKETING_DECLINE
 from .base import JSON, HttpRequest, Secrets, Source, secret_matches
 from .esp import EspOptions, email_signal
@@ -83,13 +82,6 @@ def _occurred_at(value) -> datetime | None:
         return None
 
 
-def _email_or_none(address: str) -> str | None:
-    try:
-        return normalize_email(address)
-    except BadRequest:
-        return None
-
-
 def _detail(record: dict) -> dict:
     """What the audit trail keeps besides the address (the evidence hash covers the whole body)."""
     detail = {"message_id": record.get("MessageID"), "message_stream": record.get("MessageStream"),
@@ -134,12 +126,8 @@ class PostmarkSource(Source):
         address = record.get(address_field) if isinstance(record.get(address_field), str) else ""
         key = dedup_key(record_type, record, address)
         occurred_at = _occurred_at(record.get(TIME_FIELDS.get(record_type, "ReceivedAt")))
-        if add or remove:
-            signal = email_signal(key, address, add=add, remove=remove, keyword=record_type,
-                                  occurred_at=occurred_at, detail=_detail(record), field=address_field)
-        else:
-            signal = Signal(event_id=key, kind=IGNORED_KIND, email=_email_or_none(address), keyword=record_type,
-                            occurred_at=occurred_at, detail=_detail(record))
+        signal = email_signal(key, address, add=add, remove=remove, keyword=record_type,
+                              occurred_at=occurred_at, detail=_detail(record), field=address_field)
         return Inbound(request_key=key, signals=[signal])
 
     def _states(self, rule: str | None) -> set[str]:

@@ -11,7 +11,6 @@ import binascii
 import hashlib
 import re
 import time
-from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -20,11 +19,10 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 from marshmallow import ValidationError, fields
 
 from ..errors import BadRequest, BadSignature
-from ..identities import normalize_email
-from ..signals import IGNORED_KIND, Inbound, Signal
+from ..signals import Inbound, Signal
 from ..states import MARKETING_DECLINE
 from .base import JSON, HttpRequest, Source
-from .esp import EspOptions, email_signal
+from .esp import EspOptions, email_signal, unix_time
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -69,23 +67,6 @@ def load_public_key(text: str, position: int = 1) -> ec.EllipticCurvePublicKey:
 
 class SendGridOptions(EspOptions):
     public_key = PublicKeys(required=True)
-
-
-def _occurred_at(value) -> datetime | None:
-    """The event's Unix time; informational, so a strange value is dropped rather than refused."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(value, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    return None
-
-
-def _email_or_none(value) -> str | None:
-    try:
-        return normalize_email(value) if isinstance(value, str) else None
-    except BadRequest:
-        return None
 
 
 class SendGridSource(Source):
@@ -134,13 +115,9 @@ class SendGridSource(Source):
         event_id, name = (self._text(event, field, path) for field in ("sg_event_id", "event"))
         rule = EVENT_STATES.get(name)
         state = self.options["complaint"] if rule == COMPLAINT else rule
-        occurred_at = _occurred_at(event.get("timestamp"))
         detail = {"event": name, **{k: event[k] for k in DETAIL_FIELDS if event.get(k) not in (None, "", [])}}
-        if state:
-            return email_signal(event_id, self._text(event, "email", path), add={state}, keyword=name,
-                                occurred_at=occurred_at, detail=detail, field=f"{path}.email")
-        return Signal(event_id=event_id, kind=IGNORED_KIND, email=_email_or_none(event.get("email")),
-                      keyword=name, occurred_at=occurred_at, detail=detail)
+        return email_signal(event_id, event.get("email"), add={state} if state else (), keyword=name,
+                            occurred_at=unix_time(event.get("timestamp")), detail=detail, field=f"{path}.email")
 
     @staticmethod
     def _text(event: dict, name: str, path: str) -> str:
