@@ -8,6 +8,8 @@ requests at a bare Flask app (bench/bare_app.py) under the same gunicorn setting
 
 Printed: requests, req/s, p50 and p99 latency, and receiver/bare req/s. The goal is a ratio
 of at least 0.6 (storing an opt-out durably should cost less than the web stack itself).
+Then a partner figure: signed Standard Webhooks batches of 1000 opt-out events, one after the
+other, each stored in one transaction: events/s and the p50 time of one batch.
 These are numbers, not assertions: the client runs on the same machine and competes for CPU.
 
     .venv/bin/python bench/ingest.py [--db sqlite|postgres|both] [--requests N]
@@ -46,6 +48,13 @@ from tests.helpers import (  # noqa: E402
 )
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PARTNER_SECRET = "whsec_YmVuY2gtcGFydG5lci1zZWNyZXQtMDEyMzQ1Njc4OQ=="
+PARTNER_CONFIG = f"""
+[sources.partner]
+kind = "standard-webhooks"
+tenant = "grand"
+secret = "{PARTNER_SECRET}"
+"""
 WARMUP = 100
 PATH = "/hooks/twilio"
 
@@ -136,6 +145,34 @@ def measure(argv, env, port, log, warmup, reqs, concurrency) -> dict:
     return {"requests": len(reqs), "rps": len(reqs) / elapsed, "p50": pct(50), "p99": pct(99), "bad": bad}
 
 
+def partner_batches(port: int, batches: int, size: int) -> dict:
+    """Post ``batches`` signed batches of ``size`` events in turn; events/s and p50 ms per batch."""
+    import json
+    from datetime import UTC, datetime
+
+    from standardwebhooks import Webhook
+
+    webhook, conn, times = Webhook(PARTNER_SECRET), http.client.HTTPConnection("127.0.0.1", port, timeout=120), []
+    for b in range(batches + 1):  # the first batch warms up
+        events = [{"id": f"evt_{b}_{i}", "type": "consent.opt_out", "customer": {"email": f"g{b}.{i}@example.com"},
+                   "states": ["marketing_decline"]} for i in range(size)]
+        body, msg_id = json.dumps({"events": events}), f"msg_bench_{b}"
+        headers = {"Content-Type": "application/json", "webhook-id": msg_id,
+                   "webhook-timestamp": str(int(time.time())),
+                   "webhook-signature": webhook.sign(msg_id, datetime.now(UTC), body)}
+        start = time.perf_counter()
+        conn.request("POST", "/hooks/partner", body=body.encode(), headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"partner batch answered {resp.status}")
+        if b:
+            times.append(time.perf_counter() - start)
+    conn.close()
+    times.sort()
+    return {"batches": batches, "events_per_s": batches * size / sum(times), "p50": times[len(times) // 2] * 1000}
+
+
 def bench(db: str, n: int, concurrency: int, workers: int | None, all_reqs: list) -> float:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{db}-"))
     if db == "postgres":
@@ -145,7 +182,7 @@ def bench(db: str, n: int, concurrency: int, workers: int | None, all_reqs: list
     url = fresh_database(tmp)
     try:
         config = tmp / "receiver.toml"
-        config.write_text(config_toml())
+        config.write_text(config_toml(extra=PARTNER_CONFIG))
         env = {**os.environ, **base_env(url, config), "PYTHONUNBUFFERED": "1"}
         workers = workers or load_settings(env, root=ROOT).web_concurrency  # the service's own default
         env["WEB_CONCURRENCY"] = str(workers)
@@ -155,6 +192,12 @@ def bench(db: str, n: int, concurrency: int, workers: int | None, all_reqs: list
             port = free_port()
             results[name] = measure(argv, {**env, "PORT": str(port)}, port, tmp / f"{name}.log",
                                     warmup, reqs, concurrency)
+        port = free_port()
+        process = start_gunicorn(["wsgi:app"], {**env, "PORT": str(port)}, port, tmp / "partner.log")
+        try:
+            partner = partner_batches(port, batches=5, size=1000)
+        finally:
+            stop(process)
         engine = make_engine(url)
         with engine.connect() as conn:
             stored = conn.execute(text("SELECT count(*) FROM signals")).scalar()
@@ -169,7 +212,9 @@ def bench(db: str, n: int, concurrency: int, workers: int | None, all_reqs: list
         print(f"{name:<10}{r['requests']:>10}{r['rps']:>10.1f}{r['p50']:>10.1f}{r['p99']:>10.1f}"
               + (f"   non-200: {r['bad']}" if r["bad"] else ""))
     print(f"ratio receiver/bare req/s: {ratio:.2f} (goal >= 0.6)")
-    print(f"stored: {stored}/{n + WARMUP}")
+    print(f"stored: {stored}/{n + WARMUP + 6000} (STOPs + partner events)")
+    print(f"partner batches of 1000 events: {partner['events_per_s']:.0f} events/s, "
+          f"p50 {partner['p50']:.0f} ms a batch ({partner['batches']} batches, one at a time)")
     return ratio
 
 
