@@ -71,6 +71,39 @@ def sandbox(host, port):
     serve(host=host, port=port)
 
 
+def _link_options(command):
+    for option in reversed([
+        click.option("--tenant", required=True, help="a tenant of the config file"),
+        click.option("--email", required=True),
+        click.option("--phone", default=None, help="links this phone to the email (E.164 or US national)"),
+        click.option("--scope", type=click.Choice(["marketing", "all"]), default="marketing", show_default=True),
+        click.option("--campaign", default=None),
+    ]):
+        command = option(command)
+    return command
+
+
+def _print_link(settings, tenant, email, phone, scope, campaign) -> None:
+    from .errors import BadRequest
+    from .links import LinkSigner, make_link
+
+    if tenant not in settings.tenants:
+        raise click.BadParameter(f"unknown tenant {tenant!r}; known: {', '.join(sorted(settings.tenants))}",
+                                 param_hint="--tenant")
+    try:
+        made = make_link(tenant, email, phone, scope, campaign)
+    except BadRequest as exc:
+        raise click.BadParameter(exc.message.split(": ", 1)[-1], param_hint=f"--{exc.field}") from None
+    click.echo(LinkSigner(settings.secret_keys, settings.tenants, settings.public_base_url).url(made))
+
+
+@cli.command()
+@_link_options
+def link(tenant, email, phone, scope, campaign):
+    """Print an unsubscribe link (what POST /v1/links answers as "url")."""
+    _print_link(_settings(), tenant, email, phone, scope, campaign)
+
+
 @cli.group()
 def demo():
     """Send a signed example request to a running service."""
@@ -88,6 +121,16 @@ def demo_sms(text, phone, source, url):
     from .settings import load_settings
 
     send_sms(load_settings(defaults=DEMO_SECRETS), text, phone, source, url)
+
+
+@demo.command("link")
+@_link_options
+def demo_link(tenant, email, phone, scope, campaign):
+    """Print an unsubscribe link of the service make run started (its demo settings)."""
+    from .devrun import DEMO_SECRETS
+    from .settings import load_settings
+
+    _print_link(load_settings(defaults=DEMO_SECRETS), tenant, email, phone, scope, campaign)
 
 
 def main() -> None:

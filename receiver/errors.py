@@ -34,6 +34,14 @@ class UnsupportedMediaType(ReceiverError):
     status = 415
 
 
+class TooManyRequests(ReceiverError):
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(ReceiverError):
     """The opt-out could not be stored (database down, not migrated): the sender must retry."""
 

@@ -1,4 +1,4 @@
-"""The long-lived objects a process builds once from its settings: engine, ledger, signer, sources."""
+"""The long-lived objects a process builds once from its settings: engine, ledger, signers, sources."""
 
 from dataclasses import dataclass
 
@@ -7,6 +7,7 @@ from sqlalchemy import Engine
 
 from .ledger.db import make_engine
 from .ledger.record import Ledger
+from .links import LinkSigner
 from .receipts import ReceiptSigner
 from .settings import Settings
 from .sources import KINDS, Source
@@ -19,6 +20,7 @@ class Services:
     ledger: Ledger
     signer: ReceiptSigner
     sources: dict[str, Source]
+    links: LinkSigner
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
@@ -29,6 +31,7 @@ class Services:
             ledger=Ledger(engine, settings.tenants),
             signer=ReceiptSigner(settings.receipt_keys),
             sources={name: KINDS[cfg.kind](cfg, settings) for name, cfg in settings.sources.items()},
+            links=LinkSigner(settings.secret_keys, settings.tenants, settings.public_base_url),
         )
 
 

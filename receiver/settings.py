@@ -47,6 +47,13 @@ class TenantConfig:
     name: str
     experience: ExperienceConfig | None = None
     crmtext: CrmTextConfig | None = None
+    display_name: str | None = None  # shown on the unsubscribe page; the tenant's key by default
+    forms_origins: tuple[str, ...] = ()  # site origins allowed to post /forms/unsubscribe from a browser (CORS)
+    forms_return_url: str | None = None  # a 303 to it after a /forms/unsubscribe post is stored
+
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ class Settings:
     log_level: str = "INFO"
     port: int = 8000
     web_concurrency: int = 3
+    proxy_hops: int = 0  # proxies in front that append X-Forwarded-For (1 on Heroku's router)
+    forms_rate_limit: int = 10  # /forms/unsubscribe posts a minute per client address
 
     @property
     def production(self) -> bool:
@@ -120,6 +129,10 @@ class _TenantSchema(Schema):
 
     experience = fields.Nested(_ExperienceSchema)
     crmtext = fields.Nested(_CrmTextSchema)
+    display_name = fields.String(validate=validate.Length(1, 200))
+    forms_origins = fields.List(fields.String(validate=validate.Regexp(
+        r"^https?://[^/\s]+$", error="must be an origin such as https://www.example.com (no path)")))
+    forms_return_url = fields.Url(require_tld=False)
 
 
 class _SourceSchema(Schema):
@@ -148,6 +161,8 @@ class _ServiceSchema(Schema):
         unknown = RAISE
 
     public_base_url = fields.Url(required=True, require_tld=False)
+    proxy_hops = fields.Integer(validate=validate.Range(0, 5))
+    forms_rate_limit = fields.Integer(validate=validate.Range(1, 100000))
 
 
 class _FileSchema(Schema):
@@ -284,6 +299,9 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
             name=name,
             experience=ExperienceConfig(**t["experience"]) if "experience" in t else None,
             crmtext=CrmTextConfig(**t["crmtext"]) if "crmtext" in t else None,
+            display_name=t.get("display_name"),
+            forms_origins=tuple(o.rstrip("/") for o in t.get("forms_origins", ())),
+            forms_return_url=t.get("forms_return_url"),
         )
         for name, t in data.get("tenants", {}).items()
     }
@@ -302,7 +320,8 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
     receipt_raw = environ.get("RECEIPT_SIGNING_KEY") or _instance_secret(
         instance, "receipt_signing_key", lambda: base64.b64encode(secrets.token_bytes(32)).decode()
     )
-    public_base_url = data.get("service", {}).get("public_base_url") or f"http://localhost:{environ.get('PORT', '8000')}"
+    service = data.get("service", {})
+    public_base_url = service.get("public_base_url") or f"http://localhost:{environ.get('PORT', '8000')}"
     if urlsplit(public_base_url).path not in ("", "/"):
         raise ConfigError("service.public_base_url: must not have a path")
     return Settings(
@@ -315,6 +334,8 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         tenants=tenants,
         sources=sources,
         worker=WorkerConfig(**data.get("worker", {})),
+        proxy_hops=service.get("proxy_hops", 0),
+        forms_rate_limit=service.get("forms_rate_limit", 10),
         instance_path=instance,
         log_level=_log_level(environ),
         port=_positive_int(environ, "PORT", 8000),

@@ -1,10 +1,13 @@
 """Shared test helpers: settings for a temporary root, databases on SQLite or PostgreSQL."""
 
+import base64
 import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import create_engine, text
 
 from receiver.ledger.db import make_engine, upgrade
@@ -124,3 +127,22 @@ def twilio_sms(sid: str = "SM" + "0" * 32, body: str = "STOP", phone: str = "+15
     """The form fields of one inbound SMS as Twilio posts them."""
     return {"MessageSid": sid, "SmsMessageSid": sid, "AccountSid": "AC" + "1" * 32, "From": phone,
             "To": "+15559876543", "Body": body, "NumMedia": "0", "ToCity": "", **extra}
+
+
+def verify_receipt(client, response) -> None:
+    """What anyone holding the published keys does, with cryptography alone."""
+    content = (f"{response.headers['webhook-id']}.{response.headers['webhook-timestamp']}.".encode()
+               + response.get_data())
+    signatures = [base64.b64decode(entry[4:]) for entry in response.headers["webhook-signature"].split(" ")
+                  if entry.startswith("v1a,")]
+    assert signatures
+    for jwk in client.get("/.well-known/receipt-keys").get_json()["keys"]:
+        x = jwk["x"]
+        public = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
+        for signature in signatures:
+            try:
+                public.verify(signature, content)
+                return
+            except InvalidSignature:
+                continue
+    raise AssertionError("no published key verifies the receipt")

@@ -161,3 +161,14 @@ class ReplayNonce(Base):
     nonce: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_key: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RateHit(Base):
+    """Posts per client (a hash of its address, never the address) per one-minute window."""
+
+    __tablename__ = "rate_hits"
+    __table_args__ = (Index("ix_rate_hits_minute", "minute"),)
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # unix time // 60
+    hits: Mapped[int] = mapped_column(Integer)

@@ -16,6 +16,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from ..errors import BadRequest, BadSignature
 from ..identities import normalize_email, normalize_phone
+from ..schemas import TEXT_ERRORS, join, load, text
 from ..signals import OPT_IN, OPT_OUT, Inbound, Signal
 from ..states import STATES
 from .base import JSON, HttpRequest, OptionsSchema, Secrets, Source
@@ -53,21 +54,13 @@ class StandardWebhooksOptions(OptionsSchema):
     secret = WebhookSecrets(required=True)
 
 
-TEXT_ERRORS = {"required": "missing", "invalid": "not a string", "null": "missing"}
-
-
-def _text(min_length: int, max_length: int, **kwargs) -> fields.String:
-    length = validate.Length(min_length, max_length, error="must be {min} to {max} characters")
-    return fields.String(validate=length, error_messages=TEXT_ERRORS, **kwargs)
-
-
 class CustomerSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
     error_messages = {"type": "must be an object"}
-    email = _text(0, 254, allow_none=True)  # "" or null: absent
-    phone = _text(0, 64, allow_none=True)
+    email = text(0, 254, allow_none=True)  # "" or null: absent
+    phone = text(0, 64, allow_none=True)
 
     @validates_schema
     def has_an_identity(self, data, **kwargs):
@@ -79,7 +72,7 @@ class EventSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = _text(1, MAX_ID, required=True)
+    id = text(1, MAX_ID, required=True)
     type = fields.String(required=True, validate=validate.OneOf(
         TYPES, error="unknown type {input!r}; expected consent.opt_out or consent.opt_in"),
         error_messages=TEXT_ERRORS)
@@ -91,18 +84,7 @@ class EventSchema(Schema):
                       error_messages={"invalid": "not a string"}),
         required=True, validate=validate.Length(min=1, error="must name at least one state"),
         error_messages={"required": "missing", "null": "missing", "invalid": "must be a list"})
-    reason = _text(0, 1000, allow_none=True)
-
-
-def first_error(messages, path: str) -> tuple[str, str]:
-    """(field path, message) of marshmallow's first error: ``events[2].states[0]``, ``customer``."""
-    while isinstance(messages, dict):
-        key, messages = next(iter(messages.items()))
-        if isinstance(key, int):
-            path += f"[{key}]"
-        elif key != "_schema":
-            path = f"{path}.{key}" if path else key
-    return path, messages[0] if isinstance(messages, list) else str(messages)
+    reason = text(0, 1000, allow_none=True)
 
 
 class StandardWebhooksSource(Source):
@@ -147,28 +129,22 @@ class StandardWebhooksSource(Source):
         for event, path in zip(events, paths, strict=True):
             signal = self._signal(event, path)
             if signal.event_id in first_index:
-                where = _join(path, "id")
+                where = join(path, "id")
                 raise BadRequest(f"{where}: repeats {first_index[signal.event_id]}.id", field=where)
             first_index[signal.event_id] = path
             signals.append(signal)
         return Inbound(request_key=webhook_id, signals=signals)
 
     def _signal(self, event, path: str) -> Signal:
-        if not isinstance(event, dict):
-            raise BadRequest(f"{path or 'body'}: must be an object", field=path or "body")
-        try:
-            data = EventSchema().load(event)
-        except ValidationError as exc:
-            where, message = first_error(exc.messages, path)
-            raise BadRequest(f"{where}: {message}", field=where) from None
+        data = load(EventSchema(), event, path)
         customer = data["customer"]
         email, phone = customer.get("email"), customer.get("phone")
         kind, states = TYPES[data["type"]], frozenset(data["states"])
         return Signal(
             event_id=data["id"],
             kind=kind,
-            email=normalize_email(email, field=_join(path, "customer.email")) if email else None,
-            phone=normalize_phone(phone, field=_join(path, "customer.phone")) if phone else None,
+            email=normalize_email(email, field=join(path, "customer.email")) if email else None,
+            phone=normalize_phone(phone, field=join(path, "customer.phone")) if phone else None,
             add=states if kind == OPT_OUT else frozenset(),
             remove=states if kind == OPT_IN else frozenset(),
             keyword=data["type"],
@@ -180,6 +156,3 @@ class StandardWebhooksSource(Source):
         """Every configured secret signs the receipt, so the partner checks it with the one it holds."""
         return list(self.options["secret"])
 
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name

@@ -2,7 +2,8 @@
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext as _
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
@@ -12,17 +13,45 @@ log = logging.getLogger(__name__)
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import hooks, ops
+    from . import admin, forms, hooks, ops, unsubscribe
 
+    app.register_blueprint(admin.bp)
     app.register_blueprint(hooks.bp)
+    app.register_blueprint(unsubscribe.bp)
+    app.register_blueprint(forms.bp)
     app.register_blueprint(ops.bp)
 
 
 def _error(status: int, message: str, field: str | None = None):
+    if _wants_html():
+        return _error_page(status, message), status
     body = {"error": message}
     if field:
         body["field"] = field
     return jsonify(body), status
+
+
+def _wants_html() -> bool:
+    """The guest's pages answer errors as pages; the plain form as the client prefers; the rest JSON."""
+    from .forms import prefers_html
+
+    if request.blueprint == "unsubscribe" or request.path.startswith("/u/"):
+        return True
+    return request.blueprint == "forms" and prefers_html()
+
+
+def _error_page(status: int, message: str) -> str:
+    from .unsubscribe import select_locale
+
+    if status == 404:
+        heading, message = _("Link not found"), _(
+            "This link is not valid. If you copied it from an email, check that it is complete.")
+    elif status >= 500:
+        heading, message = _("Please try again"), _(
+            "We could not save your choice just now. Nothing was changed; please try again in a minute.")
+    else:
+        heading = _("Something is not right")
+    return render_template("message.html", lang=select_locale(), heading=heading, message=message, problem=True)
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -30,7 +59,9 @@ def register_errorhandlers(app: Flask) -> None:
     def receiver_error(exc: ReceiverError):
         if exc.status >= 500:
             log.warning("refused with %s: %s (cause: %r)", exc.status, exc.message, exc.__cause__)
-        return _error(exc.status, exc.message, exc.field)
+        body, status = _error(exc.status, exc.message, exc.field)
+        retry_after = getattr(exc, "retry_after", None)
+        return body, status, {"Retry-After": str(retry_after)} if retry_after else {}
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -1,7 +1,5 @@
 """POST /hooks/<source>: verify, parse, record, then answer with a signed acknowledgement."""
 
-import json
-
 from flask import Blueprint, Response, request
 
 from ..errors import NotFound
@@ -9,24 +7,9 @@ from ..ledger.record import Outcome
 from ..services import services
 from ..signals import HELP
 from ..sources.base import HttpRequest, Source
+from .answers import answer_json, receipt_headers
 
 bp = Blueprint("hooks", __name__)
-
-
-def answer_json(source_name: str, outcome: Outcome) -> bytes:
-    body = {
-        "receipt_id": outcome.receipt_id,
-        "status": outcome.status,
-        "received_at": outcome.received_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "source": source_name,
-        "event_ids": outcome.event_ids,
-        "changes": outcome.changes,
-    }
-    if outcome.original_receipt_id:
-        body["original_receipt_id"] = outcome.original_receipt_id
-    if outcome.duplicate_event_ids:
-        body["duplicate_event_ids"] = outcome.duplicate_event_ids
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def answer_twiml(source: Source, outcome: Outcome) -> bytes:
@@ -39,7 +22,7 @@ def answer_twiml(source: Source, outcome: Outcome) -> bytes:
 
 
 def signed(body: bytes, content_type: str, outcome: Outcome, source: Source) -> Response:
-    headers = services().signer.headers(body, receipt_id=outcome.receipt_id, hmac_secrets=source.hmac_secrets())
+    headers = receipt_headers(body, outcome, source.hmac_secrets())
     return Response(body, 200, content_type=content_type, headers=headers)
 
 

@@ -1,19 +1,16 @@
 """POST /hooks/<source> through the Flask client: signed receipts, TwiML and JSON answers, refusals."""
 
-import base64
 import dataclasses
 import json
 import re
 from urllib.parse import urlencode
 
 import pytest
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select
 
 from receiver import create_app
 from receiver.ledger.models import Consent, Delivery, Receipt, SignalRow
-from tests.helpers import CRMTEXT_TOKEN, twilio_signature, twilio_sms
+from tests.helpers import CRMTEXT_TOKEN, twilio_signature, twilio_sms, verify_receipt
 
 TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 APPENDIX_A_BODY = (
@@ -41,23 +38,6 @@ def post_crmtext(client, body: bytes = CRMTEXT_BODY, token: str = CRMTEXT_TOKEN)
                        content_type="application/x-www-form-urlencoded")
 
 
-def verify_receipt(client, response) -> None:
-    """What anyone holding the published keys does, with cryptography alone."""
-    content = (f"{response.headers['webhook-id']}.{response.headers['webhook-timestamp']}.".encode()
-               + response.get_data())
-    signatures = [base64.b64decode(entry[4:]) for entry in response.headers["webhook-signature"].split(" ")
-                  if entry.startswith("v1a,")]
-    assert signatures
-    for jwk in client.get("/.well-known/receipt-keys").get_json()["keys"]:
-        x = jwk["x"]
-        public = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
-        for signature in signatures:
-            try:
-                public.verify(signature, content)
-                return
-            except InvalidSignature:
-                continue
-    raise AssertionError("no published key verifies the receipt")
 
 
 def count(engine, model) -> int:

@@ -1,0 +1,39 @@
+"""What every marshmallow input schema shares: short error texts and one way to name a bad field."""
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from .errors import BadRequest
+
+TEXT_ERRORS = {"required": "missing", "invalid": "not a string", "null": "missing"}
+
+
+def text(min_length: int, max_length: int, **kwargs) -> fields.String:
+    length = validate.Length(min_length, max_length, error="must be {min} to {max} characters")
+    return fields.String(validate=length, error_messages=TEXT_ERRORS, **kwargs)
+
+
+def first_error(messages, path: str = "") -> tuple[str, str]:
+    """(field path, message) of marshmallow's first error: ``events[2].states[0]``, ``customer``."""
+    while isinstance(messages, dict):
+        key, messages = next(iter(messages.items()))
+        if isinstance(key, int):
+            path += f"[{key}]"
+        elif key != "_schema":
+            path = f"{path}.{key}" if path else key
+    return path, messages[0] if isinstance(messages, list) else str(messages)
+
+
+def load(schema: Schema, data, path: str = "") -> dict:
+    """``schema.load(data)``, or BadRequest naming the first bad field."""
+    if not isinstance(data, dict):
+        raise BadRequest(f"{path or 'body'}: must be an object", field=path or "body")
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        where, message = first_error(exc.messages, path)
+        raise BadRequest(f"{where}: {message}", field=where) from None
+
+
+def join(path: str, name: str) -> str:
+    """``events[2]`` + ``id`` → ``events[2].id``; at the top level just ``id``."""
+    return f"{path}.{name}" if path else name

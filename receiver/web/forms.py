@@ -1,0 +1,135 @@
+"""POST /forms/unsubscribe: the plain unsubscribe form on a hotel's own website.
+
+Anyone can post it (no token), so it only ever applies ``marketing_decline`` and/or
+``marketing_decline_sms``, never a ban, whatever else is sent. Fields: ``tenant`` (required),
+``email`` and/or ``phone``, and the checkboxes ``email_marketing`` / ``sms_marketing`` (``on``,
+``true``, ``1`` or JSON ``true``); when neither box is sent, both apply. Unknown fields are
+ignored (websites add their own). Form-encoded or JSON.
+
+Limits and browsers: posts are counted per client address in the database (the limit holds
+across processes); the address is the one the host's router forwards (``service.proxy_hops``,
+werkzeug's ProxyFix). A tenant's ``forms_origins`` may post it from a browser (CORS).
+Answer: a 303 to the tenant's ``forms_return_url`` after the commit, else an HTML confirmation
+when the client prefers HTML, else the JSON receipt; every answer carries the receipt headers.
+"""
+
+from flask import Blueprint, Response, render_template, request
+from flask_babel import gettext as _
+from marshmallow import EXCLUDE, Schema, ValidationError, fields
+
+from ..errors import BadRequest, NotFound, TooManyRequests, UnsupportedMediaType
+from ..identities import normalize_email, normalize_phone
+from ..ledger.lookup import rate_limited
+from ..schemas import TEXT_ERRORS, load, text
+from ..services import services
+from ..signals import OPT_OUT
+from ..states import MARKETING_DECLINE, MARKETING_DECLINE_SMS
+from .answers import WEB_FORM, answer_json, receipt_headers, record_own
+
+bp = Blueprint("forms", __name__)
+PATH = "/forms/unsubscribe"
+FORM, JSON = "application/x-www-form-urlencoded", "application/json"
+
+
+class Checkbox(fields.Field):
+    """A checkbox as browsers and scripts send it: on / true / 1 / JSON true; anything else is off."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return value.strip().lower() in ("on", "true", "1", "yes")
+        if isinstance(value, int):
+            return value == 1
+        raise ValidationError("must be a checkbox value (on, true, 1)")
+
+
+class UnsubscribeFormSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    tenant = text(1, 64, required=True)
+    email = text(0, 254, load_default=None, allow_none=True)
+    phone = text(0, 64, load_default=None, allow_none=True)
+    email_marketing = Checkbox(load_default=None, allow_none=True, error_messages=TEXT_ERRORS)
+    sms_marketing = Checkbox(load_default=None, allow_none=True, error_messages=TEXT_ERRORS)
+
+
+def prefers_html() -> bool:
+    return request.accept_mimetypes.best_match([JSON, "text/html"]) == "text/html"
+
+
+@bp.route(PATH, methods=["OPTIONS"])
+def preflight():
+    """CORS preflight: allowed for an origin some tenant lists; the POST checks the tenant's own list."""
+    response = Response(status=204)
+    origin = request.headers.get("Origin", "")
+    if any(origin in t.forms_origins for t in services().settings.tenants.values()):
+        response.headers.update({
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "600",
+        })
+    response.headers["Vary"] = "Origin"
+    return response
+
+
+@bp.post(PATH)
+def unsubscribe():
+    settings = services().settings
+    wait = rate_limited(services().engine, "forms", request.remote_addr or "unknown", settings.forms_rate_limit)
+    if wait is not None:
+        raise TooManyRequests("too many posts from this address; retry later", retry_after=wait)
+    evidence = request.get_data(cache=True)
+    if request.mimetype == JSON:
+        data = request.get_json(silent=True)
+        if data is None:
+            raise BadRequest("body: not valid JSON", field="body")
+    elif request.mimetype == FORM:
+        data = request.form.to_dict()
+    else:
+        raise UnsupportedMediaType(f"content type must be {FORM} or {JSON}")
+    data = load(UnsubscribeFormSchema(), data)
+    tenant = settings.tenants.get(data["tenant"])
+    if tenant is None:
+        raise NotFound(f"tenant: unknown tenant {data['tenant']!r}", field="tenant")
+    email = normalize_email(data["email"]) if data["email"] else None
+    phone = normalize_phone(data["phone"]) if data["phone"] else None
+    if not email and not phone:
+        raise BadRequest("email: give an email or a phone (or both)", field="email")
+    boxes = {MARKETING_DECLINE: data["email_marketing"], MARKETING_DECLINE_SMS: data["sms_marketing"]}
+    if not any(boxes.values()):
+        if any(value is not None for value in boxes.values()):
+            raise BadRequest("email_marketing: tick email_marketing or sms_marketing", field="email_marketing")
+        boxes = dict.fromkeys(boxes, True)  # neither box sent: both apply
+    states = frozenset(state for state, ticked in boxes.items() if ticked)
+    outcome = record_own(WEB_FORM, tenant.name, {
+        "kind": OPT_OUT, "email": email, "phone": phone, "add": states, "keyword": "form",
+        "detail": {"origin": request.headers.get("Origin")} if request.headers.get("Origin") else {},
+    }, evidence)
+
+    if tenant.forms_return_url:
+        body = b""
+        response = Response(body, 303, headers={"Location": tenant.forms_return_url})
+    elif prefers_html():
+        body = render_template("message.html", lang=_lang(), heading=_("You are unsubscribed"),
+                               message=_("We will stop sending you the messages you chose."),
+                               problem=False).encode()
+        response = Response(body, 200, content_type="text/html; charset=utf-8")
+    else:
+        body = answer_json(WEB_FORM, outcome)
+        response = Response(body, 200, content_type=JSON)
+    response.headers.update(receipt_headers(body, outcome))
+    origin = request.headers.get("Origin", "")
+    if origin in tenant.forms_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "webhook-id, webhook-timestamp, webhook-signature"
+    response.headers["Vary"] = "Origin, Accept"
+    return response
+
+
+def _lang() -> str:
+    from flask_babel import get_locale
+
+    return str(get_locale() or "en")
