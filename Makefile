@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint lock bench clean
+.PHONY: run test lint lock bench translations screenshots clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,16 @@ lock: $(STAMP)
 	$(BIN)/python -m pip install -q uv
 	$(BIN)/uv pip compile -q pyproject.toml -o requirements.txt
 	$(BIN)/uv pip compile -q pyproject.toml --extra test -o requirements-test.txt
+
+# After changing a user-facing string: extract, merge into each language's catalog, compile.
+translations: $(STAMP)
+	$(BIN)/pybabel -q extract -F babel.cfg -k lazy_gettext -k _ --no-location -o receiver/translations/messages.pot .
+	$(BIN)/pybabel -q update -i receiver/translations/messages.pot -d receiver/translations
+	$(BIN)/pybabel -q compile -d receiver/translations
+
+# The README's pictures of the guest's page, taken by the browser test.
+screenshots: $(STAMP)
+	RECEIVER_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e/test_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -19,12 +19,17 @@ CRMTEXT_TOKEN = "callback-token"
 PUBLIC_BASE_URL = "https://optout.example.com"
 
 
-def config_toml(sandbox_url: str = "http://127.0.0.1:9", extra: str = "") -> str:
+def config_toml(sandbox_url: str = "http://127.0.0.1:9", extra: str = "", service: str = "") -> str:
+    """The test config; ``extra`` is appended (``SANDBOX_URL`` in it becomes the sandbox's URL),
+    ``service`` adds keys to ``[service]``."""
+    extra = extra.replace("SANDBOX_URL", sandbox_url)
     return f"""
 [service]
 public_base_url = "{PUBLIC_BASE_URL}"
+{service}
 
 [tenants.grand]
+display_name = "Grand Hotel"
 experience = {{ base_url = "{sandbox_url}/experience", partner_token = "env:XP_PARTNER_TOKEN", hotel_token = "grand-hotel" }}
 crmtext = {{ base_url = "{sandbox_url}/crmtext/smapi/rest", user = "grand", password = "env:CRMTEXT_PASSWORD", keyword = "GRAND", timeout = 2.0 }}
 

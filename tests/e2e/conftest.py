@@ -10,7 +10,7 @@ from tests.helpers import drop_database, fresh_database
 def stack(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("stack")
     url = fresh_database(tmp)
-    stack = Stack(tmp, url, getattr(request.module, "EXTRA_CONFIG", ""))
+    stack = Stack(tmp, url, getattr(request.module, "EXTRA_CONFIG", ""), getattr(request.module, "SERVICE_CONFIG", ""))
     try:
         stack.start()
         yield stack

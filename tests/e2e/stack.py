@@ -16,6 +16,7 @@ from receiver.ledger.db import make_engine
 from tests.helpers import CRMTEXT_TOKEN, PUBLIC_BASE_URL, TWILIO_TOKEN, base_env, config_toml
 
 ROOT = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "e2e-admin-token"
 BIN = Path(sys.executable).parent
 
 
@@ -38,7 +39,7 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, message:
 class Stack:
     """sandbox + web + worker(s) as subprocesses; logs go to files under ``tmp``."""
 
-    def __init__(self, tmp: Path, database_url: str, extra_config: str = ""):
+    def __init__(self, tmp: Path, database_url: str, extra_config: str = "", service_config: str = ""):
         self.tmp = tmp
         self.database_url = database_url
         self.sandbox_port = free_port()
@@ -46,8 +47,8 @@ class Stack:
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
         self.web_url = f"http://127.0.0.1:{self.web_port}"
         config = tmp / "receiver.toml"
-        config.write_text(config_toml(self.sandbox_url, extra_config))
-        self.env = {**os.environ, **base_env(database_url, config),
+        config.write_text(config_toml(self.sandbox_url, extra_config, service_config))
+        self.env = {**os.environ, **base_env(database_url, config), "RECEIVER_ADMIN_TOKEN": ADMIN_TOKEN,
                     "PORT": str(self.web_port), "WEB_CONCURRENCY": "2", "PYTHONUNBUFFERED": "1"}
         self.processes: dict[str, subprocess.Popen] = {}
         self.engine = make_engine(database_url)
