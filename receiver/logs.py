@@ -1,5 +1,8 @@
 """Logging set-up: one stderr handler whose filter masks every email address and phone number.
 
+Unsubscribe-link tokens are masked too (``/u/WyJncm…``): a token is signed, not encrypted, so its
+base64 payload spells out the guest's email and phone.
+
 The contract allows no full email or phone in any log line, access logs included, so the
 mask sits on the handler and sees every record that reaches it, whichever logger made it.
 Masking is deliberately greedy: every bare run of 10–11 digits is masked, so Unix
@@ -37,6 +40,10 @@ _FORMATTED = re.compile(
 _BARE = re.compile(r"(?:(?<=%[0-9A-Fa-f]{2})|(?<![0-9A-Za-z]))\d{10,11}(?![0-9A-Za-z])")
 
 
+# The signed payload of /u/<token> (itsdangerous: base64url JSON, a dot, the signature).
+_LINK_TOKEN = re.compile(r"(?P<prefix>/u/[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-.]+")
+
+
 def _mask_digits(digits: str) -> str:
     return f"{digits[:3]}***{digits[-4:]}"
 
@@ -60,8 +67,10 @@ def mask_text(text: str) -> str:
 
     Emails become ``g***@example.com`` (also ``%40``-encoded ones); ``+15551234567`` and
     ``%2B15551234567`` become ``+1555***4567`` / ``%2B1555***4567``; bare 10–11 digit runs
-    and typed NANP numbers keep their first 3 and last 4 digits: ``555***4567``.
+    and typed NANP numbers keep their first 3 and last 4 digits: ``555***4567``; a link token
+    keeps its first 6 characters: ``/u/WyJncm…``.
     """
+    text = _LINK_TOKEN.sub(lambda m: m["prefix"] + "…", text)
     text = _EMAIL.sub(_email, text)
     text = _ENCODED_E164.sub(_encoded_e164, text)
     text = _E164.sub(lambda m: mask_phone("+" + m["digits"]), text)

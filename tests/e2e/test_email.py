@@ -159,3 +159,15 @@ def test_cors_preflight_for_the_tenants_site(stack):
     assert "Access-Control-Allow-Origin" not in other.headers
     post = post_form(stack, {"tenant": "resort", "email": new_email()}, headers={"Origin": SITE}, as_json=True)
     assert post.headers["Access-Control-Allow-Origin"] == SITE
+
+
+def test_logs_hold_no_email_and_no_link_token(stack):
+    email = new_email()
+    url = issue(stack, email, phone="+15550009999")
+    stack.http.get(url, timeout=10)
+    stack.http.post(url, data=ONE_CLICK, timeout=10, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    stack.settled(email)
+    token = url.rsplit("/u/", 1)[1]
+    logs = stack.logs()
+    assert "/u/" + token[:6] in logs  # the access log did see the requests
+    assert token not in logs and email not in logs and "+15550009999" not in logs
