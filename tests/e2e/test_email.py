@@ -171,3 +171,15 @@ def test_logs_hold_no_email_and_no_link_token(stack):
     logs = stack.logs()
     assert "/u/" + token[:6] in logs  # the access log did see the requests
     assert token not in logs and email not in logs and "+15550009999" not in logs
+
+
+def test_a_link_with_a_phone_gives_later_sms_opt_outs_their_email(stack):
+    email, phone = new_email(), f"+1555{secrets.randbelow(10**7):07d}"
+    stack.http.post(issue(stack, email, phone=phone, tenant="grand"), data=ONE_CLICK, timeout=10,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    stack.settled(email)
+    assert stack.sms("STOP", phone, sid="SM" + secrets.token_hex(16)).status_code == 200
+    stack.settled(phone)
+    records = stack.experience_records(phone)
+    assert any(r.get("email") == email and "sms_ban" in r for r in records)
+    assert len(stack.opt_out_calls(phone[2:])) == 1
