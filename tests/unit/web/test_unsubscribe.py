@@ -203,3 +203,28 @@ def test_wrong_content_type_is_415(client, engine):
     resp = client.post(issue(client), data="{}", content_type="application/json")
     assert resp.status_code == 415
     assert count(engine, SignalRow) == 0
+
+
+@pytest.mark.parametrize("choice, identity", [
+    ("marketing_decline", "guest@example.com"),
+    ("mail_ban", "guest@example.com"),
+    ("marketing_decline_sms", "+15551234567"),
+    ("sms_ban", "+15551234567"),
+])
+def test_each_choice_adds_its_own_state_to_its_own_identity(client, engine, choice, identity):
+    url = issue(client, phone="+15551234567")
+    csrf = csrf_of(client.get(url).get_data(as_text=True))
+    assert client.post(url, data={"csrf": csrf, "choice": choice}).status_code == 200
+    assert states(engine) == {(identity, choice)}
+    with engine.connect() as conn:
+        crms = sorted(conn.execute(select(Delivery.crm)).scalars())
+    assert crms == (["crmtext", "experience"] if choice == "sms_ban" else ["experience"])
+
+
+def test_sms_choices_without_a_phone_fall_back_to_the_email(client, engine):
+    url = issue(client)
+    csrf = csrf_of(client.get(url).get_data(as_text=True))
+    client.post(url, data={"csrf": csrf, "choice": "sms_ban"})
+    assert states(engine) == {("guest@example.com", "sms_ban")}
+    with engine.connect() as conn:
+        assert list(conn.execute(select(Delivery.crm)).scalars()) == ["experience"]  # no number for CRM Text
