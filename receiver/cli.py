@@ -1,4 +1,5 @@
-"""The ``receiver`` command line: migrations, the worker, keys, the local CRM sandbox, a demo STOP."""
+"""The ``receiver`` command line: migrations, the worker, keys, the local CRM sandbox, a demo STOP,
+reconciliation with Experience."""
 
 import secrets
 import sys
@@ -131,6 +132,71 @@ def demo_link(tenant, email, phone, scope, campaign):
     from .settings import load_settings
 
     _print_link(load_settings(defaults=DEMO_SECRETS), tenant, email, phone, scope, campaign)
+
+
+@cli.command()
+@click.option("--tenant", default=None, help="only this tenant (default: every tenant with experience)")
+@click.option("--since", default=None, type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="start a new pass from this date (default: resume a stopped pass, else go on from the last one)")
+def reconcile(tenant, since):
+    """Record Experience's unsubscribed list as signals of source experience-sync (one line per tenant)."""
+    from .ledger.db import make_engine
+    from .logs import configure_logging
+    from .reconcile import Reconciler, tenants_to_reconcile
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    try:
+        names = tenants_to_reconcile(settings, tenant)
+    except LookupError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tenant") from None
+    engine = make_engine(settings.database_url)
+    reconciler = Reconciler(settings, engine)
+    failed = False
+    for name in names:
+        summary = reconciler.run(name, since.strftime("%Y-%m-%d") if since else None)
+        click.echo(summary.line(), err=summary.error is not None)
+        failed = failed or summary.error is not None
+    engine.dispose()
+    if not names:
+        click.echo("no tenant has experience settings: nothing to reconcile")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+def status():
+    """Print the delivery queue (as /readyz reports it) and the deliveries by status; exit 1 without a database."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .ledger.db import make_engine
+    from .ledger.health import queue_health
+
+    engine = make_engine(_settings().database_url)
+    try:
+        health = queue_health(engine, by_status=True)
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        first_line = (str(cause).strip().splitlines() or [""])[0]
+        click.echo(f"receiver: database unreachable or not migrated: {type(cause).__name__}: {first_line}", err=True)
+        sys.exit(1)
+    finally:
+        engine.dispose()
+    click.echo("database: ok")
+    click.echo(f"queue_depth: {health.queue_depth}")
+    click.echo(f"oldest_pending_age_seconds: {health.oldest_pending_age_seconds}")
+    click.echo("deliveries: " + " ".join(f"{name}={count}" for name, count in health.by_status.items()))
+
+
+@cli.command()
+def prune():
+    """Forget what is past its [retention] days (never an opt-out); prints what was removed."""
+    from .ledger.db import make_engine
+    from .ledger.retention import prune as prune_ledger
+
+    settings = _settings()
+    removed = prune_ledger(make_engine(settings.database_url), settings.retention)
+    click.echo(", ".join(f"{kind.replace('_', ' ')}: {count}" for kind, count in removed.items()))
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def main() -> None:
     env = {**DEMO_SECRETS, **os.environ}  # the children's environment: demo values under the real ones
     env.setdefault("PORT", "8000")
     env.setdefault("WEB_CONCURRENCY", "2")
+    # Web and worker share one metrics folder, so the worker's counters show in /metrics too.
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="receiver-metrics-"))
     bin_dir = Path(sys.executable).parent
     receiver = str(bin_dir / "receiver")
     subprocess.run([receiver, "db", "upgrade"], env=env, check=True)

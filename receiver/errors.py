@@ -6,10 +6,11 @@ class ReceiverError(Exception):
 
     status = 500
 
-    def __init__(self, message: str, *, field: str | None = None):
+    def __init__(self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.headers = headers or {}
 
 
 class BadRequest(ReceiverError):
@@ -26,6 +27,10 @@ class NotFound(ReceiverError):
     status = 404
 
 
+class Conflict(ReceiverError):
+    status = 409
+
+
 class PayloadTooLarge(ReceiverError):
     status = 413
 
@@ -38,8 +43,7 @@ class TooManyRequests(ReceiverError):
     status = 429
 
     def __init__(self, message: str, *, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
 class Unavailable(ReceiverError):

@@ -7,11 +7,17 @@ The contract allows no full email or phone in any log line, access logs included
 mask sits on the handler and sees every record that reaches it, whichever logger made it.
 Masking is deliberately greedy: every bare run of 10–11 digits is masked, so Unix
 timestamps such as 1795515300 come out as ``179***5300`` too. Privacy beats pretty logs.
+
+Structured lines (one per request, one per delivery attempt) are logged with
+``extra={"fields": {...}}``: the filter masks every string in ``fields`` too, and the handler's
+formatter writes such a record as one JSON object per line; other records stay plain text.
 """
 
+import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 
 from gunicorn import glogging
 
@@ -78,6 +84,42 @@ def mask_text(text: str) -> str:
     return _BARE.sub(lambda m: _mask_digits(m[0]), text)
 
 
+def _mask_value(value):
+    """``value`` with every string in it masked; what JSON cannot hold becomes a masked string."""
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, dict):
+        return {key: _mask_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_value(item) for item in value]
+    if isinstance(value, int):
+        masked = mask_text(str(value))  # a 10–11 digit number is masked like any bare run of digits
+        return value if masked == str(value) else masked
+    return mask_text(str(value))
+
+
+class JsonFormatter(logging.Formatter):
+    """A record with ``fields`` becomes one JSON line: time, level, logger, event (the message), fields.
+
+    Records without ``fields`` keep the plain ``_FORMAT`` line, so one handler serves both.
+    """
+
+    def __init__(self):
+        super().__init__(_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None)
+        if not isinstance(fields, dict):
+            return super().format(record)
+        line = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+                "level": record.levelname, "logger": record.name, "event": record.getMessage(), **fields}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, default=str)
+
+
 class MaskingFilter(logging.Filter):
     """Masks a record's final message, traceback and stack in place; never drops a record."""
 
@@ -89,6 +131,9 @@ class MaskingFilter(logging.Filter):
             message = f"{record.msg!r} args={record.args!r}"
         record.msg = mask_text(message)
         record.args = None
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            record.fields = _mask_value(fields)
         if record.exc_info and not record.exc_text:
             # Render the traceback now so the formatter reuses the masked copy.
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -112,7 +157,7 @@ def configure_logging(level: str = "INFO") -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setFormatter(JsonFormatter())
     handler.addFilter(MaskingFilter())
     root.addHandler(handler)
 

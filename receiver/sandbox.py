@@ -23,6 +23,10 @@ Control API:
          "authorization", "at", "fault"?}]}; method is the CRM Text method, or "opt_out" /
          "retrieve" for Experience.
   POST   /_sandbox/reset                            forget calls, customers, records, faults.
+  POST   /_sandbox/experience/records  {"records": [...], "page_size": 250, "at": "YYYY-MM-DD HH:MM:SS"}
+         store Experience records as if opt-out calls had sent them (each with its own state
+         times), received ``at`` (default now); ``page_size`` sets retrieve-opt-out's page size
+         until the next reset.
   POST   /_sandbox/faults  {"crm", "mode", "count": 1, "retry_after": 1, "delay": 1}
          the next ``count`` calls to that CRM fail with ``mode``: "500", "429" (with
          Retry-After), "400", "malformed", "truncated", "billion_laughs", "external_entity"
@@ -90,6 +94,7 @@ class _State:
         self.calls: list[dict[str, Any]] = []
         self.customers: dict[tuple[str, str], dict[str, Any]] = {}  # (keyword, number) -> customer
         self.records: list[tuple[str, dict]] = []  # (received at, record)
+        self.page_size = PAGE_SIZE
         self.faults: dict[str, deque[dict[str, Any]]] = {crm: deque() for crm in CRMS}
 
     def record_call(self, crm: str, method: str, **fields) -> dict[str, Any] | None:
@@ -186,10 +191,11 @@ def create_sandbox_app() -> Flask:
         start = int(cursor)
         with state.lock:
             matching = [r for at, r in state.records if at >= since]
-        page = matching[start:start + PAGE_SIZE]
-        more = start + PAGE_SIZE < len(matching)
+            size = state.page_size
+        page = matching[start:start + size]
+        more = start + size < len(matching)
         # Absolute and without since, like the vendor's published sample.
-        next_url = f"{request.base_url}?cursor={start + PAGE_SIZE}" if more else None
+        next_url = f"{request.base_url}?cursor={start + size}" if more else None
         return jsonify({"recipients": page, "next_page_url": next_url})
 
     @app.get("/_sandbox/calls")
@@ -204,6 +210,20 @@ def create_sandbox_app() -> Flask:
         with state.lock:
             state.reset()
         return jsonify({"reset": True})
+
+    @app.post("/_sandbox/experience/records")
+    def seed_experience_records():
+        spec = request.get_json(silent=True)
+        spec = spec if isinstance(spec, dict) else {}
+        records, page_size, at = spec.get("records"), spec.get("page_size", PAGE_SIZE), spec.get("at") or _now()
+        if (not isinstance(records, list) or not all(isinstance(r, dict) for r in records)
+                or not isinstance(page_size, int) or page_size < 1 or not isinstance(at, str)):
+            return jsonify({"error": "records is a list of objects, page_size a positive number, at a time"}), 400
+        with state.lock:
+            state.records.extend((at, record) for record in records)
+            state.page_size = page_size
+            stored = len(state.records)
+        return jsonify({"records": stored, "page_size": page_size})
 
     @app.post("/_sandbox/faults")
     def add_faults():

@@ -76,6 +76,14 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """How long ``receiver prune`` keeps what is not evidence of an opt-out (days)."""
+
+    attempts_days: float = 90.0  # CRM attempts of finished deliveries
+    ignored_signals_days: float = 90.0  # HELP / other texts and ignored ESP events (never opt-outs)
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     database_url: str
@@ -92,6 +100,7 @@ class Settings:
     web_concurrency: int = 3
     proxy_hops: int = 0  # proxies in front that append X-Forwarded-For (1 on Heroku's router)
     forms_rate_limit: int = 10  # /forms/unsubscribe posts a minute per client address
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     @property
     def production(self) -> bool:
@@ -156,6 +165,14 @@ class _WorkerSchema(Schema):
     backoff_max_seconds = fields.Float(validate=validate.Range(0.01, 86400))
 
 
+class _RetentionSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    attempts_days = fields.Float(validate=validate.Range(1, 36500))
+    ignored_signals_days = fields.Float(validate=validate.Range(1, 36500))
+
+
 class _ServiceSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -171,6 +188,7 @@ class _FileSchema(Schema):
 
     service = fields.Nested(_ServiceSchema)
     worker = fields.Nested(_WorkerSchema)
+    retention = fields.Nested(_RetentionSchema)
     tenants = fields.Dict(keys=fields.String(), values=fields.Nested(_TenantSchema))
     sources = fields.Dict(keys=fields.String(), values=fields.Nested(_SourceSchema))
 
@@ -334,6 +352,7 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         tenants=tenants,
         sources=sources,
         worker=WorkerConfig(**data.get("worker", {})),
+        retention=RetentionConfig(**data.get("retention", {})),
         proxy_hops=service.get("proxy_hops", 0),
         forms_rate_limit=service.get("forms_rate_limit", 10),
         instance_path=instance,

@@ -22,3 +22,17 @@ DELIVERED_TO = {
     SMS_BAN: (EXPERIENCE, CRMTEXT),
     MARKETING_DECLINE_SMS: (EXPERIENCE,),
 }
+
+# What a sender may send while these states are in force (contract, "Operator API").
+CHANNELS = {
+    "marketing_email": frozenset({MAIL_BAN, MARKETING_DECLINE}),
+    "transactional_email": frozenset({MAIL_BAN}),
+    "marketing_sms": frozenset({SMS_BAN, MARKETING_DECLINE_SMS}),
+    "transactional_sms": frozenset({SMS_BAN}),
+}
+
+
+def may_receive(states) -> dict[str, bool]:
+    """{"marketing_email": …, "transactional_email": …, "marketing_sms": …, "transactional_sms": …}."""
+    held = set(states)
+    return {channel: not (held & blocking) for channel, blocking in CHANNELS.items()}

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, or_, select, update
 
+from . import metrics
 from .crm.crmtext import CrmTextClient
 from .crm.errors import CrmError, OutcomeUnknown, Permanent, Retryable
 from .crm.experience import ExperienceClient, format_time
@@ -149,7 +150,7 @@ class Worker:
         elif outcome == "permanent":
             values.update(status=DEAD, last_error=detail)
         else:
-            too_old = now - row.created_at > timedelta(hours=self.config.max_age_hours)
+            too_old = now - (row.replayed_at or row.created_at) > timedelta(hours=self.config.max_age_hours)
             if attempts >= self.config.max_attempts or too_old:
                 values.update(status=DEAD, last_error=detail)
             else:
@@ -161,10 +162,25 @@ class Worker:
         else:
             conn.execute(update(Attempt).where(Attempt.id == attempt_id).values(
                 finished_at=now, outcome=outcome, http_status=http_status, detail=detail))
-        conn.execute(update(Delivery).where(Delivery.id == row.id, Delivery.lease_owner == self.owner).values(**values))
-        level = logging.WARNING if values.get("status") == DEAD else logging.INFO
-        log.log(level, "delivery %s %s to %s for %s: %s%s", row.id, outcome, row.crm, masked(row.identity),
-                values.get("status", "retry"), f" ({detail})" if detail and outcome != "ok" else "")
+        moved = conn.execute(update(Delivery).where(
+            Delivery.id == row.id, Delivery.lease_owner == self.owner).values(**values)).rowcount
+        status = values.get("status", "retry") if moved else "taken over"  # our lease ran out meanwhile
+        self._observe(row, outcome, status, now)
+        fields = {"delivery_id": row.id, "crm": row.crm, "tenant": row.tenant, "identity": masked(row.identity),
+                  "attempt": attempts, "outcome": outcome, "status": status, "http_status": http_status,
+                  "duration_ms": round((now - started).total_seconds() * 1000, 1) if started else None}
+        if detail and outcome != "ok":
+            fields["detail"] = detail
+        log.log(logging.WARNING if status == DEAD else logging.INFO, "delivery attempt", extra={"fields": fields})
+
+    @staticmethod
+    def _observe(row, outcome: str, status: str, now: datetime) -> None:
+        """Count the attempt; a delivery this worker moved to done or dead counts once more."""
+        metrics.DELIVERY_ATTEMPTS.labels(row.crm, outcome).inc()
+        if status == DONE:
+            metrics.DELIVERY_LATENCY.labels(row.crm).observe(max((now - row.created_at).total_seconds(), 0.0))
+        elif status == DEAD:
+            metrics.DEAD_LETTERS.labels(row.crm).inc()
 
     def _client(self, crm: str, tenant: str):
         key = (crm, tenant)
@@ -194,21 +210,24 @@ class Worker:
                 self._finish(conn, row, "already", detail="an earlier attempt already delivered it")
             return
         if earlier:
+            checked = utcnow()
             try:
                 status = client.customer_status(ten)
             except CrmError as exc:
                 with self.engine.begin() as conn:
-                    self._finish(conn, row, "retry", error=exc)
+                    self._finish(conn, row, "retry", error=exc, started=checked)
                 return
             if status == CUSTOMER_OPTED_OUT:
                 with self.engine.begin() as conn:
-                    self._finish(conn, row, "already", detail="CRM Text already has the number opted out (checked)")
+                    self._finish(conn, row, "already", started=checked,
+                                 detail="CRM Text already has the number opted out (checked)")
                 return
         with self.engine.begin() as conn:
             if not self._renew(conn, [row.id]):
                 return
+            started = utcnow()
             attempt_id = conn.execute(insert(Attempt).values(
-                delivery_id=row.id, started_at=utcnow(), outcome="started").returning(Attempt.id)).scalar()
+                delivery_id=row.id, started_at=started, outcome="started").returning(Attempt.id)).scalar()
         try:
             result = client.opt_out(ten)
         except OutcomeUnknown as exc:
@@ -220,7 +239,7 @@ class Worker:
         else:
             outcome, error = ("already" if result.already_done else "ok"), None
         with self.engine.begin() as conn:
-            self._finish(conn, row, outcome, error=error, attempt_id=attempt_id,
+            self._finish(conn, row, outcome, error=error, attempt_id=attempt_id, started=started,
                          detail=None if error else result.message)
 
     # -- Experience -----------------------------------------------------------------------------

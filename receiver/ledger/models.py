@@ -134,6 +134,7 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the age limit counts from here
 
 
 class Attempt(Base):
@@ -172,3 +173,21 @@ class RateHit(Base):
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # unix time // 60
     hits: Mapped[int] = mapped_column(Integer)
+
+
+class SyncCursor(Base):
+    """How far ``receiver reconcile`` got reading one tenant's CRM list (one row per tenant and source).
+
+    ``next_url`` set: a pass from ``since`` stopped before that page and resumes there. ``next_url``
+    empty: the last pass finished, and ``since`` is the date the next pass starts from.
+    """
+
+    __tablename__ = "sync_cursors"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    since: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, as the CRM's query takes it
+    next_url: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())  # when the current (or last) pass began
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -26,7 +26,8 @@ def plan(tenant: TenantConfig, signal: Signal, identity: str, added: list[str], 
     """The deliveries for ``added`` states of one identity; a CRM the tenant lacks gets none."""
     states = {state: since.isoformat() for state in added}
     planned = []
-    if tenant.experience and any(EXPERIENCE in DELIVERED_TO[s] for s in added):
+    # States read from Experience (receiver reconcile) are never written back to it.
+    if tenant.experience and signal.reported_by != EXPERIENCE and any(EXPERIENCE in DELIVERED_TO[s] for s in added):
         payload = {"email": email, "phone": phone, "states": states}
         status, reason = PENDING, None
         if email is None and any(s in SMS_STATES for s in added) and tenant.experience.sms_records == "email-only":

@@ -147,10 +147,12 @@ class Ledger:
             }).first() is not None
         added: dict[str, list[str]] = {}
         removed: dict[str, list[str]] = {}
+        # A state read back from Experience's own list holds since the time Experience gives it.
+        since = signal.occurred_at if signal.reported_by == EXPERIENCE and signal.occurred_at else now
         for state in (s for s in STATES if s in signal.add):  # a fixed order avoids lock-order deadlocks
             identity = identity_for(signal, state)
             inserted = conn.execute(self._add_state, {
-                "tenant": tenant.name, "identity": identity, "state": state, "since": now, "signal_id": signal_id,
+                "tenant": tenant.name, "identity": identity, "state": state, "since": since, "signal_id": signal_id,
             }).first()
             if inserted is not None:  # rowcount is not reliable for ON CONFLICT on every driver
                 added.setdefault(identity, []).append(state)

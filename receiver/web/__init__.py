@@ -13,13 +13,15 @@ log = logging.getLogger(__name__)
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, forms, hooks, ops, unsubscribe
+    from . import admin, forms, hooks, openapi, operator, ops, requestlog, unsubscribe  # noqa: F401 (operator: /v1 routes)
 
+    app.register_blueprint(requestlog.bp)  # first, so its clock starts before any other hook runs
     app.register_blueprint(admin.bp)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(forms.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(openapi.bp)
 
 
 def _error(status: int, message: str, field: str | None = None):
@@ -60,8 +62,7 @@ def register_errorhandlers(app: Flask) -> None:
         if exc.status >= 500:
             log.warning("refused with %s: %s (cause: %r)", exc.status, exc.message, exc.__cause__)
         body, status = _error(exc.status, exc.message, exc.field)
-        retry_after = getattr(exc, "retry_after", None)
-        return body, status, {"Retry-After": str(retry_after)} if retry_after else {}
+        return body, status, exc.headers
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -22,7 +22,8 @@ def require_admin_token():
         raise NotFound("the operator API is off (RECEIVER_ADMIN_TOKEN is not set)")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise BadSignature("Authorization: a bearer token (RECEIVER_ADMIN_TOKEN) is required")
+        raise BadSignature("Authorization: a bearer token (RECEIVER_ADMIN_TOKEN) is required",
+                           headers={"WWW-Authenticate": 'Bearer realm="receiver"'})
 
 
 def json_body() -> dict:
@@ -46,20 +47,25 @@ class LinkSchema(Schema):
     campaign = text(0, 64, load_default=None, allow_none=True)
 
 
+class LinksBatchSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    links = fields.List(fields.Nested(LinkSchema), required=True, validate=validate.Length(
+        1, MAX_LINKS, error=f"must be a list of 1 to {MAX_LINKS} links"),
+        error_messages={"required": "missing", "invalid": "must be a list"})
+
+
 @bp.post("/links")
 def issue_links():
     body = json_body()
     if isinstance(body, dict) and "links" in body:
-        entries = body["links"]
-        if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_LINKS:
-            raise BadRequest(f"links: must be a list of 1 to {MAX_LINKS} links", field="links")
-        made = [_link(entry, f"links[{n}]") for n, entry in enumerate(entries)]
-        return jsonify(links=made), 201
-    return jsonify(_link(body, "")), 201
+        entries = load(LinksBatchSchema(), body)["links"]
+        return jsonify(links=[_link(entry, f"links[{n}]") for n, entry in enumerate(entries)]), 201
+    return jsonify(_link(load(LinkSchema(), body), "")), 201
 
 
-def _link(entry, path: str) -> dict:
-    data = load(LinkSchema(), entry, path)
+def _link(data: dict, path: str) -> dict:
     if data["tenant"] not in services().settings.tenants:
         where = join(path, "tenant")
         raise BadRequest(f"{where}: unknown tenant {data['tenant']!r}", field=where)

@@ -44,6 +44,10 @@ class Checkbox(fields.Field):
         raise ValidationError("must be a checkbox value (on, true, 1)")
 
 
+CHECKBOX_DOC = {"oneOf": [{"type": "boolean"}, {"type": "string"}],
+                "description": "ticked: on, true, 1 or JSON true; neither box sent: both apply"}
+
+
 class UnsubscribeFormSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -51,8 +55,8 @@ class UnsubscribeFormSchema(Schema):
     tenant = text(1, 64, required=True)
     email = text(0, 254, load_default=None, allow_none=True)
     phone = text(0, 64, load_default=None, allow_none=True)
-    email_marketing = Checkbox(load_default=None, allow_none=True, error_messages=TEXT_ERRORS)
-    sms_marketing = Checkbox(load_default=None, allow_none=True, error_messages=TEXT_ERRORS)
+    email_marketing = Checkbox(load_default=None, allow_none=True, error_messages=TEXT_ERRORS, metadata=CHECKBOX_DOC)
+    sms_marketing = Checkbox(load_default=None, allow_none=True, error_messages=TEXT_ERRORS, metadata=CHECKBOX_DOC)
 
 
 def prefers_html() -> bool:

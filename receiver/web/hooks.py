@@ -2,12 +2,14 @@
 
 from flask import Blueprint, Response, request
 
+from .. import metrics
 from ..errors import NotFound
 from ..ledger.record import Outcome
 from ..services import services
 from ..signals import HELP
 from ..sources.base import HttpRequest, Source
 from .answers import answer_json, receipt_headers
+from .requestlog import note_outcome
 
 bp = Blueprint("hooks", __name__)
 
@@ -34,6 +36,17 @@ def hook(name: str):
     inbound_request = HttpRequest.from_flask(request)
     inbound = source.handle(inbound_request)
     outcome = services().ledger.record(source.config, inbound, inbound_request.body)
+    metrics.SIGNALS_RECEIVED.labels(name, source.config.kind, outcome.status).inc()
+    note_outcome(outcome.status)
     if source.answer == "twiml":
         return signed(answer_twiml(source, outcome), "text/xml; charset=utf-8", outcome, source)
     return signed(answer_json(name, outcome), "application/json", outcome, source)
+
+
+@bp.after_request
+def count_signature_failures(response: Response) -> Response:
+    """Error answers pass here too: a 401 of a configured source is a signature or token failure."""
+    name = (request.view_args or {}).get("name")
+    if response.status_code == 401 and name in services().sources:
+        metrics.SIGNATURE_FAILURES.labels(name).inc()
+    return response

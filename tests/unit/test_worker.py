@@ -371,6 +371,24 @@ def test_too_old_delivery_is_dead_on_its_next_failure(world):
     assert "Internal Server Error" in row.last_error
 
 
+def test_a_replayed_old_delivery_gets_its_attempts_and_age_back(world):
+    from receiver.ledger.queries import replay
+
+    world.stop(tenant="smsonly")
+    row = world.delivery(CRMTEXT)
+    with world.engine.begin() as conn:
+        conn.execute(update(Delivery).where(Delivery.id == row.id).values(
+            status=DEAD, attempts=10, created_at=utcnow() - timedelta(hours=100)))
+    assert replay(world.engine, row.id) == DEAD
+    world.sandbox.fault(CRMTEXT, "500")
+    world.worker().run_once()
+    row = world.get(row.id)
+    assert (row.status, row.attempts) == (PENDING, 1)  # retried, not dead: the age counts from the replay
+    world.make_due()
+    world.worker().run_once()
+    assert world.get(row.id).status == DONE
+
+
 # -- unknown outcomes and leases ---------------------------------------------------------------
 
 

@@ -1,0 +1,119 @@
+"""What operators read from the ledger: states per identity, the audit trail, deliveries, the export.
+
+Lists are keyset-paginated on the row id (ascending, so a client can poll for what is new): a
+cursor is the last id of the previous page, opaque to clients (base64), and a page of ``limit``
+rows costs one index range scan however deep it is.
+"""
+
+import base64
+import binascii
+from collections.abc import Iterator
+from datetime import datetime
+
+from sqlalchemy import Engine, select, update
+
+from ..errors import BadRequest
+from .models import Attempt, Consent, Delivery, Receipt, SignalRow, utcnow
+from .outbox import DEAD, PENDING, SKIPPED
+
+REPLAYABLE = (DEAD, SKIPPED)
+
+
+def encode_cursor(last_id: int | None) -> str | None:
+    return None if last_id is None else base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix == "id" and number.isdigit():
+            return int(number)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise BadRequest("cursor: not a cursor this API gave out", field="cursor")
+
+
+def states_by_identity(engine: Engine, tenant: str, identities: list[str]) -> dict[str, dict[str, datetime]]:
+    """{identity: {state: since}} for the identities that hold any state; one query for the lot."""
+    found: dict[str, dict[str, datetime]] = {}
+    wanted = sorted({i for i in identities if i})
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), 500):  # bounded IN lists
+            rows = conn.execute(select(Consent.identity, Consent.state, Consent.since).where(
+                Consent.tenant == tenant, Consent.identity.in_(wanted[start:start + 500])))
+            for identity, state, since in rows:
+                found.setdefault(identity, {})[state] = since
+    return found
+
+
+def events_page(engine: Engine, *, tenant=None, email=None, phone=None, since=None, after: int = 0,
+                limit: int = 100) -> tuple[list, int | None]:
+    query = (select(SignalRow.__table__, Receipt.status).join(Receipt, Receipt.id == SignalRow.receipt_id)
+             .where(SignalRow.id > after).order_by(SignalRow.id).limit(limit + 1))
+    for column, value in ((SignalRow.tenant, tenant), (SignalRow.email, email), (SignalRow.phone, phone)):
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(SignalRow.received_at >= since)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return _page(rows, limit, lambda row: row.id)
+
+
+def deliveries_page(engine: Engine, *, status=None, tenant=None, after: int = 0,
+                    limit: int = 100) -> tuple[list[tuple], int | None]:
+    """(delivery row, its attempt rows oldest first) for one page."""
+    query = select(Delivery.__table__).where(Delivery.id > after).order_by(Delivery.id).limit(limit + 1)
+    if status is not None:
+        query = query.where(Delivery.status == status)
+    if tenant is not None:
+        query = query.where(Delivery.tenant == tenant)
+    with engine.connect() as conn:
+        deliveries = conn.execute(query).all()
+        page, next_id = _page(deliveries, limit, lambda d: d.id)
+        attempts: dict[int, list] = {}
+        if page:
+            for attempt in conn.execute(select(Attempt.__table__).where(
+                    Attempt.delivery_id.in_([d.id for d in page])).order_by(Attempt.id)):
+                attempts.setdefault(attempt.delivery_id, []).append(attempt)
+    return [(d, attempts.get(d.id, [])) for d in page], next_id
+
+
+def replay(engine: Engine, delivery_id: int) -> str | None:
+    """Put a dead or skipped delivery back in the queue; its previous status, or None if there is none.
+
+    Attempts start again from zero (the earlier ones stay in the attempts table) and the age
+    limit counts from ``replayed_at``, so the worker's max_attempts and max_age_hours both start over.
+    """
+    now = utcnow()
+    with engine.begin() as conn:
+        status = conn.execute(select(Delivery.status).where(Delivery.id == delivery_id)).scalar()
+        if status in REPLAYABLE:
+            conn.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == status).values(
+                status=PENDING, attempts=0, reason=None, next_attempt_at=now, updated_at=now, replayed_at=now,
+                lease_owner=None, lease_until=None))
+    return status
+
+
+def export_rows(engine: Engine, *, tenant=None, since=None, batch: int = 2000) -> Iterator[tuple]:
+    """Every state in force as (tenant, identity, state, since), streamed from a server-side cursor."""
+    query = select(Consent.tenant, Consent.identity, Consent.state, Consent.since).order_by(
+        Consent.tenant, Consent.identity, Consent.state)
+    if tenant is not None:
+        query = query.where(Consent.tenant == tenant)
+    if since is not None:
+        query = query.where(Consent.since >= since)
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+        yield from result
+
+
+def _page(rows: list, limit: int, key) -> tuple[list, int | None]:
+    """The first ``limit`` rows and the cursor id after them (None on the last page)."""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, key(rows[-1])
+    return rows, None

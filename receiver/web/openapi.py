@@ -1,0 +1,330 @@
+"""GET /openapi.json: the OpenAPI 3 document, built by apispec from the marshmallow schemas.
+
+Inputs are described by the very schemas the endpoints load (web/admin.py, web/operator.py,
+web/forms.py, sources/standard_webhooks.py), so the document cannot drift from what is
+enforced; answers are described by the small schemas below. The test suite runs schemathesis
+against this document (tests/unit/web/test_openapi.py).
+"""
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, current_app, jsonify
+from marshmallow import INCLUDE, Schema, fields, validate
+
+from ..sources.standard_webhooks import EventSchema
+from ..states import STATES
+from .admin import LinksBatchSchema, LinkSchema
+from .forms import UnsubscribeFormSchema
+from .operator import ConsentCheckSchema, ConsentQuery, DeliveriesQuery, EventsQuery, ExportQuery
+
+bp = Blueprint("openapi", __name__)
+VERSION = "1.0.0"
+STATUSES = ("accepted", "duplicate", "ignored")
+
+
+# -- answers ---------------------------------------------------------------------------------------
+
+class ErrorAnswer(Schema):
+    error = fields.String(required=True, metadata={"description": "what is wrong, naming the field first"})
+    field = fields.String(metadata={"description": "the field at fault, when there is one"})
+
+
+class Change(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    email = fields.String()
+    phone = fields.String()
+    states = fields.List(fields.String(validate=validate.OneOf(STATES)))
+    removed = fields.List(fields.String(validate=validate.OneOf(STATES)))
+
+
+class ReceiptAnswer(Schema):
+    receipt_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    received_at = fields.String(required=True, metadata={"format": "date-time"})
+    source = fields.String(required=True)
+    event_ids = fields.List(fields.String(), required=True)
+    changes = fields.List(fields.Nested(Change), required=True)
+    original_receipt_id = fields.String()
+    duplicate_event_ids = fields.List(fields.String())
+
+
+class ListUnsubscribeHeaders(Schema):
+    list_unsubscribe = fields.String(required=True, data_key="List-Unsubscribe")
+    list_unsubscribe_post = fields.String(required=True, data_key="List-Unsubscribe-Post")
+
+
+class LinkAnswer(Schema):
+    url = fields.String(required=True)
+    headers = fields.Nested(ListUnsubscribeHeaders, required=True)
+
+
+class LinksAnswer(Schema):
+    links = fields.List(fields.Nested(LinkAnswer), required=True)
+
+
+def _states_field(**kwargs) -> fields.Dict:
+    return fields.Dict(keys=fields.String(validate=validate.OneOf(STATES)), values=fields.String(), **kwargs)
+
+
+class ConsentAnswer(Schema):
+    tenant = fields.String(required=True)
+    email = fields.String(required=True, allow_none=True)
+    phone = fields.String(required=True, allow_none=True)
+    states = _states_field(required=True, metadata={"description": "state → the time it was set (UTC)"})
+
+
+class CheckedRecipient(ConsentAnswer):
+    tenant = None
+    marketing_email = fields.Boolean(required=True)
+    transactional_email = fields.Boolean(required=True)
+    marketing_sms = fields.Boolean(required=True)
+    transactional_sms = fields.Boolean(required=True)
+
+
+class CheckAnswer(Schema):
+    tenant = fields.String(required=True)
+    recipients = fields.List(fields.Nested(CheckedRecipient), required=True)
+
+
+class EventItem(Schema):
+    id = fields.Integer(required=True)
+    source = fields.String(required=True)
+    tenant = fields.String(required=True)
+    event_id = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(("opt_out", "opt_in", "help", "other")))
+    keyword = fields.String(allow_none=True)
+    review = fields.Boolean(required=True)
+    email = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    received_at = fields.String(required=True)
+    occurred_at = fields.String(allow_none=True)
+    receipt_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    changes = fields.List(fields.Nested(Change), required=True)
+    evidence_sha256 = fields.String(required=True)
+
+
+class EventsPage(Schema):
+    items = fields.List(fields.Nested(EventItem), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class AttemptItem(Schema):
+    started_at = fields.String(required=True)
+    finished_at = fields.String(allow_none=True)
+    outcome = fields.String(required=True)
+    http_status = fields.Integer(allow_none=True)
+    detail = fields.String(allow_none=True)
+
+
+class DeliveryItem(Schema):
+    id = fields.Integer(required=True)
+    crm = fields.String(required=True, validate=validate.OneOf(("experience", "crmtext")))
+    tenant = fields.String(required=True)
+    identity = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(("pending", "done", "skipped", "dead")))
+    reason = fields.String(allow_none=True)
+    attempts = fields.Integer(required=True)
+    last_error = fields.String(required=True, allow_none=True)
+    created_at = fields.String(required=True)
+    next_attempt_at = fields.String(allow_none=True)
+    attempt_log = fields.List(fields.Nested(AttemptItem), required=True)
+
+
+class DeliveriesPage(Schema):
+    items = fields.List(fields.Nested(DeliveryItem), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class ReplayAnswer(Schema):
+    id = fields.Integer(required=True)
+    status = fields.String(required=True)
+    previous_status = fields.String(required=True)
+
+
+class HealthAnswer(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    status = fields.String(required=True)
+
+
+class Jwk(Schema):
+    kty = fields.String(required=True)
+    crv = fields.String(required=True)
+    x = fields.String(required=True)
+    kid = fields.String(required=True)
+    use = fields.String()
+    alg = fields.String()
+
+
+class JwkSet(Schema):
+    keys = fields.List(fields.Nested(Jwk), required=True)
+
+
+class EventsBatch(Schema):
+    events = fields.List(fields.Nested(EventSchema), required=True, validate=validate.Length(1, 1000))
+
+
+# -- the document ----------------------------------------------------------------------------------
+
+RECEIPT_HEADERS = {
+    "webhook-id": {"description": "the receipt id", "schema": {"type": "string"}},
+    "webhook-timestamp": {"description": "Unix seconds", "schema": {"type": "string"}},
+    "webhook-signature": {"description": "`v1a,<Ed25519>` (keys at /.well-known/receipt-keys); partners of "
+                                         "kind standard-webhooks also get `v1,<HMAC-SHA256>`",
+                          "schema": {"type": "string"}},
+}
+HTML = {"text/html": {"schema": {"type": "string"}}}
+
+
+def _json(schema, description: str, headers: dict | None = None) -> dict:
+    answer = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _errors(*statuses: int, html: bool = False) -> dict:
+    texts = {400: "bad input (the field is named)", 401: "missing or wrong signature or credential",
+             404: "not found", 405: "method not allowed", 409: "conflict", 413: "body over 256 KiB",
+             415: "wrong content type", 429: "too many posts from this address (see Retry-After)",
+             503: "not stored: the database is unavailable; retry"}
+    answers = {}
+    for status in statuses:
+        content = {**HTML, "application/json": {"schema": ErrorAnswer}} if html else {
+            "application/json": {"schema": ErrorAnswer}}
+        answers[str(status)] = {"description": texts[status], "content": content}
+    return answers
+
+
+def build_spec(public_base_url: str) -> dict:
+    spec = APISpec(title="receiver", version=VERSION, openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
+                   servers=[{"url": public_base_url}],
+                   info={"description": "Opt-out receiver: takes guests' opt-outs from every channel, records them "
+                                        "durably, answers with signed receipts and delivers them to the CRMs."})
+    spec.components.security_scheme("admin", {"type": "http", "scheme": "bearer",
+                                              "description": "RECEIVER_ADMIN_TOKEN; /v1 is off (404) when unset"})
+    spec.components.schema("PartnerEvent", schema=EventSchema)
+    admin = [{"admin": []}]
+    v1_errors = _errors(400, 401, 404, 503)
+
+    spec.path(path="/hooks/{source}", operations={"post": {
+        "summary": "An inbound opt-out from a configured source (Twilio, CRM Text, partners, ESPs)",
+        "parameters": [{"in": "path", "name": "source", "required": True, "schema": {"type": "string"}},
+                       {"in": "query", "name": "token", "required": False, "schema": {"type": "string"},
+                        "description": "CRM Text callback token"}],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"oneOf": [EventSchema, EventsBatch, {"type": "array", "items": {}},
+                                                      {"type": "object"}]}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": True}}}},
+        "responses": {
+            "200": {"description": "recorded (or a duplicate): the signed receipt; Twilio gets TwiML",
+                    "headers": RECEIPT_HEADERS, "content": {"application/json": {"schema": ReceiptAnswer},
+                                                            "text/xml": {"schema": {"type": "string"}}}},
+            **_errors(400, 401, 404, 413, 415, 503)},
+    }})
+    token = [{"in": "path", "name": "token", "required": True, "schema": {"type": "string"}}]
+    page = {"parameters": token, "responses": {"200": {"description": "the guest's page", "content": HTML},
+                                               **_errors(404, html=True)}}
+    spec.path(path="/u/{token}", operations={
+        "get": {"summary": "The guest's preference page; changes nothing", **page},
+        "head": {"summary": "As GET, without the body; changes nothing", **page},
+        "post": {
+            "summary": "RFC 8058 one-click (List-Unsubscribe=One-Click) or the page's form (choice, csrf)",
+            "parameters": token,
+            "requestBody": {"required": True, "content": {
+                media: {"schema": {"type": "object", "properties": {
+                    "List-Unsubscribe": {"type": "string", "enum": ["One-Click"]},
+                    "choice": {"type": "array", "items": {"type": "string", "enum": list(STATES)}},
+                    "csrf": {"type": "string"}}}}
+                for media in ("application/x-www-form-urlencoded", "multipart/form-data")}},
+            "responses": {
+                "200": {"description": "one-click: the signed receipt; the page's form: the page with the new state",
+                        "headers": RECEIPT_HEADERS,
+                        "content": {"application/json": {"schema": ReceiptAnswer}, **HTML}},
+                **_errors(400, 404, 413, 415, html=True)},
+        },
+    })
+    form_answers = {
+        "200": {"description": "the JSON receipt, or an HTML page when the client prefers HTML",
+                "headers": RECEIPT_HEADERS, "content": {"application/json": {"schema": ReceiptAnswer}, **HTML}},
+        "303": {"description": "stored; to the tenant's forms_return_url", "headers": RECEIPT_HEADERS},
+        **_errors(400, 404, 413, 415, 429, 503, html=True)}
+    spec.path(path="/forms/unsubscribe", operations={
+        "post": {"summary": "A plain unsubscribe form on a hotel's site: marketing states only",
+                 "requestBody": {"required": True, "content": {
+                     "application/json": {"schema": UnsubscribeFormSchema},
+                     "application/x-www-form-urlencoded": {"schema": UnsubscribeFormSchema}}},
+                 "responses": form_answers},
+        "options": {"summary": "CORS preflight for the tenants' forms_origins",
+                    "responses": {"204": {"description": "allowed origins get Access-Control-Allow-Origin"}}},
+    })
+
+    spec.path(path="/v1/links", operations={"post": {
+        "summary": "Unsubscribe links and List-Unsubscribe headers, one or up to 1000", "security": admin,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "oneOf": [LinkSchema, LinksBatchSchema]}}}},
+        "responses": {"201": _json({"oneOf": [LinkAnswer, LinksAnswer]}, "the links, in order"),
+                      **_errors(400, 401, 404, 413, 415)},
+    }})
+    spec.path(path="/v1/consent", operations={"get": {
+        "summary": "The states in force for one guest", "security": admin,
+        "parameters": [{"in": "query", "schema": ConsentQuery}],
+        "responses": {"200": _json(ConsentAnswer, "states; {} when none"), **v1_errors},
+    }})
+    spec.path(path="/v1/consent/check", operations={"post": {
+        "summary": "Who may receive marketing / transactional email and SMS (up to 1000)", "security": admin,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ConsentCheckSchema}}},
+        "responses": {"200": _json(CheckAnswer, "one answer per recipient, in order"),
+                      **_errors(400, 401, 404, 413, 415, 503)},
+    }})
+    spec.path(path="/v1/events", operations={"get": {
+        "summary": "The audit trail: every signal, oldest first, cursor-paginated", "security": admin,
+        "parameters": [{"in": "query", "schema": EventsQuery}],
+        "responses": {"200": _json(EventsPage, "a page"), **v1_errors},
+    }})
+    spec.path(path="/v1/deliveries", operations={"get": {
+        "summary": "CRM deliveries with their attempts and the CRM's last answer", "security": admin,
+        "parameters": [{"in": "query", "schema": DeliveriesQuery}],
+        "responses": {"200": _json(DeliveriesPage, "a page"), **v1_errors},
+    }})
+    spec.path(path="/v1/deliveries/{delivery_id}/replay", operations={"post": {
+        "summary": "Put a dead or skipped delivery back in the queue", "security": admin,
+        "parameters": [{"in": "path", "name": "delivery_id", "required": True,
+                        "schema": {"type": "integer", "minimum": 0}}],
+        "responses": {"200": _json(ReplayAnswer, "queued again"), **_errors(401, 404, 409, 503)},
+    }})
+    spec.path(path="/v1/export.csv", operations={"get": {
+        "summary": "One row per identity and state in force, streamed", "security": admin,
+        "parameters": [{"in": "query", "schema": ExportQuery}],
+        "responses": {"200": {"description": "tenant,identity,state,since",
+                              "content": {"text/csv": {"schema": {"type": "string"}}}}, **v1_errors},
+    }})
+
+    spec.path(path="/healthz", operations={"get": {
+        "summary": "The process runs", "responses": {"200": _json(HealthAnswer, "ok")}}})
+    spec.path(path="/readyz", operations={"get": {
+        "summary": "The database is reachable and migrated (with the delivery queue's depth)",
+        "responses": {"200": _json(HealthAnswer, "ready"), "503": _json(HealthAnswer, "not ready")}}})
+    spec.path(path="/metrics", operations={"get": {
+        "summary": "Prometheus metrics (text exposition format)",
+        "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
+    spec.path(path="/.well-known/receipt-keys", operations={"get": {
+        "summary": "The Ed25519 public keys that sign receipts (current first)",
+        "responses": {"200": _json(JwkSet, "a JWK set")}}})
+    spec.path(path="/openapi.json", operations={"get": {
+        "summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3")}}})
+    return spec.to_dict()
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    document = current_app.extensions.get("receiver.openapi")
+    if document is None:
+        from ..services import services
+
+        document = current_app.extensions["receiver.openapi"] = build_spec(services().settings.public_base_url)
+    return jsonify(document)
