@@ -59,26 +59,27 @@ WARMUP = 100
 PATH = "/hooks/twilio"
 
 
-def signed_requests(count: int) -> list[tuple[bytes, dict]]:
+def signed_requests(count: int) -> list[tuple[str, str, bytes, dict]]:
     """``count`` STOPs from distinct numbers, each signed as Twilio signs it (computed before timing)."""
     validator, out = RequestValidator(TWILIO_TOKEN), []
     for i in range(count):
         params = twilio_sms(sid=f"SM{i:032x}", body="STOP", phone=f"+1555{i:07d}")
         headers = {"Content-Type": "application/x-www-form-urlencoded",
                    "X-Twilio-Signature": validator.compute_signature(PUBLIC_BASE_URL + PATH, params)}
-        out.append((urlencode(params).encode(), headers))
+        out.append(("POST", PATH, urlencode(params).encode(), headers))
     return out
 
 
-def post_all(port: int, reqs: list, concurrency: int) -> tuple[float, list[float], dict[int, int]]:
-    """Send ``reqs`` over ``concurrency`` keep-alive connections; (seconds, latencies, status counts)."""
+def send_all(port: int, reqs: list, concurrency: int) -> tuple[float, list[float], dict[int, int]]:
+    """Send ``reqs`` (method, path, body, headers) over ``concurrency`` keep-alive connections;
+    (seconds, latencies, status counts)."""
     def run(chunk):
         conn, lat, statuses = http.client.HTTPConnection("127.0.0.1", port, timeout=60), [], {}
-        for body, headers in chunk:
+        for method, path, body, headers in chunk:
             for attempt in (1, 2):  # the server may close an idle keep-alive connection: reconnect once
                 start = time.perf_counter()
                 try:
-                    conn.request("POST", PATH, body=body, headers=headers)
+                    conn.request(method, path, body=body, headers=headers)
                     resp = conn.getresponse()
                     resp.read()
                     break
@@ -136,8 +137,8 @@ def measure(argv, env, port, log, warmup, reqs, concurrency) -> dict:
     process = None
     try:
         process = start_gunicorn(argv, env, port, log)
-        _, _, warm_status = post_all(port, warmup, concurrency)
-        elapsed, lat, statuses = post_all(port, reqs, concurrency)
+        _, _, warm_status = send_all(port, warmup, concurrency)
+        elapsed, lat, statuses = send_all(port, reqs, concurrency)
     finally:
         stop(process)
     bad = {c: n for st in (warm_status, statuses) for c, n in st.items() if c != 200}

@@ -15,7 +15,6 @@ import random
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from bench.ingest import POSTGRES_URL, start_gunicorn, stop  # noqa: E402
+from bench.ingest import POSTGRES_URL, send_all, start_gunicorn, stop  # noqa: E402
 from tests.e2e.stack import free_port  # noqa: E402
 from tests.helpers import base_env, config_toml, drop_database, fresh_database  # noqa: E402
 
@@ -60,30 +59,6 @@ def fill(url: str, count: int) -> float:
     return time.perf_counter() - started
 
 
-def get_all(port: int, paths: list[str], concurrency: int) -> tuple[float, list[float], dict[int, int]]:
-    def run(chunk):
-        conn, lat, statuses = http.client.HTTPConnection("127.0.0.1", port, timeout=60), [], {}
-        for path in chunk:
-            start = time.perf_counter()
-            conn.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
-            resp = conn.getresponse()
-            resp.read()
-            lat.append(time.perf_counter() - start)
-            statuses[resp.status] = statuses.get(resp.status, 0) + 1
-        conn.close()
-        return lat, statuses
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(run, [paths[i::concurrency] for i in range(concurrency)]))
-    elapsed = time.perf_counter() - start
-    statuses: dict[int, int] = {}
-    for _, st in results:
-        for code, n in st.items():
-            statuses[code] = statuses.get(code, 0) + n
-    return elapsed, sorted(x for lat, _ in results for x in lat), statuses
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--identities", type=int, default=1_000_000)
@@ -106,15 +81,16 @@ def main() -> None:
         process = start_gunicorn(["wsgi:app"], env, port, tmp / "web.log")
         rng = random.Random(7)
 
-        def path() -> str:
+        def look_up() -> tuple:
             n = rng.randrange(args.identities) if rng.random() < 0.9 else args.identities + rng.randrange(10**6)
             who = identity(n)
-            return f"/v1/consent?tenant=grand&{'email' if '@' in who else 'phone'}={quote(who)}"
+            path = f"/v1/consent?tenant=grand&{'email' if '@' in who else 'phone'}={quote(who)}"
+            return "GET", path, None, {"Authorization": f"Bearer {TOKEN}"}
 
-        get_all(port, [path() for _ in range(200)], args.concurrency)  # warm-up
+        send_all(port, [look_up() for _ in range(200)], args.concurrency)  # warm-up
         print(f"GET /v1/consent (logs in {tmp}):")
         for concurrency, count in ((1, min(1000, args.requests)), (args.concurrency, args.requests)):
-            elapsed, lat, statuses = get_all(port, [path() for _ in range(count)], concurrency)
+            elapsed, lat, statuses = send_all(port, [look_up() for _ in range(count)], concurrency)
             pct = lambda p, lat=lat: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000  # noqa: E731
             print(f"  {concurrency:>2} connection(s), {count} requests: {count / elapsed:.0f} req/s, "
                   f"p50 {pct(50):.1f} ms, p99 {pct(99):.1f} ms, statuses {statuses}")

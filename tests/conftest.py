@@ -1,6 +1,8 @@
 """Fixtures: one migrated database per test session, emptied before each test that uses it;
 a sandbox of both CRMs on an ephemeral 127.0.0.1 port, reset before each test that uses it."""
 
+import io
+import logging
 import threading
 
 import pytest
@@ -10,6 +12,7 @@ from werkzeug.serving import make_server
 from receiver import create_app
 from receiver.ledger.db import make_engine
 from receiver.ledger.record import Ledger
+from receiver.logs import _HANDLER_NAME, configure_logging
 from receiver.sandbox import create_sandbox_app
 from tests.helpers import drop_database, empty_tables, fresh_database, make_settings
 
@@ -37,6 +40,17 @@ def engine(settings):
 @pytest.fixture
 def ledger(settings, engine):
     return Ledger(engine, settings.tenants)
+
+
+@pytest.fixture
+def receiver_log():
+    """What the receiver's masked root handler writes, read back as text."""
+    configure_logging("INFO")
+    [handler] = [h for h in logging.getLogger().handlers if h.get_name() == _HANDLER_NAME]
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    yield stream.getvalue
+    handler.setStream(previous)
 
 
 @pytest.fixture

@@ -49,7 +49,9 @@ class Stack:
         config = tmp / "receiver.toml"
         config.write_text(config_toml(self.sandbox_url, extra_config, service_config))
         self.env = {**os.environ, **base_env(database_url, config), "RECEIVER_ADMIN_TOKEN": ADMIN_TOKEN,
-                    "PORT": str(self.web_port), "WEB_CONCURRENCY": "2", "PYTHONUNBUFFERED": "1"}
+                    "PORT": str(self.web_port), "WEB_CONCURRENCY": "2", "PYTHONUNBUFFERED": "1",
+                    # Web and worker share one metrics folder, as under make run.
+                    "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
         self.processes: dict[str, subprocess.Popen] = {}
         self.engine = make_engine(database_url)
         self.http = requests.Session()

@@ -6,34 +6,16 @@ import re
 import subprocess
 import threading
 
-import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
-from tests.e2e.stack import BIN, ROOT, Stack
+from tests.e2e.stack import BIN, ROOT
 from tests.e2e.test_sms import new_phone, new_sid, ten
-from tests.helpers import PUBLIC_BASE_URL, TWILIO_TOKEN, drop_database, fresh_database
+from tests.helpers import PUBLIC_BASE_URL, TWILIO_TOKEN
 
 SIGNALS = "receiver_signals_received_total"
 ACCEPTED = {"source": "twilio", "kind": "twilio", "outcome": "accepted"}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, request):
-    """The usual stack, with the worker sharing the web's metrics directory as on one host (make run)."""
-    tmp = tmp_path_factory.mktemp("stack")
-    url = fresh_database(tmp)
-    stack = Stack(tmp, url)
-    stack.env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "metrics")
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-        if request.session.testsfailed:
-            print(stack.logs()[-20000:])
-        drop_database(url)
 
 
 def scrape(stack) -> dict[tuple[str, frozenset], float]:

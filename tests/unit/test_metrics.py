@@ -3,7 +3,6 @@ database, prometheus-client's multiprocess aggregation, and gunicorn's metrics d
 
 import dataclasses
 import json
-import logging
 import os
 import runpy
 import subprocess
@@ -182,21 +181,6 @@ def test_worker_logs_one_masked_json_line_per_attempt(sandboxed, engine, receive
         assert line["duration_ms"] >= 0 and line["http_status"] in (200, None)
         assert line["identity"] == "+1555***4567"
     assert "5551234567" not in receiver_log()
-
-
-@pytest.fixture
-def receiver_log():
-    """What the receiver's masked root handler writes, read back as text."""
-    import io
-
-    from receiver.logs import _HANDLER_NAME, configure_logging
-
-    configure_logging("INFO")
-    [handler] = [h for h in logging.getLogger().handlers if h.get_name() == _HANDLER_NAME]
-    stream = io.StringIO()
-    previous = handler.setStream(stream)
-    yield stream.getvalue
-    handler.setStream(previous)
 
 
 # -- multiprocess mode ---------------------------------------------------------------------------

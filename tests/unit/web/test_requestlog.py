@@ -6,21 +6,10 @@ import logging
 
 import pytest
 
-from receiver.logs import _HANDLER_NAME, JsonFormatter, MaskingFilter, configure_logging
+from receiver.logs import JsonFormatter, MaskingFilter
 from tests.helpers import twilio_signature, twilio_sms
 
 PHONE, EMAIL = "+15551234567", "guest@example.com"
-
-
-@pytest.fixture
-def log_text():
-    """What the receiver's masked root handler writes, read back as text."""
-    configure_logging("INFO")
-    [handler] = [h for h in logging.getLogger().handlers if h.get_name() == _HANDLER_NAME]
-    stream = io.StringIO()
-    previous = handler.setStream(stream)
-    yield stream.getvalue
-    handler.setStream(previous)
 
 
 def request_lines(text: str) -> list[dict]:
@@ -35,10 +24,10 @@ def stop(client, sid: str = "SM" + "0" * 32, query: str = "", **headers):
                        headers={"X-Twilio-Signature": signature, **headers})
 
 
-def test_a_hook_request_is_one_json_line(client, log_text):
+def test_a_hook_request_is_one_json_line(client, receiver_log):
     response = stop(client, **{"X-Request-ID": "3f1c7a9e-4b2d-4e8f-9a6b-1c2d3e4f5a6b"})
 
-    [line] = request_lines(log_text())
+    [line] = request_lines(receiver_log())
     assert response.headers["X-Request-ID"] == "3f1c7a9e-4b2d-4e8f-9a6b-1c2d3e4f5a6b"
     assert line["request_id"] == "3f1c7a9e-4b2d-4e8f-9a6b-1c2d3e4f5a6b"
     assert (line["level"], line["event"], line["method"], line["path"]) == ("INFO", "request", "POST", "/hooks/twilio")
@@ -47,30 +36,30 @@ def test_a_hook_request_is_one_json_line(client, log_text):
     assert set(line) >= {"time", "level", "logger", "event", "request_id", "method", "path", "status", "duration_ms"}
 
 
-def test_duplicate_and_refused_requests_say_so(client, log_text):
+def test_duplicate_and_refused_requests_say_so(client, receiver_log):
     stop(client)
     stop(client)
     client.post("/hooks/twilio", data=twilio_sms(), headers={"X-Twilio-Signature": "bm9wZQ=="})
 
-    lines = request_lines(log_text())
+    lines = request_lines(receiver_log())
     assert [(line["status"], line["outcome"]) for line in lines[:2]] == [(200, "accepted"), (200, "duplicate")]
     assert lines[2]["status"] == 401 and "signature" in lines[2]["outcome"].lower()
     assert len({line["request_id"] for line in lines}) == 3
 
 
 @pytest.mark.parametrize("given", [None, "", "x" * 300, "two words", "<script>"])
-def test_a_missing_or_unusable_request_id_is_replaced(client, log_text, given):
+def test_a_missing_or_unusable_request_id_is_replaced(client, receiver_log, given):
     headers = {} if given is None else {"X-Request-ID": given}
 
     response = client.get("/healthz", headers=headers)
 
-    [line] = request_lines(log_text())
+    [line] = request_lines(receiver_log())
     assert response.headers["X-Request-ID"] == line["request_id"]
     assert line["request_id"] != given and len(line["request_id"]) == 32
     assert "source" not in line and "outcome" not in line
 
 
-def test_query_strings_and_link_tokens_stay_out_of_the_log(client, log_text, app):
+def test_query_strings_and_link_tokens_stay_out_of_the_log(client, receiver_log, app):
     from receiver.services import services
 
     with app.app_context():
@@ -80,28 +69,28 @@ def test_query_strings_and_link_tokens_stay_out_of_the_log(client, log_text, app
     client.get(f"/u/{token}?lang=fr")
     client.post("/hooks/crmtext?token=callback-token", data={"msgID": "m1", "mobileNum": PHONE[2:], "message": "STOP"})
 
-    text = log_text()
+    text = receiver_log()
     lines = request_lines(text)
     assert lines[0]["path"] == f"/u/{token[:6]}…" and lines[0]["status"] == 200
     assert lines[1]["path"] == "/hooks/crmtext" and lines[1]["source"] == "crmtext"
     assert token not in text and "callback-token" not in text and "lang=fr" not in text
 
 
-def test_no_full_email_or_phone_in_any_line(client, log_text):
+def test_no_full_email_or_phone_in_any_line(client, receiver_log):
     client.post("/forms/unsubscribe", data={"tenant": "grand", "email": EMAIL, "phone": PHONE})
     client.get(f"/hooks/{EMAIL}")
     client.post(f"/hooks/{PHONE}", data={"From": PHONE})
 
-    text = log_text()
+    text = receiver_log()
     assert len(request_lines(text)) == 3
     assert EMAIL not in text and PHONE not in text and PHONE[2:] not in text
     assert "g***@example.com" in text and "+1555***4567" in text
 
 
-def test_bodies_are_not_logged(client, log_text):
+def test_bodies_are_not_logged(client, receiver_log):
     stop(client)
 
-    assert "MessageSid" not in log_text() and "Body" not in log_text()
+    assert "MessageSid" not in receiver_log() and "Body" not in receiver_log()
 
 
 def _link():
