@@ -32,6 +32,9 @@ timeout = 30
 graceful_timeout = 25
 keepalive = 5
 accesslog = None
+# gunicorn's control socket (one path per user) is unused here, and two instances on one machine
+# (make run next to the tests or the benchmark) would fight over it.
+control_socket_disable = True
 logger_class = "receiver.logs.GunicornLogger"
 
 
