@@ -11,7 +11,7 @@ import phonenumbers
 
 from .errors import BadRequest
 
-_EMAIL = re.compile(r"^[^\s@\"<>(),;:\\\[\]]{1,64}@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_EMAIL = re.compile(r"^[^\s\x00-\x1f\x7f@\"<>(),;:\\\[\]]{1,64}@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _CHANNEL_PREFIX = re.compile(r"^(sms|mms|tel):", re.I)
 _NANP = re.compile(r"^\+1(\d{10})$")
 

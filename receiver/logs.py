@@ -27,9 +27,13 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _HANDLER_NAME = "receiver-masked-stderr"
 
 # Bounded lengths (RFC 5321 limits) keep the search linear on long lines such as logged bodies.
+# The local part takes what addresses may hold (RFC 5322 atext, and non-ASCII letters: the
+# service accepts them) except the URL delimiters ``= / ? & #``, so ``to=guest@…`` and
+# ``/hooks/guest@…`` keep their prefix; a quote may not open it, so ``'guest@…'`` keeps its quote.
 # ``%40`` is the URL-encoded ``@`` of query strings and form bodies.
 _EMAIL = re.compile(
-    r"(?P<local>[A-Za-z0-9._+\-](?:[A-Za-z0-9._+\-]|%(?!40)[0-9A-Fa-f]{2}){0,63})"
+    r"(?P<local>[A-Za-z0-9._+\-!$*^`{|}~\u0080-\U0010ffff]"
+    r"(?:[A-Za-z0-9._+\-'!$*^`{|}~\u0080-\U0010ffff]|%(?!40)[0-9A-Fa-f]{2}){0,63})"
     r"(?P<at>@|%40)"
     r"(?P<domain>(?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,63})"
 )

@@ -143,6 +143,9 @@ class Reconciler:
                 summary.error += "; --since starts a new pass"
         except (ReceiverError, SQLAlchemyError) as exc:
             summary.error = f"database unavailable ({type(exc).__name__})"
+        except Exception as exc:  # an answer of a shape nobody foresaw must not stop the other tenants
+            log.exception("reconcile %s failed unexpectedly", tenant)
+            summary.error = f"unexpected error ({type(exc).__name__})"
         log.warning("reconcile %s stopped after %d pages: %s", tenant, summary.pages, summary.error)
         return summary
 

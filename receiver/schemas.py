@@ -7,9 +7,15 @@ from .errors import BadRequest
 TEXT_ERRORS = {"required": "missing", "invalid": "not a string", "null": "missing"}
 
 
+def no_nul(value: str) -> None:
+    """PostgreSQL cannot store a NUL character in text: refuse it as bad input, not a 503 later."""
+    if "\x00" in value:
+        raise ValidationError("must not contain a NUL character")
+
+
 def text(min_length: int, max_length: int, **kwargs) -> fields.String:
     length = validate.Length(min_length, max_length, error="must be {min} to {max} characters")
-    return fields.String(validate=length, error_messages=TEXT_ERRORS, **kwargs)
+    return fields.String(validate=[length, no_nul], error_messages=TEXT_ERRORS, **kwargs)
 
 
 def first_error(messages, path: str = "") -> tuple[str, str]:

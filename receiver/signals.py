@@ -31,6 +31,9 @@ class Signal:
     reported_by: str | None = None
     occurred_at: datetime | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # Whether an email and a phone given together are the same guest's (a signed link, a partner):
+    # the open web form is not proof of that, so it never links them.
+    links_identities: bool = True
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import socket
 import threading
 from collections import defaultdict
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, insert, or_, select, update
@@ -27,7 +28,7 @@ from .crm.errors import CrmError, OutcomeUnknown, Permanent, Retryable
 from .crm.experience import ExperienceClient, format_time
 from .identities import mask_email, mask_phone
 from .ledger.models import Attempt, Delivery, utcnow
-from .ledger.outbox import DEAD, DONE, PENDING
+from .ledger.outbox import DEAD, DONE, PENDING, SKIPPED, SUPERSEDED, owed_states
 from .settings import Settings
 from .states import CRMTEXT, EXPERIENCE
 
@@ -70,7 +71,7 @@ class Worker:
         """Claim one batch and deliver it; returns how many deliveries were claimed."""
         claimed = self.claim()
         by_crm: dict[tuple[str, str], list] = defaultdict(list)
-        for row in claimed:
+        for row in self._still_owed(claimed):
             by_crm[(row.crm, row.tenant)].append(row)
         for (crm, tenant), rows in by_crm.items():
             if self.stopping.is_set():
@@ -90,6 +91,28 @@ class Worker:
                         break
                     self.deliver_crmtext(tenant, row)
         return len(claimed)
+
+    def _still_owed(self, rows: list) -> list:
+        """Drop what a re-consent lifted since the delivery was owed (skipped, with the reason);
+        an Experience record keeps only the states still owed."""
+        if not rows:
+            return rows
+        kept = []
+        with self.engine.begin() as conn:
+            owed = owed_states(conn, rows)
+            for row in rows:
+                states = owed[row.id]
+                if not states:
+                    conn.execute(update(Delivery).where(Delivery.id == row.id, Delivery.lease_owner == self.owner)
+                                 .values(status=SKIPPED, reason=SUPERSEDED, lease_owner=None, lease_until=None,
+                                         updated_at=utcnow()))
+                    log.info("delivery %s to %s for %s skipped: %s", row.id, row.crm, masked(row.identity), SUPERSEDED)
+                    continue
+                if row.crm == EXPERIENCE and len(states) < len(row.payload["states"]):
+                    payload = {**row.payload, "states": {s: row.payload["states"][s] for s in states}}
+                    row = SimpleNamespace(**{**row._mapping, "payload": payload})
+                kept.append(row)
+        return kept
 
     # -- claiming and leases --------------------------------------------------------------------
 

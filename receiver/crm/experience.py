@@ -81,7 +81,10 @@ class ExperienceClient:
         if not isinstance(recipients, list):
             raise Retryable("Experience answer has no recipients list", status=resp.status_code,
                             detail=resp.text)
-        return [r for r in recipients if isinstance(r, dict)], body.get("next_page_url") or None
+        next_url = body.get("next_page_url") or None
+        if next_url is not None and not isinstance(next_url, str):
+            raise Permanent("Experience next_page_url is not a URL", status=resp.status_code, detail=resp.text)
+        return [r for r in recipients if isinstance(r, dict)], next_url
 
     def _next_url(self, next_page_url: str, since: str) -> str:
         """The CRM's next_page_url, on our own scheme and host, with ``since`` added if missing."""

@@ -13,14 +13,18 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine that connects lazily, so the web process starts without a database."""
+    """An engine that connects lazily, so the web process starts without a database.
+
+    ``hide_parameters``: a database error's text never carries the statement's values (emails,
+    phone numbers) into a log line or a traceback.
+    """
     if not url.startswith("sqlite"):
         # No pre-ping (a round trip per checkout); a dropped connection fails one request with 503.
-        return create_engine(url, pool_recycle=300, pool_size=5, max_overflow=5)
+        return create_engine(url, pool_recycle=300, pool_size=5, max_overflow=5, hide_parameters=True)
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):

@@ -1,6 +1,7 @@
 """Reading the ledger: the states in force for a guest, and the per-client rate limit of open forms."""
 
 import hashlib
+import ipaddress
 import random
 import time
 from datetime import datetime
@@ -21,6 +22,19 @@ def states_in_force(engine: Engine, tenant: str, identities: list[str]) -> dict[
             if state not in found or since < found[state]:
                 found[state] = since
     return found
+
+
+def client_key(address: str | None) -> str:
+    """What a client is counted by: its IPv4 address, or its IPv6 /64 (one subscriber's whole block)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or "unknown"
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 def rate_limited(engine: Engine, scope: str, client: str, limit: int, now: float | None = None) -> int | None:

@@ -3,13 +3,17 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
+
 from ..identities import us_ten_digits
 from ..settings import TenantConfig
 from ..signals import Signal
-from ..states import CRMTEXT, DELIVERED_TO, EXPERIENCE, SMS_STATES
+from ..states import CRMTEXT, DELIVERED_TO, EXPERIENCE, SMS_BAN, SMS_STATES
+from .models import Consent
 
 PENDING, DONE, SKIPPED, DEAD = "pending", "done", "skipped", "dead"
 NO_EMAIL = "no email known for this phone (sms_records = email-only)"
+SUPERSEDED = "no longer owed: a re-consent lifted the state (or a later signal set it again) before delivery"
 
 
 @dataclass(frozen=True)
@@ -42,3 +46,20 @@ def plan(tenant: TenantConfig, signal: Signal, identity: str, added: list[str], 
             status, reason = SKIPPED, "not a US (NANP) number: CRM Text serves US short codes only"
         planned.append(Planned(CRMTEXT, identity, status, reason, {"phone": phone, "ten_digits": ten}))
     return planned
+
+
+def owed_states(conn, deliveries) -> dict[int, list[str]]:
+    """Which states each delivery still owes: those in force *because of its own signal*.
+
+    A state lifted since (SMS START, a partner's opt-in) is owed no more, so a retry or a
+    replay never opts a guest out again against their re-consent; a state lifted and set again
+    is owed by the later signal's own delivery, not by this one (no second confirmation text).
+    """
+    signal_ids = {d.signal_id for d in deliveries}
+    held = set(conn.execute(select(Consent.identity, Consent.state, Consent.signal_id).where(
+        Consent.signal_id.in_(signal_ids))).all()) if signal_ids else set()
+    owed = {}
+    for d in deliveries:
+        states = [SMS_BAN] if d.crm == CRMTEXT else list(d.payload["states"])
+        owed[d.id] = [s for s in states if (d.identity, s, d.signal_id) in held]
+    return owed

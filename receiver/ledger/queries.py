@@ -12,9 +12,11 @@ from datetime import datetime
 
 from sqlalchemy import Engine, select, update
 
-from ..errors import BadRequest
+from ..errors import BadRequest, Conflict
 from .models import Attempt, Consent, Delivery, Receipt, SignalRow, utcnow
-from .outbox import DEAD, PENDING, SKIPPED
+from .outbox import DEAD, PENDING, SKIPPED, SUPERSEDED, owed_states
+
+MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number names no row (and SQLite cannot bind it)
 
 REPLAYABLE = (DEAD, SKIPPED)
 
@@ -29,7 +31,7 @@ def decode_cursor(cursor: str | None) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, number = text.partition(":")
-        if prefix == "id" and number.isdigit():
+        if prefix == "id" and number.isdigit() and int(number) <= MAX_ID:
             return int(number)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
@@ -85,17 +87,29 @@ def deliveries_page(engine: Engine, *, status=None, tenant=None, after: int = 0,
 def replay(engine: Engine, delivery_id: int) -> str | None:
     """Put a dead or skipped delivery back in the queue; its previous status, or None if there is none.
 
+    Refused (Conflict) when nothing is owed any more — the guest re-consented since, or a later
+    signal owes the state — and for skipped deliveries, whose reasons all still hold: a non-US
+    number, an opt-out CRM Text made (and confirmed) itself, a state no longer owed; one held
+    back for want of an email (``sms_records = "email-only"``) goes out by itself once a link
+    gives the email.
     Attempts start again from zero (the earlier ones stay in the attempts table) and the age
     limit counts from ``replayed_at``, so the worker's max_attempts and max_age_hours both start over.
     """
     now = utcnow()
     with engine.begin() as conn:
-        status = conn.execute(select(Delivery.status).where(Delivery.id == delivery_id)).scalar()
-        if status in REPLAYABLE:
-            conn.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == status).values(
-                status=PENDING, attempts=0, reason=None, next_attempt_at=now, updated_at=now, replayed_at=now,
-                lease_owner=None, lease_until=None))
-    return status
+        row = conn.execute(select(Delivery.__table__).where(Delivery.id == delivery_id)).first()
+        if row is None:
+            return None
+        if row.status not in REPLAYABLE:
+            raise Conflict(f"delivery {delivery_id} is {row.status}: only dead or skipped deliveries are replayed")
+        if row.status == SKIPPED:
+            raise Conflict(f"delivery {delivery_id} was skipped for a reason that still holds: {row.reason}")
+        if not owed_states(conn, [row])[row.id]:
+            raise Conflict(f"delivery {delivery_id} is owed no more: {SUPERSEDED}")
+        conn.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == row.status).values(
+            status=PENDING, attempts=0, reason=None, next_attempt_at=now, updated_at=now, replayed_at=now,
+            lease_owner=None, lease_until=None))
+    return row.status
 
 
 def export_rows(engine: Engine, *, tenant=None, since=None, batch: int = 2000) -> Iterator[tuple]:

@@ -141,7 +141,7 @@ class Ledger:
     def _change_states(self, conn, tenant: TenantConfig, signal: Signal, signal_id: int, now) -> list[dict]:
         """Apply the signal's adds and removes; only real changes create deliveries."""
         linked = False
-        if signal.email and signal.phone:
+        if signal.email and signal.phone and signal.links_identities:
             linked = conn.execute(self._add_link, {
                 "tenant": tenant.name, "email": signal.email, "phone": signal.phone, "created_at": now,
             }).first() is not None

@@ -3,10 +3,12 @@
 import json
 import uuid
 
+from .. import metrics
 from ..ledger.record import Outcome
 from ..services import services
 from ..settings import SourceConfig
 from ..signals import Inbound, Signal
+from .requestlog import note_outcome
 
 # Channels served by the receiver itself (not configured sources): their name in the audit trail.
 EMAIL_LINK, WEB_FORM = "email-link", "web-form"
@@ -37,4 +39,7 @@ def record_own(channel: str, tenant: str, signal_fields: dict, evidence: bytes) 
     event_id = uuid.uuid4().hex
     signal = Signal(event_id=event_id, **signal_fields)
     source = SourceConfig(name=channel, kind=channel, tenant=tenant)
-    return services().ledger.record(source, Inbound(request_key=event_id, signals=[signal]), evidence)
+    outcome = services().ledger.record(source, Inbound(request_key=event_id, signals=[signal]), evidence)
+    metrics.SIGNALS_RECEIVED.labels(channel, channel, outcome.status).inc()
+    note_outcome(outcome.status, channel)
+    return outcome

@@ -19,7 +19,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
 from ..errors import BadRequest, NotFound, TooManyRequests, UnsupportedMediaType
 from ..identities import normalize_email, normalize_phone
-from ..ledger.lookup import rate_limited
+from ..ledger.lookup import client_key, rate_limited
 from ..schemas import TEXT_ERRORS, load, text
 from ..services import services
 from ..signals import OPT_OUT
@@ -82,7 +82,7 @@ def preflight():
 @bp.post(PATH)
 def unsubscribe():
     settings = services().settings
-    wait = rate_limited(services().engine, "forms", request.remote_addr or "unknown", settings.forms_rate_limit)
+    wait = rate_limited(services().engine, "forms", client_key(request.remote_addr), settings.forms_rate_limit)
     if wait is not None:
         raise TooManyRequests("too many posts from this address; retry later", retry_after=wait)
     evidence = request.get_data(cache=True)
@@ -109,7 +109,7 @@ def unsubscribe():
         boxes = dict.fromkeys(boxes, True)  # neither box sent: both apply
     states = frozenset(state for state, ticked in boxes.items() if ticked)
     outcome = record_own(WEB_FORM, tenant.name, {
-        "kind": OPT_OUT, "email": email, "phone": phone, "add": states, "keyword": "form",
+        "kind": OPT_OUT, "email": email, "phone": phone, "add": states, "keyword": "form", "links_identities": False,
         "detail": {"origin": request.headers.get("Origin")} if request.headers.get("Origin") else {},
     }, evidence)
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, time
 from flask import Response, jsonify, request, stream_with_context
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import BadRequest, NotFound
 from ..identities import normalize_email, normalize_phone
 from ..ledger import queries
 from ..ledger.outbox import DEAD, DONE, PENDING, SKIPPED
@@ -36,14 +36,16 @@ class Since(fields.Field):
 
     def _deserialize(self, value, attr, data, **kwargs):
         try:
-            return fields.AwareDateTime(format="iso", default_timezone=None).deserialize(value)
+            moment = fields.AwareDateTime(format="iso", default_timezone=None).deserialize(value)
         except ValidationError:
-            pass
+            try:
+                moment = datetime.combine(fields.Date().deserialize(value), time(), UTC)
+            except ValidationError:
+                raise ValidationError("must be a date (YYYY-MM-DD) or an ISO 8601 time with a zone") from None
         try:
-            day = fields.Date().deserialize(value)
-        except ValidationError:
-            raise ValidationError("must be a date (YYYY-MM-DD) or an ISO 8601 time with a zone") from None
-        return datetime.combine(day, time(), UTC)
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("out of range") from None
 
 
 class ListQuery(Schema):
@@ -195,11 +197,9 @@ def deliveries():
 
 @bp.post("/deliveries/<int:delivery_id>/replay")
 def replay(delivery_id: int):
-    previous = queries.replay(services().engine, delivery_id)
+    previous = queries.replay(services().engine, delivery_id) if delivery_id <= queries.MAX_ID else None
     if previous is None:
         raise NotFound(f"no delivery {delivery_id}")
-    if previous not in queries.REPLAYABLE:
-        raise Conflict(f"delivery {delivery_id} is {previous}: only dead or skipped deliveries are replayed")
     return jsonify(id=delivery_id, status=PENDING, previous_status=previous)
 
 

@@ -22,9 +22,11 @@ HEADER = "X-Request-ID"
 _USABLE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,200}")
 
 
-def note_outcome(outcome: str) -> None:
-    """What the request came to (accepted, duplicate, ignored), for its log line."""
+def note_outcome(outcome: str, source: str | None = None) -> None:
+    """What the request came to (accepted, duplicate, ignored), and the channel when not a hook."""
     g.request_outcome = outcome
+    if source:
+        g.request_source = source
 
 
 @bp.before_app_request
@@ -41,6 +43,8 @@ def finish(response: Response) -> Response:
     fields = {"request_id": request_id, "method": request.method, "path": mask_text(request.path)}
     if request.url_rule is not None and request.url_rule.endpoint == "hooks.hook":
         fields["source"] = str((request.view_args or {}).get("name", ""))[:64]
+    elif g.get("request_source"):
+        fields["source"] = g.request_source
     fields["status"] = response.status_code
     outcome = g.get("request_outcome") or _error_of(response)
     if outcome:

@@ -15,9 +15,9 @@ from flask import Blueprint, Response, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 
-from ..errors import BadRequest, UnsupportedMediaType
+from ..errors import BadRequest, TooManyRequests, UnsupportedMediaType
 from ..identities import mask_email, mask_phone
-from ..ledger.lookup import states_in_force
+from ..ledger.lookup import rate_limited, states_in_force
 from ..links import ALL, Link
 from ..services import services
 from ..signals import OPT_OUT
@@ -45,6 +45,10 @@ def page(token: str):
 @bp.post("/u/<token>")
 def post(token: str):
     link = services().links.load(token)
+    # Per link, not per address: mailbox providers post one-clicks for many guests from few addresses.
+    wait = rate_limited(services().engine, "link", token, services().settings.forms_rate_limit)
+    if wait is not None:
+        raise TooManyRequests("too many posts for this link; retry later", retry_after=wait)
     evidence = request.get_data(cache=True)  # the exact bytes, kept before the form is parsed
     if request.mimetype not in FORM_TYPES:
         raise UnsupportedMediaType(f"content type must be {' or '.join(FORM_TYPES)}")

@@ -22,6 +22,7 @@ from receiver.logs import MaskingFilter, configure_logging, mask_text
         ('"phone": "15551234567"', '"phone": "155***4567"'),
         ("To=%205551234567", "To=%20555***4567"),
         ("call (555) 123-4567 now", "call 555***4567 now"),
+        ("to josé@example.com and o'brien@example.com", "to j***@example.com and o***@example.com"),
         ('"POST /u/WyJncmFuZCIsImd1ZXN0QGV4YW1wbGUuY29tIl0.2PDSZPvEt03g7iaW23QzdI58KYl3xX2mLsj_Sl6ID0s?lang=fr" 200',
          '"POST /u/WyJncm…?lang=fr" 200'),
         ("call +1 555-123-4567 now", "call +1555***4567 now"),

@@ -19,11 +19,11 @@ from sqlalchemy import insert, select, update
 
 from receiver.crm.crmtext import CrmTextClient
 from receiver.crm.experience import format_time
-from receiver.ledger.models import Attempt, Delivery, utcnow
-from receiver.ledger.outbox import DEAD, DONE, PENDING, SKIPPED
+from receiver.ledger.models import Attempt, Consent, Delivery, utcnow
+from receiver.ledger.outbox import DEAD, DONE, PENDING, SKIPPED, SUPERSEDED
 from receiver.ledger.record import Ledger
 from receiver.settings import SourceConfig
-from receiver.signals import OPT_OUT, Inbound, Signal
+from receiver.signals import OPT_IN, OPT_OUT, Inbound, Signal
 from receiver.sources.sms import sms_signal
 from receiver.states import CRMTEXT, EXPERIENCE, MAIL_BAN, MARKETING_DECLINE
 from receiver.worker import Worker
@@ -230,6 +230,8 @@ def test_a_refused_record_is_retried_alone(world):
             payload={"email": None, "phone": None, "states": {MARKETING_DECLINE: now.isoformat()}},
             status=PENDING, attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
         ).returning(Delivery.id)).scalar()
+        conn.execute(insert(Consent).values(tenant="grand", identity="nobody", state=MARKETING_DECLINE,
+                                            since=now, signal_id=good[0].signal_id))  # still owed
 
     before = utcnow()
     assert world.worker().run_once() == 3
@@ -387,6 +389,26 @@ def test_a_replayed_old_delivery_gets_its_attempts_and_age_back(world):
     world.make_due()
     world.worker().run_once()
     assert world.get(row.id).status == DONE
+
+
+def test_a_stop_lifted_by_start_before_delivery_is_not_delivered(world):
+    world.stop()
+    world._n += 1
+    world.record(sms_signal(f"SM{world._n}", PHONE, OPT_IN, keyword="START"))
+    assert world.worker().run_once() == 2
+    assert world.methods() == [] and world.experience_records() == []
+    assert {(d.crm, d.status, d.reason) for d in world.deliveries()} == {
+        (CRMTEXT, SKIPPED, SUPERSEDED), (EXPERIENCE, SKIPPED, SUPERSEDED)}
+
+
+def test_stop_start_stop_before_delivery_texts_once(world):
+    world.stop()
+    world._n += 1
+    world.record(sms_signal(f"SM{world._n}", PHONE, OPT_IN, keyword="START"))
+    world.stop()
+    world.worker().run_once()
+    assert world.methods() == ["optoutcustomer"]  # the later STOP's delivery; the first is superseded
+    assert [d.status for d in world.deliveries(CRMTEXT)] == [SKIPPED, DONE]
 
 
 # -- unknown outcomes and leases ---------------------------------------------------------------

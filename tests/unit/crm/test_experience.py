@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -154,3 +155,17 @@ def test_retry_after_forms():
     assert parse_retry_after("999999", now=now) == 3600.0
     assert parse_retry_after("soon", now=now) is None
     assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize("next_page_url", [["a"], 7, {"url": "x"}])
+def test_a_next_page_url_that_is_not_a_string_is_permanent(next_page_url):
+    class OneAnswer(requests.Session):
+        def request(self, method, url, **kwargs):
+            answer = requests.Response()
+            answer.status_code, answer._content = 200, json.dumps(
+                {"recipients": [], "next_page_url": next_page_url}).encode()
+            return answer
+
+    config = ExperienceConfig(base_url="https://xp.example", partner_token="p", hotel_token="h")
+    with pytest.raises(Permanent):
+        ExperienceClient(config, OneAnswer()).retrieve_opt_outs("2026-01-01")

@@ -65,6 +65,8 @@ def test_a_ban_is_never_applied_whatever_is_sent(client, engine):
     ({"tenant": "grand"}, 400, "email"),
     ({"tenant": "grand", "email": "not-an-email"}, 400, "email"),
     ({"tenant": "grand", "phone": "12"}, 400, "phone"),
+    ({"tenant": "grand", "email": "a\x00b@example.com"}, 400, "email"),
+    ({"tenant": "grand\x00", "email": "guest@example.com"}, 400, "tenant"),
     ({"tenant": "grand", "email": "guest@example.com", "email_marketing": "off", "sms_marketing": "0"},
      400, "email_marketing"),
 ])
@@ -150,3 +152,22 @@ def test_cors_for_the_tenants_site_only(client):
 
 def test_get_is_not_allowed(client):
     assert client.get("/forms/unsubscribe").status_code == 405
+
+
+def test_the_open_form_never_links_an_email_to_a_phone(client, engine):
+    from receiver.ledger.models import IdentityLink
+
+    client.post("/forms/unsubscribe", json={"tenant": "grand", "email": "someone@example.com", "phone": "+15551234567"})
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(IdentityLink)).scalar() == 0
+
+
+@pytest.mark.parametrize("address, same, other", [
+    ("198.51.100.7", "198.51.100.7", "198.51.100.8"),
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2:ffff::9", "2001:db8:1:3::1"),  # one /64 is one client
+    ("::ffff:198.51.100.7", "198.51.100.7", "198.51.100.8"),
+])
+def test_clients_are_counted_by_address_or_ipv6_64(address, same, other):
+    from receiver.ledger.lookup import client_key
+
+    assert client_key(address) == client_key(same) != client_key(other)

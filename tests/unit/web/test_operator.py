@@ -4,7 +4,7 @@ import csv
 import io
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from receiver import create_app
 from receiver.ledger.models import Delivery
@@ -137,6 +137,8 @@ def test_events_are_the_audit_trail_with_cursor_pages(client):
 @pytest.mark.parametrize("params, field", [
     ({"cursor": "garbage!"}, "cursor"), ({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"),
     ({"since": "yesterday"}, "since"), ({"tenant": "nowhere"}, "tenant"),
+    ({"since": "0001-01-01T00:00:00+01:00"}, "since"), ({"since": "9999-12-31T23:59:59-01:00"}, "since"),
+    ({"cursor": "aWQ6OTk5OTk5OTk5OTk5OTk5OTk5OTk5"}, "cursor"),  # id:99999999999999999999999
 ])
 def test_events_errors_name_the_field(client, params, field):
     status, body = get(client, "/v1/events", **params)
@@ -175,3 +177,30 @@ def test_export_streams_one_row_per_identity_and_state(client):
     assert all(r["tenant"] == "grand" and r["since"].endswith("Z") for r in rows)
     empty = client.get("/v1/export.csv", query_string={"since": "2999-01-01"}, headers=ADMIN)
     assert empty.get_data(as_text=True) == "tenant,identity,state,since\n"
+
+
+def dead(engine, crm: str) -> int:
+    with engine.begin() as conn:
+        delivery_id = conn.execute(select(Delivery.id).where(Delivery.crm == crm)).scalar()
+        conn.execute(update(Delivery).where(Delivery.id == delivery_id).values(status="dead", attempts=10))
+    return delivery_id
+
+
+def test_replay_is_refused_once_the_guest_re_consented(client, engine):
+    sms(client)
+    delivery_id = dead(engine, "crmtext")
+    sms(client, body="START")
+    resp = client.post(f"/v1/deliveries/{delivery_id}/replay", headers=ADMIN)
+    assert resp.status_code == 409 and "owed no more" in resp.get_json()["error"]
+
+
+def test_skipped_deliveries_are_not_replayed(client, engine):
+    sms(client, phone="+447700900123")  # not a US number: CRM Text's delivery is skipped
+    with engine.connect() as conn:
+        delivery_id = conn.execute(select(Delivery.id).where(Delivery.status == "skipped")).scalar()
+    resp = client.post(f"/v1/deliveries/{delivery_id}/replay", headers=ADMIN)
+    assert resp.status_code == 409 and "not a US" in resp.get_json()["error"]
+
+
+def test_a_huge_delivery_id_is_not_found(client):
+    assert client.post("/v1/deliveries/99999999999999999999999/replay", headers=ADMIN).status_code == 404

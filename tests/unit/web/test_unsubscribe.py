@@ -228,3 +228,36 @@ def test_sms_choices_without_a_phone_fall_back_to_the_email(client, engine):
     assert states(engine) == {("guest@example.com", "sms_ban")}
     with engine.connect() as conn:
         assert list(conn.execute(select(Delivery.crm)).scalars()) == ["experience"]  # no number for CRM Text
+
+
+def test_posts_are_rate_limited_per_link(tmp_path, database_url, settings, engine):
+    from tests.helpers import config_toml
+
+    app = create_app(make_settings(tmp_path, database_url, config_toml(service="forms_rate_limit = 3"),
+                                   RECEIVER_ADMIN_TOKEN="admin-token"))
+    client = app.test_client()
+    url, other = issue(client), issue(client, email="other@example.com")
+    codes = [client.post(url, data=ONE_CLICK).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    assert client.post(other, data=ONE_CLICK).status_code == 200  # another guest's link has its own count
+    assert count(engine, SignalRow) == 4
+    app.extensions["receiver"].engine.dispose()
+
+
+def test_link_and_form_signals_are_counted_and_logged(client, receiver_log):
+    import json
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def accepted(source: str) -> float:
+        families = text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+        return sum(s.value for f in families for s in f.samples if s.name == "receiver_signals_received_total"
+                   and s.labels.get("source") == source and s.labels.get("outcome") == "accepted")
+
+    before = accepted("email-link"), accepted("web-form")
+    client.post(issue(client), data=ONE_CLICK)
+    client.post("/forms/unsubscribe", json={"tenant": "grand", "email": "form@example.com"})
+    assert (accepted("email-link"), accepted("web-form")) == (before[0] + 1, before[1] + 1)
+    lines = [json.loads(line) for line in receiver_log().splitlines() if line.startswith("{")]
+    assert {(line.get("source"), line.get("outcome")) for line in lines if line["method"] == "POST"} >= {
+        ("email-link", "accepted"), ("web-form", "accepted")}
