@@ -1,6 +1,7 @@
 """The email channel end to end: links issued through /v1/links, the page, one-click, the plain form,
 through gunicorn (behind a pretend router: proxy_hops = 1), recorded once, delivered to Experience once."""
 
+import itertools
 import re
 import secrets
 
@@ -28,9 +29,14 @@ def new_email() -> str:
     return f"guest-{secrets.token_hex(5)}@example.com"
 
 
+ADDRESSES = itertools.count(1)
+
+
 def client_address() -> dict:
-    """A distinct client address per test, as the host's router forwards it."""
-    return {"X-Forwarded-For": f"198.51.100.{secrets.randbelow(250) + 1}, 10.0.0.{secrets.randbelow(250) + 1}"}
+    """A new client address on each call (never reused: the rate limit counts per address),
+    as the host's router forwards it after whatever the client claimed."""
+    n = next(ADDRESSES)
+    return {"X-Forwarded-For": f"203.0.113.99, 198.51.{100 + n // 250}.{n % 250 + 1}"}
 
 
 def issue(stack, email: str, **fields) -> str:
