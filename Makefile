@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint lock bench translations screenshots clean
+.PHONY: run test lint lock bench translations screenshots browser clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,15 @@ $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 run: $(STAMP)
 	$(BIN)/python -m receiver.devrun
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser test drives Debian's Chromium through its chromedriver (browser downloads do not
+# work here): installed from Debian's packages on first use.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Debian's chromium and chromium-driver for the browser test"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check receiver tests bench
@@ -34,7 +41,7 @@ translations: $(STAMP)
 	$(BIN)/pybabel -q compile -d receiver/translations
 
 # The README's pictures of the guest's page, taken by the browser test.
-screenshots: $(STAMP)
+screenshots: $(STAMP) browser
 	RECEIVER_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e/test_browser.py
 
 bench: $(STAMP)
