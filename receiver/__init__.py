@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)
     from flask_babel import Babel
 
-    from .web.unsubscribe import select_locale
+    from .web.answers import select_locale
 
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(Path(__file__).parent / "translations")
     Babel(app, locale_selector=select_locale)

@@ -10,6 +10,7 @@ import re
 import phonenumbers
 
 from .errors import BadRequest
+from .schemas import join
 
 _EMAIL = re.compile(r"^[^\s\x00-\x1f\x7f@\"<>(),;:\\\[\]]{1,64}@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _CHANNEL_PREFIX = re.compile(r"^(sms|mms|tel):", re.I)
@@ -42,6 +43,22 @@ def normalize_email(raw: str, *, field: str = "email") -> str:
     if not at or len(text) > 254 or not _EMAIL.match(candidate):
         raise BadRequest(f"{field}: not a valid email address", field=field)
     return candidate
+
+
+def normalize_contact(email: str | None, phone: str | None, *, path: str = "") -> tuple[str | None, str | None]:
+    """An optional email and phone, each normalized when given; BadRequest names ``path.email`` / ``path.phone``."""
+    return (normalize_email(email, field=join(path, "email")) if email else None,
+            normalize_phone(phone, field=join(path, "phone")) if phone else None)
+
+
+def valid_or_none(normalize, value) -> str | None:
+    """``normalize(value)`` for informational addresses: anything unusable is None, never a refusal."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return normalize(value)
+    except BadRequest:
+        return None
 
 
 def mask_email(email: str) -> str:

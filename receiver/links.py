@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from itsdangerous import BadData, URLSafeSerializer
 
-from .errors import NotFound
-from .identities import normalize_email, normalize_phone
+from .errors import BadRequest, NotFound
+from .identities import normalize_contact
 from .schemas import join
 
 MARKETING, ALL = "marketing", "all"
@@ -66,22 +66,22 @@ class LinkSigner:
         return Link(tenant=tenant, email=email, phone=phone or None,
                     scope=ALL if scope == "a" else MARKETING, campaign=campaign or None)
 
-    def csrf(self, token: str) -> str:
-        return hmac.new(self._keys[0], b"csrf:" + token.encode(), hashlib.sha256).hexdigest()[:32]
+    def csrf(self, token: str, key: bytes | None = None) -> str:
+        return hmac.new(key or self._keys[0], b"csrf:" + token.encode(), hashlib.sha256).hexdigest()[:32]
 
     def csrf_ok(self, token: str, given: str | None) -> bool:
         if not given:
             return False
         found = False
         for key in self._keys:  # a page rendered before a rotation still posts
-            expected = hmac.new(key, b"csrf:" + token.encode(), hashlib.sha256).hexdigest()[:32]
-            found |= hmac.compare_digest(expected.encode(), given.encode())
+            found |= hmac.compare_digest(self.csrf(token, key).encode(), given.encode())
         return found
 
 
 def make_link(tenant: str, email: str, phone: str | None = None, scope: str = MARKETING,
               campaign: str | None = None, *, path: str = "") -> Link:
     """A link with its email and phone normalized; BadRequest names the field (under ``path``)."""
-    return Link(tenant=tenant, email=normalize_email(email, field=join(path, "email")),
-                phone=normalize_phone(phone, field=join(path, "phone")) if phone else None,
-                scope=scope, campaign=campaign or None)
+    email, phone = normalize_contact(email, phone, path=path)
+    if email is None:
+        raise BadRequest(f"{join(path, 'email')}: missing", field=join(path, "email"))
+    return Link(tenant=tenant, email=email, phone=phone, scope=scope, campaign=campaign or None)

@@ -27,20 +27,19 @@ state of every recipient becomes one signal of source ``experience-sync``. Assum
 import hashlib
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import requests
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from .crm.errors import CrmError, Permanent, Retryable
+from .crm.errors import CrmError, Permanent, Retryable, backoff_seconds
 from .crm.experience import TIME_FORMAT, ExperienceClient
-from .errors import BadRequest, ReceiverError
-from .identities import normalize_email, normalize_phone
+from .errors import ReceiverError
+from .identities import normalize_email, normalize_phone, valid_or_none
+from .ledger.db import dialect_insert
 from .ledger.models import SignalRow, SyncCursor, utcnow
 from .ledger.record import Ledger, identity_for
 from .settings import Settings, SourceConfig
@@ -165,16 +164,11 @@ class Reconciler:
             except Retryable as exc:
                 if attempt >= self._max_attempts:
                     raise
-                delay = self._backoff(attempt, exc.retry_after)
+                config = self.settings.worker  # the deliveries' schedule
+                delay = backoff_seconds(config.backoff_base_seconds, config.backoff_max_seconds, attempt,
+                                        exc.retry_after)
                 log.info("reconcile retrying in %.1fs after: %s", delay, exc)
                 self.sleep(delay)
-
-    def _backoff(self, attempts: int, retry_after: float | None) -> float:
-        """The worker's schedule: exponential, capped, with jitter, never sooner than Retry-After."""
-        config = self.settings.worker
-        delay = min(config.backoff_max_seconds, config.backoff_base_seconds * 2 ** max(attempts - 1, 0))
-        delay *= random.uniform(0.5, 1.0)
-        return max(delay, retry_after) if retry_after else delay
 
     # -- the ledger -------------------------------------------------------------------------------
 
@@ -196,7 +190,8 @@ class Reconciler:
         """One signal per state of each recipient; a state older than a re-consent is not applied."""
         people = []
         for record in recipients:
-            email, phone = _identity(record, "email", normalize_email), _identity(record, "phone", normalize_phone)
+            email = valid_or_none(normalize_email, record.get("email"))
+            phone = valid_or_none(normalize_phone, record.get("phone"))
             if email or phone:
                 people.append((record, email, phone))
             else:
@@ -251,18 +246,8 @@ class Reconciler:
         values = {"since": since, "next_url": next_url, "started_at": started_at, "updated_at": now}
         if next_url is None:
             values.update(since=(started_at - timedelta(days=1)).strftime(DATE_FORMAT), completed_at=now)
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(self.engine)
         statement = insert(SyncCursor).values(tenant=tenant, source=SOURCE, **values).on_conflict_do_update(
             index_elements=[SyncCursor.tenant, SyncCursor.source], set_=values)
         with self.engine.begin() as conn:
             conn.execute(statement)
-
-
-def _identity(record: dict, key: str, normalize) -> str | None:
-    value = record.get(key)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return normalize(value)
-    except BadRequest:
-        return None

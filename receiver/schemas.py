@@ -1,6 +1,6 @@
 """What every marshmallow input schema shares: short error texts and one way to name a bad field."""
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from .errors import BadRequest
 
@@ -16,6 +16,21 @@ def no_nul(value: str) -> None:
 def text(min_length: int, max_length: int, **kwargs) -> fields.String:
     length = validate.Length(min_length, max_length, error="must be {min} to {max} characters")
     return fields.String(validate=[length, no_nul], error_messages=TEXT_ERRORS, **kwargs)
+
+
+class EmailOrPhone(Schema):
+    """A guest named by an email, a phone or both: at least one is required.
+
+    The error is the whole object's (``customer: email or phone required``) unless
+    ``identity_error_field`` names the field to blame.
+    """
+
+    identity_error_field: str | None = None
+
+    @validates_schema
+    def has_an_identity(self, data, **kwargs):
+        if not data.get("email") and not data.get("phone"):
+            raise ValidationError("email or phone required", field_name=self.identity_error_field or "_schema")
 
 
 def first_error(messages, path: str = "") -> tuple[str, str]:

@@ -10,7 +10,6 @@ first, so a guest gets at most one confirmation text per opt-out.
 
 import logging
 import os
-import random
 import secrets
 import signal
 import socket
@@ -24,7 +23,7 @@ from sqlalchemy import Engine, insert, or_, select, update
 
 from . import metrics
 from .crm.crmtext import CrmTextClient
-from .crm.errors import CrmError, OutcomeUnknown, Permanent, Retryable
+from .crm.errors import CrmError, OutcomeUnknown, Permanent, Retryable, backoff_seconds
 from .crm.experience import ExperienceClient, format_time
 from .identities import mask_email, mask_phone
 from .ledger.models import Attempt, Delivery, utcnow
@@ -154,11 +153,8 @@ class Worker:
     # -- outcomes -------------------------------------------------------------------------------
 
     def _backoff(self, attempts: int, retry_after: float | None) -> timedelta:
-        delay = min(self.config.backoff_max_seconds, self.config.backoff_base_seconds * 2 ** max(attempts - 1, 0))
-        delay *= random.uniform(0.5, 1.0)  # jitter spreads retries of a batch that failed together
-        if retry_after:
-            delay = max(delay, retry_after)
-        return timedelta(seconds=delay)
+        return timedelta(seconds=backoff_seconds(self.config.backoff_base_seconds, self.config.backoff_max_seconds,
+                                                 attempts, retry_after))
 
     def _finish(self, conn, row, outcome: str, *, error: CrmError | None = None, detail: str | None = None,
                 http_status: int | None = None, attempt_id: int | None = None, started: datetime | None = None):

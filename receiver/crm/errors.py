@@ -1,6 +1,7 @@
 """CRM failures, classified once: retry, retry after checking whether it happened, or give up."""
 
 import math
+import random
 import time
 from email.utils import parsedate_to_datetime
 
@@ -32,6 +33,15 @@ class OutcomeUnknown(Retryable):
 
 class Permanent(CrmError):
     """The CRM refused the request; sending it again will not help."""
+
+
+def backoff_seconds(base: float, cap: float, attempts: int, retry_after: float | None = None) -> float:
+    """How long to wait after ``attempts`` failures: base·2ⁿ⁻¹ capped, with jitter, never before Retry-After.
+
+    The jitter (×0.5–1) spreads the retries of calls that failed together.
+    """
+    delay = min(cap, base * 2 ** max(attempts - 1, 0)) * random.uniform(0.5, 1.0)
+    return max(delay, retry_after) if retry_after else delay
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

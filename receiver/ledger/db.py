@@ -7,6 +7,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -43,6 +44,11 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def dialect_insert(engine: Engine):
+    """The engine's own ``insert`` (PostgreSQL's or SQLite's), which has ON CONFLICT clauses."""
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
 
 def alembic_config(url: str) -> Config:

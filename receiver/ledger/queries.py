@@ -1,4 +1,4 @@
-"""What operators read from the ledger: states per identity, the audit trail, deliveries, the export.
+"""What is read back from the ledger: a guest's states, the audit trail, deliveries, the export; replay.
 
 Lists are keyset-paginated on the row id (ascending, so a client can poll for what is new): a
 cursor is the last id of the previous page, opaque to clients (base64), and a page of ``limit``
@@ -49,6 +49,20 @@ def states_by_identity(engine: Engine, tenant: str, identities: list[str]) -> di
             for identity, state, since in rows:
                 found.setdefault(identity, {})[state] = since
     return found
+
+
+def merge_states(found: dict[str, dict[str, datetime]], *identities) -> dict[str, datetime]:
+    """The states of several identities of one guest (an email and its phone), each at its earliest time."""
+    states: dict[str, datetime] = {}
+    for identity in identities:
+        for state, since in found.get(identity, {}).items():
+            states[state] = min(since, states.get(state, since))
+    return states
+
+
+def guest_states(engine: Engine, tenant: str, *identities) -> dict[str, datetime]:
+    """What is in force for one guest, whichever of its identities holds it."""
+    return merge_states(states_by_identity(engine, tenant, list(identities)), *identities)
 
 
 def events_page(engine: Engine, *, tenant=None, email=None, phone=None, since=None, after: int = 0,

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..errors import BadSignature, Unavailable
@@ -14,6 +13,7 @@ from ..settings import SourceConfig, TenantConfig
 from ..signals import HELP, OTHER, Inbound, Signal
 from ..states import EMAIL_STATES, EXPERIENCE, STATES
 from . import outbox
+from .db import dialect_insert
 from .models import Consent, Delivery, IdentityLink, Receipt, ReplayNonce, SignalRow, utcnow
 
 ACCEPTED, DUPLICATE, IGNORED = "accepted", "duplicate", "ignored"
@@ -44,7 +44,7 @@ class Ledger:
     def __init__(self, engine: Engine, tenants: dict[str, TenantConfig]):
         self.engine = engine
         self.tenants = tenants
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = dialect_insert(engine)
         # Built once: building a statement per request cost more than running it (bench/ingest.py).
         receipts, signals, consent = Receipt.__table__, SignalRow.__table__, Consent.__table__
         self._add_receipt = insert(receipts)

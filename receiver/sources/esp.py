@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from marshmallow import fields, validate
 
 from ..errors import BadRequest
-from ..identities import normalize_email
+from ..identities import normalize_email, valid_or_none
 from ..signals import IGNORED_KIND, OPT_IN, OPT_OUT, Signal
 from ..states import MAIL_BAN, MARKETING_DECLINE
 from .base import OptionsSchema
@@ -26,7 +26,7 @@ def email_signal(event_id: str, email, *, add=(), remove=(), keyword: str | None
     """
     kind = OPT_OUT if add else OPT_IN if remove else IGNORED_KIND
     if kind == IGNORED_KIND:
-        address = _email_or_none(email)
+        address = valid_or_none(normalize_email, email)
     elif email is None or email == "":
         raise BadRequest(f"{field}: missing", field=field)
     elif not isinstance(email, str):
@@ -35,13 +35,6 @@ def email_signal(event_id: str, email, *, add=(), remove=(), keyword: str | None
         address = normalize_email(email, field=field)
     return Signal(event_id=event_id, kind=kind, email=address, add=frozenset(add), remove=frozenset(remove),
                   keyword=keyword, occurred_at=occurred_at, detail=detail or {})
-
-
-def _email_or_none(value) -> str | None:
-    try:
-        return normalize_email(value) if isinstance(value, str) else None
-    except BadRequest:
-        return None
 
 
 def unix_time(value) -> datetime | None:

@@ -10,13 +10,13 @@ retry) and each event's ``id`` is deduplicated within the source on top of it.
 import base64
 import binascii
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from ..errors import BadRequest, BadSignature
 from ..identities import normalize_email, normalize_phone
-from ..schemas import TEXT_ERRORS, join, load, text
+from ..schemas import TEXT_ERRORS, EmailOrPhone, join, load, text
 from ..signals import OPT_IN, OPT_OUT, Inbound, Signal
 from ..states import STATES
 from .base import JSON, HttpRequest, OptionsSchema, Secrets, Source
@@ -54,18 +54,13 @@ class StandardWebhooksOptions(OptionsSchema):
     secret = WebhookSecrets(required=True)
 
 
-class CustomerSchema(Schema):
+class CustomerSchema(EmailOrPhone):
     class Meta:
         unknown = EXCLUDE
 
     error_messages = {"type": "must be an object"}
     email = text(0, 254, allow_none=True)  # "" or null: absent
     phone = text(0, 64, allow_none=True)
-
-    @validates_schema
-    def has_an_identity(self, data, **kwargs):
-        if not data.get("email") and not data.get("phone"):
-            raise ValidationError("email or phone required")
 
 
 class EventSchema(Schema):

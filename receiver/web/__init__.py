@@ -43,7 +43,7 @@ def _wants_html() -> bool:
 
 
 def _error_page(status: int, message: str) -> str:
-    from .unsubscribe import select_locale
+    from .answers import page_language
 
     if status == 404:
         heading, message = _("Link not found"), _(
@@ -53,7 +53,7 @@ def _error_page(status: int, message: str) -> str:
             "We could not save your choice just now. Nothing was changed; please try again in a minute.")
     else:
         heading = _("Something is not right")
-    return render_template("message.html", lang=select_locale(), heading=heading, message=message, problem=True)
+    return render_template("message.html", lang=page_language(), heading=heading, message=message, problem=True)
 
 
 def register_errorhandlers(app: Flask) -> None:

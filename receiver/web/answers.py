@@ -1,7 +1,12 @@
-"""What every channel's answer shares: recording a request's signals and the signed receipt headers."""
+"""What every channel's answer shares: recording and counting its signals, the signed receipt headers,
+the time format of JSON answers, and the language of HTML pages."""
 
 import json
 import uuid
+from datetime import datetime
+
+from flask import request
+from flask_babel import get_locale
 
 from .. import metrics
 from ..ledger.record import Outcome
@@ -12,13 +17,32 @@ from .requestlog import note_outcome
 
 # Channels served by the receiver itself (not configured sources): their name in the audit trail.
 EMAIL_LINK, WEB_FORM = "email-link", "web-form"
+LANGUAGES = {"en": "English", "fr": "Français"}
+
+
+def iso(value: datetime | None) -> str | None:
+    """A UTC time as every JSON answer writes it: ``2026-11-23T10:15:00Z``."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+
+
+def select_locale() -> str:
+    """Flask-Babel's selector: ``?lang=`` forces a language; else the browser's Accept-Language; else English."""
+    forced = request.args.get("lang")
+    if forced in LANGUAGES:
+        return forced
+    return request.accept_languages.best_match(list(LANGUAGES)) or "en"
+
+
+def page_language() -> str:
+    """The language this request's HTML page is in (the selector's choice, made once per request)."""
+    return str(get_locale() or "en")
 
 
 def answer_json(source_name: str, outcome: Outcome) -> bytes:
     body = {
         "receipt_id": outcome.receipt_id,
         "status": outcome.status,
-        "received_at": outcome.received_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "received_at": iso(outcome.received_at),
         "source": source_name,
         "event_ids": outcome.event_ids,
         "changes": outcome.changes,
@@ -40,6 +64,11 @@ def record_own(channel: str, tenant: str, signal_fields: dict, evidence: bytes) 
     signal = Signal(event_id=event_id, **signal_fields)
     source = SourceConfig(name=channel, kind=channel, tenant=tenant)
     outcome = services().ledger.record(source, Inbound(request_key=event_id, signals=[signal]), evidence)
-    metrics.SIGNALS_RECEIVED.labels(channel, channel, outcome.status).inc()
-    note_outcome(outcome.status, channel)
+    counted(channel, channel, outcome)
     return outcome
+
+
+def counted(source_name: str, kind: str, outcome: Outcome) -> None:
+    """A recorded request, counted in the metrics and named in its request log line."""
+    metrics.SIGNALS_RECEIVED.labels(source_name, kind, outcome.status).inc()
+    note_outcome(outcome.status, source_name)

@@ -18,13 +18,13 @@ from flask_babel import gettext as _
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
 from ..errors import BadRequest, NotFound, TooManyRequests, UnsupportedMediaType
-from ..identities import normalize_email, normalize_phone
-from ..ledger.lookup import client_key, rate_limited
+from ..identities import normalize_contact
+from ..ledger.ratelimit import client_key, rate_limited
 from ..schemas import TEXT_ERRORS, load, text
 from ..services import services
 from ..signals import OPT_OUT
 from ..states import MARKETING_DECLINE, MARKETING_DECLINE_SMS
-from .answers import WEB_FORM, answer_json, receipt_headers, record_own
+from .answers import WEB_FORM, answer_json, page_language, receipt_headers, record_own
 
 bp = Blueprint("forms", __name__)
 PATH = "/forms/unsubscribe"
@@ -81,7 +81,7 @@ def preflight():
 
 @bp.post(PATH)
 def unsubscribe():
-    settings = services().settings
+    settings, origin = services().settings, request.headers.get("Origin", "")
     wait = rate_limited(services().engine, "forms", client_key(request.remote_addr), settings.forms_rate_limit)
     if wait is not None:
         raise TooManyRequests("too many posts from this address; retry later", retry_after=wait)
@@ -98,8 +98,7 @@ def unsubscribe():
     tenant = settings.tenants.get(data["tenant"])
     if tenant is None:
         raise NotFound(f"tenant: unknown tenant {data['tenant']!r}", field="tenant")
-    email = normalize_email(data["email"]) if data["email"] else None
-    phone = normalize_phone(data["phone"]) if data["phone"] else None
+    email, phone = normalize_contact(data["email"], data["phone"])
     if not email and not phone:
         raise BadRequest("email: give an email or a phone (or both)", field="email")
     boxes = {MARKETING_DECLINE: data["email_marketing"], MARKETING_DECLINE_SMS: data["sms_marketing"]}
@@ -110,14 +109,14 @@ def unsubscribe():
     states = frozenset(state for state, ticked in boxes.items() if ticked)
     outcome = record_own(WEB_FORM, tenant.name, {
         "kind": OPT_OUT, "email": email, "phone": phone, "add": states, "keyword": "form", "links_identities": False,
-        "detail": {"origin": request.headers.get("Origin")} if request.headers.get("Origin") else {},
+        "detail": {"origin": origin} if origin else {},
     }, evidence)
 
     if tenant.forms_return_url:
         body = b""
         response = Response(body, 303, headers={"Location": tenant.forms_return_url})
     elif prefers_html():
-        body = render_template("message.html", lang=_lang(), heading=_("You are unsubscribed"),
+        body = render_template("message.html", lang=page_language(), heading=_("You are unsubscribed"),
                                message=_("We will stop sending you the messages you chose."),
                                problem=False).encode()
         response = Response(body, 200, content_type="text/html; charset=utf-8")
@@ -125,15 +124,8 @@ def unsubscribe():
         body = answer_json(WEB_FORM, outcome)
         response = Response(body, 200, content_type=JSON)
     response.headers.update(receipt_headers(body, outcome))
-    origin = request.headers.get("Origin", "")
     if origin in tenant.forms_origins:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = "webhook-id, webhook-timestamp, webhook-signature"
     response.headers["Vary"] = "Origin, Accept"
     return response
-
-
-def _lang() -> str:
-    from flask_babel import get_locale
-
-    return str(get_locale() or "en")

@@ -8,8 +8,7 @@ from ..ledger.record import Outcome
 from ..services import services
 from ..signals import HELP
 from ..sources.base import HttpRequest, Source
-from .answers import answer_json, receipt_headers
-from .requestlog import note_outcome
+from .answers import answer_json, counted, receipt_headers
 
 bp = Blueprint("hooks", __name__)
 
@@ -36,8 +35,7 @@ def hook(name: str):
     inbound_request = HttpRequest.from_flask(request)
     inbound = source.handle(inbound_request)
     outcome = services().ledger.record(source.config, inbound, inbound_request.body)
-    metrics.SIGNALS_RECEIVED.labels(name, source.config.kind, outcome.status).inc()
-    note_outcome(outcome.status)
+    counted(name, source.config.kind, outcome)
     if source.answer == "twiml":
         return signed(answer_twiml(source, outcome), "text/xml; charset=utf-8", outcome, source)
     return signed(answer_json(name, outcome), "application/json", outcome, source)

@@ -8,25 +8,19 @@ import io
 from datetime import UTC, datetime, time
 
 from flask import Response, jsonify, request, stream_with_context
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from ..errors import BadRequest, NotFound
-from ..identities import normalize_email, normalize_phone
+from ..identities import normalize_contact
 from ..ledger import queries
 from ..ledger.outbox import DEAD, DONE, PENDING, SKIPPED
-from ..schemas import TEXT_ERRORS, join, load, text
+from ..schemas import TEXT_ERRORS, EmailOrPhone, load, text
 from ..services import services
 from ..states import may_receive
 from .admin import bp, json_body
+from .answers import iso
 
 MAX_RECIPIENTS = 1000
-ISO = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def iso(value) -> str | None:
-    return value.strftime(ISO) if value is not None else None
-
-
 class Since(fields.Field):
     """A date (``2026-11-01``) or an ISO 8601 time with a zone; read as UTC midnight for a date."""
 
@@ -57,20 +51,14 @@ class ListQuery(Schema):
                            error_messages={"invalid": "not a number"})
 
 
-class IdentityQuery(Schema):
+class ConsentQuery(EmailOrPhone):
     class Meta:
         unknown = RAISE
 
+    identity_error_field = "email"
     tenant = text(1, 64, required=True)
     email = text(3, 254)
     phone = text(3, 64)
-
-
-class ConsentQuery(IdentityQuery):
-    @validates_schema
-    def has_an_identity(self, data, **kwargs):
-        if not data.get("email") and not data.get("phone"):
-            raise ValidationError("give email or phone", field_name="email")
 
 
 class EventsQuery(ListQuery):
@@ -94,17 +82,13 @@ class ExportQuery(Schema):
     since = Since()
 
 
-class RecipientSchema(Schema):
+class RecipientSchema(EmailOrPhone):
     class Meta:
         unknown = EXCLUDE
 
+    identity_error_field = "email"
     email = text(3, 254, allow_none=True)
     phone = text(3, 64, allow_none=True)
-
-    @validates_schema
-    def has_an_identity(self, data, **kwargs):
-        if not data.get("email") and not data.get("phone"):
-            raise ValidationError("give email or phone", field_name="email")
 
 
 class ConsentCheckSchema(Schema):
@@ -123,27 +107,12 @@ def known_tenant(name: str | None, field: str = "tenant") -> str | None:
     return name
 
 
-def identities(data: dict, path: str = "") -> tuple[str | None, str | None]:
-    email = normalize_email(data["email"], field=join(path, "email")) if data.get("email") else None
-    phone = normalize_phone(data["phone"], field=join(path, "phone")) if data.get("phone") else None
-    return email, phone
-
-
-def merged(found: dict, *keys) -> dict:
-    """The states of several identities of one guest, each with its earliest time."""
-    states: dict = {}
-    for key in keys:
-        for state, since in found.get(key, {}).items():
-            states[state] = min(since, states.get(state, since))
-    return states
-
-
 @bp.get("/consent")
 def consent():
     data = load(ConsentQuery(), request.args.to_dict())
     tenant = known_tenant(data["tenant"])
-    email, phone = identities(data)
-    states = merged(queries.states_by_identity(services().engine, tenant, [email, phone]), email, phone)
+    email, phone = normalize_contact(data.get("email"), data.get("phone"))
+    states = queries.guest_states(services().engine, tenant, email, phone)
     return jsonify(tenant=tenant, email=email, phone=phone,
                    states={state: iso(since) for state, since in sorted(states.items())})
 
@@ -152,11 +121,12 @@ def consent():
 def consent_check():
     data = load(ConsentCheckSchema(), json_body())
     tenant = known_tenant(data["tenant"])
-    people = [identities(r, f"recipients[{n}]") for n, r in enumerate(data["recipients"])]
+    people = [normalize_contact(r.get("email"), r.get("phone"), path=f"recipients[{n}]")
+              for n, r in enumerate(data["recipients"])]
     found = queries.states_by_identity(services().engine, tenant, [i for pair in people for i in pair])
     results = []
     for email, phone in people:
-        states = merged(found, email, phone)
+        states = queries.merge_states(found, email, phone)
         results.append({"email": email, "phone": phone, "states": {s: iso(t) for s, t in sorted(states.items())},
                         **may_receive(states)})
     return jsonify(tenant=tenant, recipients=results)
@@ -165,7 +135,7 @@ def consent_check():
 @bp.get("/events")
 def events():
     data = load(EventsQuery(), request.args.to_dict())
-    email, phone = identities(data)
+    email, phone = normalize_contact(data.get("email"), data.get("phone"))
     rows, next_id = queries.events_page(
         services().engine, tenant=known_tenant(data.get("tenant")), email=email, phone=phone,
         since=data.get("since"), after=queries.decode_cursor(data.get("cursor")), limit=data["limit"])

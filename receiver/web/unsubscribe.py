@@ -17,12 +17,13 @@ from flask_babel import lazy_gettext
 
 from ..errors import BadRequest, TooManyRequests, UnsupportedMediaType
 from ..identities import mask_email, mask_phone
-from ..ledger.lookup import rate_limited, states_in_force
+from ..ledger.queries import guest_states
+from ..ledger.ratelimit import rate_limited
 from ..links import ALL, Link
 from ..services import services
 from ..signals import OPT_OUT
 from ..states import MAIL_BAN, MARKETING_DECLINE, MARKETING_DECLINE_SMS, SMS_BAN, STATES
-from .answers import EMAIL_LINK, answer_json, receipt_headers, record_own
+from .answers import EMAIL_LINK, LANGUAGES, answer_json, page_language, receipt_headers, record_own
 
 bp = Blueprint("unsubscribe", __name__)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -33,7 +34,6 @@ LABELS = {
     SMS_BAN: lazy_gettext("All text messages"),
 }
 PAGE_ORDER = (MARKETING_DECLINE, MAIL_BAN, MARKETING_DECLINE_SMS, SMS_BAN)
-LANGUAGES = {"en": "English", "fr": "Français"}
 
 
 @bp.route("/u/<token>", methods=["GET", "HEAD"])
@@ -86,10 +86,8 @@ def _record(link: Link, states: set[str], via: str, evidence: bytes):
 
 
 def _page(token: str, link: Link, *, saved: bool = False, problem: str | None = None, status: int = 200):
-    from flask_babel import get_locale
-
-    in_force = states_in_force(services().engine, link.tenant, [link.email, link.phone])
-    lang = str(get_locale() or "en")
+    in_force = guest_states(services().engine, link.tenant, link.email, link.phone)
+    lang = page_language()
     other = "fr" if lang == "en" else "en"
     html = render_template(
         "unsubscribe.html", lang=lang, tenant_title=services().settings.tenants[link.tenant].title,
@@ -102,11 +100,3 @@ def _page(token: str, link: Link, *, saved: bool = False, problem: str | None = 
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
     return response
-
-
-def select_locale() -> str:
-    """``?lang=`` forces a language; else the browser's Accept-Language; else English."""
-    forced = request.args.get("lang")
-    if forced in LANGUAGES:
-        return forced
-    return request.accept_languages.best_match(list(LANGUAGES)) or "en"

@@ -168,6 +168,6 @@ def test_the_open_form_never_links_an_email_to_a_phone(client, engine):
     ("::ffff:198.51.100.7", "198.51.100.7", "198.51.100.8"),
 ])
 def test_clients_are_counted_by_address_or_ipv6_64(address, same, other):
-    from receiver.ledger.lookup import client_key
+    from receiver.ledger.ratelimit import client_key
 
     assert client_key(address) == client_key(same) != client_key(other)

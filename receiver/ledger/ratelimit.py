@@ -1,27 +1,14 @@
-"""Reading the ledger: the states in force for a guest, and the per-client rate limit of open forms."""
+"""The rate limit of the open pages (the plain form, the link's POST): hits per key per minute, in the database."""
 
 import hashlib
 import ipaddress
 import random
 import time
-from datetime import datetime
 
-from sqlalchemy import Engine, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, delete
 
-from .models import Consent, RateHit
-
-
-def states_in_force(engine: Engine, tenant: str, identities: list[str]) -> dict[str, datetime]:
-    """Each state held by any of ``identities`` (an email and its linked phone), with its earliest time."""
-    found: dict[str, datetime] = {}
-    with engine.connect() as conn:
-        rows = conn.execute(select(Consent.state, Consent.since).where(
-            Consent.tenant == tenant, Consent.identity.in_([i for i in identities if i])))
-        for state, since in rows:
-            if state not in found or since < found[state]:
-                found[state] = since
-    return found
+from .db import dialect_insert
+from .models import RateHit
 
 
 def client_key(address: str | None) -> str:
@@ -45,8 +32,7 @@ def rate_limited(engine: Engine, scope: str, client: str, limit: int, now: float
     now = time.time() if now is None else now
     minute = int(now // 60)
     key = f"{scope}:{hashlib.sha256(client.encode()).hexdigest()[:32]}"
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(RateHit).values(key=key, minute=minute, hits=1)
+    statement = dialect_insert(engine)(RateHit).values(key=key, minute=minute, hits=1)
     statement = statement.on_conflict_do_update(
         index_elements=[RateHit.key, RateHit.minute], set_={"hits": RateHit.hits + 1},
     ).returning(RateHit.hits)
