@@ -9,7 +9,7 @@ variable (the Flask test client, a single process) the ordinary in-process regis
 The delivery worker (``receiver worker``) is a separate process, on Heroku a separate dyno. Its
 counters (``receiver_delivery_attempts_total``, ``receiver_dead_letters_total``) and its latency
 histogram reach /metrics only when it shares ``PROMETHEUS_MULTIPROC_DIR`` with the web process, i.e.
-runs on the same host with the same directory (``PROMETHEUS_MULTIPROC_DIR=$(mktemp -d) make run``).
+runs on the same host with the same directory (``make run`` sets one up for both).
 The queue gauges are read from the database at scrape time instead, so they are right wherever the
 worker runs: ``receiver_queue_depth``, ``receiver_queue_oldest_pending_age_seconds`` and
 ``receiver_deliveries_dead``.
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 SIGNALS_RECEIVED = Counter(
-    "receiver_signals_received", "Requests to /hooks/<source> answered with a receipt, by answer status.",
+    "receiver_signals_received",
+    "Requests answered with a receipt (/hooks/<source>, the email link, the plain form), by answer status.",
     ["source", "kind", "outcome"])
 SIGNATURE_FAILURES = Counter(
     "receiver_signature_failures", "Requests to /hooks/<source> refused with 401 (signature or token).",

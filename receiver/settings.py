@@ -99,7 +99,7 @@ class Settings:
     port: int = 8000
     web_concurrency: int = 3
     proxy_hops: int = 0  # proxies in front that append X-Forwarded-For (1 on Heroku's router)
-    forms_rate_limit: int = 10  # /forms/unsubscribe posts a minute per client address
+    forms_rate_limit: int = 10  # posts a minute: to /forms/unsubscribe per client address, to /u/<token> per link
     retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     @property

@@ -18,8 +18,6 @@ from .outbox import DEAD, PENDING, SKIPPED, SUPERSEDED, owed_states
 
 MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number names no row (and SQLite cannot bind it)
 
-REPLAYABLE = (DEAD, SKIPPED)
-
 
 def encode_cursor(last_id: int | None) -> str | None:
     return None if last_id is None else base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
@@ -99,7 +97,7 @@ def deliveries_page(engine: Engine, *, status=None, tenant=None, after: int = 0,
 
 
 def replay(engine: Engine, delivery_id: int) -> str | None:
-    """Put a dead or skipped delivery back in the queue; its previous status, or None if there is none.
+    """Put a dead delivery back in the queue; its previous status, or None if there is none.
 
     Refused (Conflict) when nothing is owed any more — the guest re-consented since, or a later
     signal owes the state — and for skipped deliveries, whose reasons all still hold: a non-US
@@ -114,10 +112,10 @@ def replay(engine: Engine, delivery_id: int) -> str | None:
         row = conn.execute(select(Delivery.__table__).where(Delivery.id == delivery_id)).first()
         if row is None:
             return None
-        if row.status not in REPLAYABLE:
-            raise Conflict(f"delivery {delivery_id} is {row.status}: only dead or skipped deliveries are replayed")
         if row.status == SKIPPED:
             raise Conflict(f"delivery {delivery_id} was skipped for a reason that still holds: {row.reason}")
+        if row.status != DEAD:
+            raise Conflict(f"delivery {delivery_id} is {row.status}: only dead deliveries are replayed")
         if not owed_states(conn, [row])[row.id]:
             raise Conflict(f"delivery {delivery_id} is owed no more: {SUPERSEDED}")
         conn.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == row.status).values(

@@ -292,7 +292,8 @@ def build_spec(public_base_url: str) -> dict:
         "responses": {"200": _json(DeliveriesPage, "a page"), **v1_errors},
     }})
     spec.path(path="/v1/deliveries/{delivery_id}/replay", operations={"post": {
-        "summary": "Put a dead or skipped delivery back in the queue", "security": admin,
+        "summary": "Put a dead delivery back in the queue (409 when it is owed no more, or skipped)",
+        "security": admin,
         "parameters": [{"in": "path", "name": "delivery_id", "required": True,
                         "schema": {"type": "integer", "minimum": 0}}],
         "responses": {"200": _json(ReplayAnswer, "queued again"), **_errors(401, 404, 409, 503)},
