@@ -1,0 +1,1 @@
+"""Abuse cases: hostile senders, hostile CRM answers, weak settings, header edge cases."""
