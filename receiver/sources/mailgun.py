@@ -7,18 +7,33 @@ token with another event id is refused (401), while Mailgun's own retries (the s
 original signature) are answered ``duplicate``. The token is remembered for as long as its
 timestamp is accepted (12 hours: Mailgun retries for about 8 with the original signature), plus
 a few minutes so that a request verified just before the limit still finds it when recorded.
+
+Legacy webhooks (still configured on older accounts) post form fields, URL-encoded or multipart:
+top-level ``timestamp``, ``token``, ``signature``, ``event``, ``recipient`` and ``Message-Id``, with
+the message's user-variables merged in (Mailgun's own signature fields come last, its event fields
+first). They are signed and checked the same way. Having no event id, a legacy post is keyed by
+``legacy:`` + the SHA-256 of its timestamp, token, event, recipient and Message-Id: Mailgun's
+retries (the same fields, the original signature) are duplicates, two posts are two events even for
+one message (a guest may unsubscribe again after re-consenting), and the same token with another
+event is a new key, so the token rule refuses it (401) as for JSON hooks.
 """
 
 import hashlib
 import hmac
+import io
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
 
+from werkzeug.datastructures import MultiDict
+from werkzeug.formparser import MultiPartParser
+from werkzeug.http import parse_options_header
+
 from ..errors import BadRequest, BadSignature
 from ..signals import Inbound
 from ..states import MARKETING_DECLINE
-from .base import JSON, HttpRequest, Secrets, Source, secret_matches
+from .base import FORM, JSON, HttpRequest, Secrets, Source, secret_matches
 from .esp import EspOptions, email_signal, unix_time
 
 MAX_AGE = timedelta(hours=12)
@@ -31,6 +46,7 @@ EVENT_STATES = {
     "unsubscribed": MARKETING_DECLINE,
     "complained": COMPLAINT,
 }
+MULTIPART = "multipart/form-data"
 
 
 class MailgunOptions(EspOptions):
@@ -49,22 +65,49 @@ def _object(request: HttpRequest) -> dict:
     return body
 
 
-def _signed_fields(body: dict) -> tuple[str, str, list[str]]:
+def _form(request: HttpRequest) -> MultiDict:
+    """A legacy post's fields, URL-encoded or multipart (files, such as a complaint's copy, are dropped)."""
+    if request.mimetype != MULTIPART:
+        return request.form
+    boundary = parse_options_header(request.headers.get("Content-Type", ""))[1].get("boundary")
+    if not boundary:
+        raise BadRequest("body: multipart without a boundary", field="body")
+    try:
+        fields, _ = MultiPartParser(max_form_memory_size=len(request.body)).parse(
+            io.BytesIO(request.body), boundary.encode("latin-1"), len(request.body))
+    except (ValueError, UnicodeEncodeError):
+        raise BadRequest("body: malformed multipart", field="body") from None
+    return fields
+
+
+def _last(fields: MultiDict, name: str) -> str | None:
+    """Mailgun's own value of a signature field: user-variables of the same name come before it."""
+    values = fields.getlist(name)
+    return values[-1] if values else None
+
+
+def _signed_fields(request: HttpRequest) -> tuple[str, str, list[str]]:
     """(timestamp, token, given signatures); anything missing or malformed is a bad signature."""
-    block = body.get("signature")
-    if not isinstance(block, dict):
-        raise BadSignature("signature: missing")
+    if request.mimetype == JSON:
+        block, where = _object(request).get("signature"), "signature."
+        if not isinstance(block, dict):
+            raise BadSignature("signature: missing")
+        # A subaccount domain's hook also carries `parent-signature`, made with the parent account's key.
+        names = ("signature", "parent-signature")
+    else:
+        fields, where = _form(request), ""
+        block = {name: _last(fields, name) for name in ("timestamp", "token", "signature")}
+        names = ("signature",)
     timestamp, token = block.get("timestamp"), block.get("token")
     if isinstance(timestamp, int) and not isinstance(timestamp, bool):
         timestamp = str(timestamp)
     if not isinstance(timestamp, str) or not re.fullmatch(r"[0-9]{1,12}", timestamp):
-        raise BadSignature("signature.timestamp: missing or not Unix seconds")
+        raise BadSignature(f"{where}timestamp: missing or not Unix seconds")
     if not isinstance(token, str) or not token or len(token) > MAX_TEXT:
-        raise BadSignature("signature.token: missing or malformed")
-    # A subaccount domain's hook also carries `parent-signature`, made with the parent account's key.
-    given = [block[name] for name in ("signature", "parent-signature") if isinstance(block.get(name), str)]
+        raise BadSignature(f"{where}token: missing or malformed")
+    given = [block[name] for name in names if isinstance(block.get(name), str)]
     if not given:
-        raise BadSignature("signature.signature: missing")
+        raise BadSignature(f"{where}signature: missing")
     return timestamp, token, given
 
 
@@ -78,14 +121,14 @@ def _text(data: dict, name: str) -> str:
 class MailgunSource(Source):
     kind = "mailgun"
     options_schema = MailgunOptions
-    content_types = (JSON,)
+    content_types = (JSON, FORM, MULTIPART)
 
     def _signing_keys(self) -> list[str]:
         key = self.options["signing_key"]
         return [key] if isinstance(key, str) else list(key)
 
     def verify(self, request: HttpRequest) -> None:
-        timestamp, token, given = _signed_fields(_object(request))
+        timestamp, token, given = _signed_fields(request)
         expected = [signature(key, timestamp, token) for key in self._signing_keys()]
         if not any(secret_matches(candidate, expected) for candidate in given):
             raise BadSignature("signature: does not match")
@@ -94,14 +137,15 @@ class MailgunSource(Source):
             raise BadSignature("signature.timestamp: stale (over 12 hours old or ahead of our clock)")
 
     def parse(self, request: HttpRequest) -> Inbound:
+        timestamp, token, _ = _signed_fields(request)
+        if request.mimetype != JSON:
+            return self._legacy(_form(request), timestamp, token)
         body = _object(request)
-        timestamp, token, _ = _signed_fields(body)
         data = body.get("event-data")
         if not isinstance(data, dict):
             raise BadRequest("event-data: missing or not an object", field="event-data")
         event, event_id = _text(data, "event"), _text(data, "id")
-        rule = EVENT_STATES.get(event)
-        state = self.options["complaint"] if rule == COMPLAINT else rule
+        state = self._state(event)
         message = data.get("message") if isinstance(data.get("message"), dict) else {}
         headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
         detail = {"event": event, "severity": data.get("severity"), "reason": data.get("reason"),
@@ -110,5 +154,28 @@ class MailgunSource(Source):
         signal = email_signal(event_id, data.get("recipient"), add={state} if state else (), keyword=event,
                               occurred_at=unix_time(data.get("timestamp")), detail=detail,
                               field="event-data.recipient")
-        return Inbound(request_key=event_id, signals=[signal], nonce=token,
-                       nonce_expires_at=datetime.fromtimestamp(int(timestamp), UTC) + MAX_AGE + MAX_AHEAD)
+        return _inbound(event_id, signal, timestamp, token)
+
+    def _legacy(self, fields: MultiDict, timestamp: str, token: str) -> Inbound:
+        event, recipient = fields.get("event"), fields.get("recipient")  # first values: Mailgun's own
+        if not event or len(event) > MAX_TEXT:
+            raise BadRequest("event: missing or too long", field="event")
+        message_id = fields.get("Message-Id") or fields.get("message-id")
+        identity = json.dumps([timestamp, token, event, recipient, message_id])
+        key = "legacy:" + hashlib.sha256(identity.encode()).hexdigest()
+        detail = {"event": event, "format": "legacy", "message_id": message_id, "reason": fields.get("reason"),
+                  "code": fields.get("code"), "tags": fields.getlist("tag") or fields.getlist("X-Mailgun-Tag")}
+        detail = {k: v for k, v in detail.items() if v}
+        state = self._state(event)
+        signal = email_signal(key, recipient, add={state} if state else (), keyword=event,
+                              occurred_at=unix_time(int(timestamp)), detail=detail, field="recipient")
+        return _inbound(key, signal, timestamp, token)
+
+    def _state(self, event: str) -> str | None:
+        rule = EVENT_STATES.get(event)
+        return self.options["complaint"] if rule == COMPLAINT else rule
+
+
+def _inbound(key: str, signal, timestamp: str, token: str) -> Inbound:
+    return Inbound(request_key=key, signals=[signal], nonce=token,
+                   nonce_expires_at=datetime.fromtimestamp(int(timestamp), UTC) + MAX_AGE + MAX_AHEAD)

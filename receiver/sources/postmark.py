@@ -10,7 +10,10 @@ Re-consent. A reactivation (``SuppressSending: false``) is ignored unless the so
 ``honour_resubscribe = true``; then it lifts ``marketing_decline`` only, never ``mail_ban``: a ban
 comes from a complaint or the guest's own "no email at all", which a suppression list cannot undo.
 
-Events that change nothing (hard-bounce suppressions, bounces, deliveries, opens, clicks, any
+A ``Bounce`` of Type ``Unsubscribe`` (TypeCode 16, "Unsubscribe request") that carries an ``Email``
+is the recipient's unsubscribe: a marketing decline.
+
+Events that change nothing (hard-bounce suppressions, other bounces, deliveries, opens, clicks, any
 RecordType added later) are recorded as ``ignored``, with their address when it is a valid one;
 they are never refused for a missing address, since a refusal only makes Postmark retry.
 """
@@ -39,8 +42,10 @@ SUPPRESSION_REASONS = {
     "SpamComplaint": COMPLAINT,
     "HardBounce": None,  # a bounce is not an opt-out
 }
-# Bounce: Type → the state it adds (the bounce hook carries spam complaints too); others add none.
-BOUNCE_TYPES = {"SpamComplaint": COMPLAINT}
+# Bounce: Type → the state it adds (the bounce hook carries spam complaints too, and "Unsubscribe",
+# TypeCode 16, a recipient's unsubscribe request); others add none.
+BOUNCE_TYPES = {"SpamComplaint": COMPLAINT, "Unsubscribe": MARKETING_DECLINE}
+UNSUBSCRIBE_TYPE_CODE = 16
 # RecordType → where its address and its time are (Delivery, Open, Click and others: the defaults).
 ADDRESS_FIELDS = {"Bounce": "Email", "SpamComplaint": "Email"}
 TIME_FIELDS = {"SubscriptionChange": "ChangedAt", "Bounce": "BouncedAt", "SpamComplaint": "BouncedAt",
@@ -145,7 +150,12 @@ class PostmarkSource(Source):
         return set(), {MARKETING_DECLINE} if self.options["honour_resubscribe"] else set()
 
     def _bounce(self, record: dict) -> tuple[set[str], set[str]]:
-        return self._states(BOUNCE_TYPES.get(_text(record, "Type"))), set()
+        bounce_type = _text(record, "Type")
+        if bounce_type is None and record.get("TypeCode") == UNSUBSCRIBE_TYPE_CODE:
+            bounce_type = "Unsubscribe"
+        if bounce_type == "Unsubscribe" and not _text(record, "Email"):
+            return set(), set()  # an unsubscribe request without an address names nobody to opt out
+        return self._states(BOUNCE_TYPES.get(bounce_type)), set()
 
     def _spam_complaint(self, record: dict) -> tuple[set[str], set[str]]:
         return self._states(COMPLAINT), set()

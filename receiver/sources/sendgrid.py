@@ -1,14 +1,21 @@
 """SendGrid's signed Event Webhook: ECDSA P-256 over timestamp + body, events mapped onto email signals.
 
-The body is a JSON array of 1 to 1000 events. An event that changes nothing (a delivery, an
-open, a bounce) is recorded and never refuses the batch for want of a valid address: SendGrid
-retries a refused batch byte for byte for a day, so one odd event would sink every opt-out
-posted with it.
+The body is a JSON array of any number of events (SendGrid posts batches of up to 768 KB). One
+odd event never refuses the batch: SendGrid retries a refused batch byte for byte for a day and
+then drops it, so one odd event would sink every opt-out posted with it. An event without a
+usable ``sg_event_id`` (SendGrid's own troubleshooting sample has none) is recorded under
+``sha256:`` + the SHA-256 of its canonical JSON; an event that is not an object, names no event,
+or is an opt-out without a valid address is recorded as ``ignored``, with the reason in its detail.
+
+SendGrid may re-send an event under a new ``sg_event_id``: that is a new signal in the audit
+trail, but the ledger adds a state only once, so an opt-out already in force creates no second
+CRM delivery.
 """
 
 import base64
 import binascii
 import hashlib
+import json
 import re
 import time
 
@@ -27,8 +34,8 @@ from .esp import EspOptions, email_signal, unix_time
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 TOLERANCE_SECONDS = 5 * 60  # contract: 5 minutes both ways
-MAX_EVENTS = 1000
 MAX_ID = 255  # the ledger's key columns
+USABLE_ID = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_ID}}}")  # no NUL or control characters
 
 COMPLAINT = "complaint"  # stands for the source's `complaint` option
 # `event` → the state it adds; every other event is only recorded (`ignored`).
@@ -100,30 +107,41 @@ class SendGridSource(Source):
     def parse(self, request: HttpRequest) -> Inbound:
         """``request_key`` is the body's SHA-256: a batch carries no id of its own, and SendGrid
         retries a batch with the same bytes, so a retry is answered ``duplicate`` from the first
-        answer; events repeated in a different batch are still caught by ``sg_event_id``."""
+        answer; events repeated in a different batch are still caught by their event ids."""
         events = request.json()
         if not isinstance(events, list):
             raise BadRequest("body: must be a JSON array of events", field="body")
-        if not 1 <= len(events) <= MAX_EVENTS:
-            raise BadRequest(f"body: must hold 1 to {MAX_EVENTS} events, not {len(events)}", field="body")
+        if not events:
+            raise BadRequest("body: must hold at least one event", field="body")
         signals = [self._signal(event, f"[{n}]") for n, event in enumerate(events)]
         return Inbound(request_key=hashlib.sha256(request.body).hexdigest(), signals=signals)
 
     def _signal(self, event, path: str) -> Signal:
         if not isinstance(event, dict):
-            raise BadRequest(f"{path}: must be an object", field=path)
-        event_id, name = (self._text(event, field, path) for field in ("sg_event_id", "event"))
+            return _unusable(event, f"{path}: not an object")
+        name = event.get("event")
+        if not isinstance(name, str) or not USABLE_ID.fullmatch(name):
+            return _unusable(event, f"{path}.event: missing or not a short string")
         rule = EVENT_STATES.get(name)
         state = self.options["complaint"] if rule == COMPLAINT else rule
         detail = {"event": name, **{k: event[k] for k in DETAIL_FIELDS if event.get(k) not in (None, "", [])}}
-        return email_signal(event_id, event.get("email"), add={state} if state else (), keyword=name,
-                            occurred_at=unix_time(event.get("timestamp")), detail=detail, field=f"{path}.email")
+        event_id = event_id_of(event)
+        try:
+            return email_signal(event_id, event.get("email"), add={state} if state else (), keyword=name,
+                                occurred_at=unix_time(event.get("timestamp")), detail=detail, field=f"{path}.email")
+        except BadRequest as refused:  # an opt-out we cannot apply: kept in the trail, never sinks the batch
+            return email_signal(event_id, None, keyword=name, occurred_at=unix_time(event.get("timestamp")),
+                                detail={**detail, "unusable": refused.message})
 
-    @staticmethod
-    def _text(event: dict, name: str, path: str) -> str:
-        value, where = event.get(name), f"{path}.{name}"
-        if value is None or value == "":
-            raise BadRequest(f"{where}: missing", field=where)
-        if not isinstance(value, str) or len(value) > MAX_ID:
-            raise BadRequest(f"{where}: not a string of at most {MAX_ID} characters", field=where)
-        return value
+
+def event_id_of(event) -> str:
+    """The event's ``sg_event_id``, or an id derived from its content when it has no usable one."""
+    given = event.get("sg_event_id") if isinstance(event, dict) else None
+    if isinstance(given, str) and USABLE_ID.fullmatch(given):
+        return given
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _unusable(event, reason: str) -> Signal:
+    return email_signal(event_id_of(event), None, detail={"unusable": reason})
