@@ -216,7 +216,7 @@ def test_bounce_hook_spam_complaint_follows_the_complaint_option(source_settings
     assert (signal.kind, signal.add) == (OPT_OUT, {complaint})
 
 
-@pytest.mark.parametrize("bounce_type", ["HardBounce", "SoftBounce", "Transient", "Unsubscribe", None])
+@pytest.mark.parametrize("bounce_type", ["HardBounce", "SoftBounce", "Transient", "Subscribe", None])
 def test_bounces_are_only_recorded(source_settings, bounce_type):
     signal = only_signal(source_settings, {**BOUNCE, "Type": bounce_type})
 
@@ -489,3 +489,97 @@ def test_form_post_is_415(client, engine):
 
     assert response.status_code == 415
     assert count(engine, Receipt) == 0
+
+
+# --- Bounce of Type "Unsubscribe" (TypeCode 16) ---------------------------------------------------
+
+# Postmark's bounce webhook sample (BOUNCE above) with Postmark's bounce type "Unsubscribe", TypeCode 16,
+# "Unsubscribe request" (Postmark's bounce-type table; the `postmark` npm typings: BounceTypeCode.Unsubscribe = 16).
+UNSUBSCRIBE_BOUNCE = {**BOUNCE, "Type": "Unsubscribe", "TypeCode": 16, "Name": "Unsubscribe request",
+                      "Description": "Unsubscribe or Remove request.", "Inactive": False, "CanActivate": True}
+
+
+@pytest.mark.parametrize("complaint", [MARKETING_DECLINE, MAIL_BAN])
+def test_unsubscribe_bounce_with_an_email_is_a_marketing_decline(source_settings, complaint):
+    signal = only_signal(source_settings, UNSUBSCRIBE_BOUNCE, complaint=complaint)
+
+    assert (signal.kind, signal.add, signal.remove) == (OPT_OUT, {MARKETING_DECLINE}, frozenset())
+    assert (signal.email, signal.keyword) == ("john@example.com", "Bounce")
+    assert signal.detail["type"] == "Unsubscribe"
+
+
+def test_type_code_16_without_a_type_is_an_unsubscribe_too(source_settings):
+    record = {key: value for key, value in UNSUBSCRIBE_BOUNCE.items() if key != "Type"}
+
+    assert only_signal(source_settings, record).add == {MARKETING_DECLINE}
+
+
+@pytest.mark.parametrize("email", [None, "", "absent"])
+def test_unsubscribe_bounce_without_an_email_is_only_recorded(source_settings, email):
+    record = {**UNSUBSCRIBE_BOUNCE, "Email": email}
+    if email == "absent":
+        del record["Email"]
+
+    signal = only_signal(source_settings, record)
+
+    assert (signal.kind, signal.add, signal.email) == (OTHER, frozenset(), None)
+
+
+def test_unsubscribe_bounce_is_accepted_and_delivered_once(client, engine):
+    answer = post(client, UNSUBSCRIBE_BOUNCE).get_json()
+    again = post(client, UNSUBSCRIBE_BOUNCE).get_json()
+
+    assert answer["status"] == "accepted"
+    assert answer["changes"] == [{"email": "john@example.com", "states": [MARKETING_DECLINE]}]
+    assert again["status"] == "duplicate"
+    assert count(engine, Delivery) == 1
+
+
+# --- django-anymail's recorded payloads ----------------------------------------------------------
+
+# django-anymail, tests/test_postmark_webhooks.py (payloads recorded from Postmark, sanitised).
+ANYMAIL_BOUNCE = {
+    "RecordType": "Bounce", "ID": 901542550, "Type": "HardBounce", "TypeCode": 1, "ServerID": 23,
+    "Name": "Hard bounce", "MessageID": "2706ee8a-737c-4285-b032-ccd317af53ed",
+    "Description": "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+    "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist.",
+    "Email": "bounce@example.com", "From": "sender@example.com", "BouncedAt": "2016-04-27T16:28:50.3963933-04:00",
+    "DumpAvailable": True, "Inactive": True, "CanActivate": True, "Subject": "Postmark event test", "Content": "...",
+}
+ANYMAIL_SPAM = {
+    "RecordType": "SpamComplaint", "ID": 901542550, "Type": "SpamComplaint", "TypeCode": 512,
+    "Name": "Spam complaint", "Tag": "Test", "MessageID": "2706ee8a-737c-4285-b032-ccd317af53ed", "ServerID": 1234,
+    "Description": "", "Details": "Test spam complaint details", "Email": "spam@example.com",
+    "From": "sender@example.com", "BouncedAt": "2016-04-27T16:28:50.3963933-04:00", "DumpAvailable": True,
+    "Inactive": True, "CanActivate": False, "Subject": "Postmark event test",
+}
+ANYMAIL_UNSUBSCRIBE = {
+    "RecordType": "SubscriptionChange", "MessageID": "a4909a96-73d7-4c49-b148-a54522d3f7ac", "ServerID": 23,
+    "MessageStream": "outbound", "ChangedAt": "2022-06-05T17:17:32Z", "Recipient": "john@example.com",
+    "Origin": "Recipient", "SuppressSending": True, "SuppressionReason": "ManualSuppression", "Tag": "welcome-email",
+    "Metadata": {"example": "value", "example_2": "value"},
+}
+ANYMAIL_RESUBSCRIBE = {**ANYMAIL_UNSUBSCRIBE, "SuppressSending": False, "SuppressionReason": None}
+ANYMAIL_SUPPRESSION_BOUNCE = {**ANYMAIL_UNSUBSCRIBE, "MessageID": "b4cb783d-78ed-43f2-983b-63f55c712dc8",
+                              "SuppressionReason": "HardBounce", "Tag": "my-tag"}
+ANYMAIL_DELIVERY = {
+    "RecordType": "Delivery", "ServerId": 23, "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+    "Recipient": "recipient@example.com", "Tag": "welcome-email",
+    "Metadata": {"cohort": "2014-08-A", "userid": "12345"}, "DeliveredAt": "2014-08-01T13:28:10.2735393-04:00",
+    "Details": "Test delivery webhook details",
+}
+
+
+@pytest.mark.parametrize("record, kind, add, email", [
+    (ANYMAIL_BOUNCE, OTHER, frozenset(), "bounce@example.com"),
+    (ANYMAIL_SPAM, OPT_OUT, {MARKETING_DECLINE}, "spam@example.com"),
+    (ANYMAIL_UNSUBSCRIBE, OPT_OUT, {MARKETING_DECLINE}, "john@example.com"),
+    (ANYMAIL_RESUBSCRIBE, OTHER, frozenset(), "john@example.com"),
+    (ANYMAIL_SUPPRESSION_BOUNCE, OTHER, frozenset(), "john@example.com"),
+    (ANYMAIL_DELIVERY, OTHER, frozenset(), "recipient@example.com"),
+], ids=["bounce", "spam", "unsubscribe", "resubscribe", "suppression-bounce", "delivery"])
+def test_anymail_recorded_payloads(source_settings, record, kind, add, email):
+    signal = only_signal(source_settings, record)
+
+    assert (signal.kind, signal.add, signal.email) == (kind, add, email)
+    assert signal.occurred_at is not None
