@@ -31,7 +31,7 @@ from werkzeug.formparser import MultiPartParser
 from werkzeug.http import parse_options_header
 
 from ..errors import BadRequest, BadSignature
-from ..signals import Inbound
+from ..signals import Inbound, Signal
 from ..states import MARKETING_DECLINE
 from .base import FORM, JSON, HttpRequest, Secrets, Source, secret_matches
 from .esp import EspOptions, email_signal, unix_time
@@ -158,8 +158,8 @@ class MailgunSource(Source):
 
     def _legacy(self, fields: MultiDict, timestamp: str, token: str) -> Inbound:
         event, recipient = fields.get("event"), fields.get("recipient")  # first values: Mailgun's own
-        if not event or len(event) > MAX_TEXT:
-            raise BadRequest("event: missing or too long", field="event")
+        if not event or not re.fullmatch(rf"[^\x00-\x1f\x7f]{{1,{MAX_TEXT}}}", event):
+            raise BadRequest("event: missing, too long or with control characters", field="event")
         message_id = fields.get("Message-Id") or fields.get("message-id")
         identity = json.dumps([timestamp, token, event, recipient, message_id])
         key = "legacy:" + hashlib.sha256(identity.encode()).hexdigest()
@@ -176,6 +176,6 @@ class MailgunSource(Source):
         return self.options["complaint"] if rule == COMPLAINT else rule
 
 
-def _inbound(key: str, signal, timestamp: str, token: str) -> Inbound:
+def _inbound(key: str, signal: Signal, timestamp: str, token: str) -> Inbound:
     return Inbound(request_key=key, signals=[signal], nonce=token,
                    nonce_expires_at=datetime.fromtimestamp(int(timestamp), UTC) + MAX_AGE + MAX_AHEAD)

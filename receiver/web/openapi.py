@@ -219,7 +219,8 @@ def build_spec(public_base_url: str) -> dict:
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": {"oneOf": [EventSchema, EventsBatch, {"type": "array", "items": {}},
                                                       {"type": "object"}]}},
-            "application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": True}}}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": True}},
+            "multipart/form-data": {"schema": {"type": "object", "additionalProperties": True}}}},  # Mailgun legacy
         "responses": {
             "200": {"description": "recorded (or a duplicate): the signed receipt; Twilio gets TwiML",
                     "headers": RECEIPT_HEADERS, "content": {"application/json": {"schema": ReceiptAnswer},

@@ -6,6 +6,7 @@ import hmac
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 from marshmallow import ValidationError
@@ -362,7 +363,7 @@ def test_json_that_is_not_an_object_is_a_bad_request(source_settings, content):
         mailgun(source_settings).handle(http(content))
 
 
-@pytest.mark.parametrize("mimetype", ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain", ""])
+@pytest.mark.parametrize("mimetype", ["text/plain", "application/xml", ""])
 def test_wrong_content_type_is_415(source_settings, mimetype):
     with pytest.raises(UnsupportedMediaType) as caught:
         mailgun(source_settings).handle(http(body(), mimetype=mimetype))
@@ -525,8 +526,308 @@ def test_missing_event_id_is_400_naming_it(client, engine):
     assert (response.status_code, response.get_json()["field"]) == (400, "event-data.id")
 
 
-def test_form_post_is_415(client, engine):
-    response = post(client, body(), content_type="application/x-www-form-urlencoded")
+def test_text_post_is_415(client, engine):
+    response = post(client, body(), content_type="text/plain")
 
     assert response.status_code == 415
     assert count(engine, Receipt) == 0
+
+
+# --- django-anymail's recorded JSON payloads ------------------------------------------------------
+
+# django-anymail, tests/test_mailgun_webhooks.py: "an actual, complete (sanitized) delivered event as
+# received from Mailgun", and its complained and unsubscribed events (event-data only; signed here).
+ANYMAIL_EVENTS = {
+    "delivered": {
+        "tags": [], "timestamp": 1534108637.153125,
+        "storage": {"url": "https://sw.api.mailgun.net/v3/domains/example.org/messages/eyJwI...", "key": "eyJwI..."},
+        "recipient-domain": "example.com", "id": "hTWCTD81RtiDN-...", "campaigns": [], "user-variables": {},
+        "flags": {"is-routed": False, "is-authenticated": True, "is-system-test": False, "is-test-mode": False},
+        "log-level": "info",
+        "envelope": {"sending-ip": "333.123.123.200", "sender": "test@example.org", "transport": "smtp",
+                     "targets": "recipient@example.com"},
+        "message": {"headers": {"to": "recipient@example.com",
+                                "message-id": "20180812211713.1.DF5966851B4BAA99@example.org",
+                                "from": "test@example.org", "subject": "Testing"},
+                    "attachments": [], "size": 809},
+        "recipient": "recipient@example.com", "event": "delivered",
+        "delivery-status": {"tls": True, "mx-host": "smtp-in.example.com", "attempt-no": 1, "description": "",
+                            "session-seconds": 3.5700838565826416, "utf8": True, "code": 250, "message": "OK",
+                            "certificate-verified": True},
+    },
+    "complained": {
+        "event": "complained", "id": "ncV2XwymRUKbPek_MIM-Gw", "timestamp": 1377214260.049634, "log-level": "warn",
+        "recipient": "recipient@example.com",
+        "message": {"headers": {"to": "foo@recipient.com", "message-id": "20130718032413.263EE2E0926@example.org",
+                                "from": "Sender Name <sender@example.org>", "subject": "We are not spammer"}},
+    },
+    "unsubscribed": {
+        "event": "unsubscribed", "id": "W3X4JOhFT-OZidZGKKr9iA", "timestamp": 1377213791.421473, "log-level": "info",
+        "recipient": "recipient@example.com",
+        "message": {"headers": {"message-id": "20130822232216.13966.79700@samples.mailgun.org"}},
+    },
+}
+
+
+def signed_json(event_data: dict, token: str = "651869375b9df3c98fc15c4889b102119add1235c38fc92824") -> bytes:
+    timestamp = str(int(time.time()))
+    return json.dumps({"signature": {"timestamp": timestamp, "token": token,
+                                     "signature": mailgun_signature(SIGNING_KEY, timestamp, token)},
+                       "event-data": event_data}).encode()
+
+
+@pytest.mark.parametrize("name, kind, add", [
+    ("delivered", OTHER, frozenset()), ("complained", OPT_OUT, {MARKETING_DECLINE}),
+    ("unsubscribed", OPT_OUT, {MARKETING_DECLINE}),
+])
+def test_anymail_recorded_json_events(source_settings, name, kind, add):
+    inbound = mailgun(source_settings).handle(http(signed_json(ANYMAIL_EVENTS[name])))
+
+    [signal] = inbound.signals
+    assert inbound.request_key == ANYMAIL_EVENTS[name]["id"]
+    assert (signal.kind, signal.add, signal.email) == (kind, add, "recipient@example.com")
+    assert signal.detail["message_id"] == ANYMAIL_EVENTS[name]["message"]["headers"]["message-id"]
+
+
+# --- legacy webhooks: form-encoded and multipart --------------------------------------------------
+
+# django-anymail, tests/test_mailgun_webhooks.py, MailgunLegacyTestCase: the legacy "delivered" and
+# "dropped" posts (real, sanitised), field for field; anymail signs them with its helper, as here.
+LEGACY_DELIVERED = [
+    ("domain", "example.com"),
+    ("message-headers", json.dumps([
+        ["Sender", "from=example.com"], ["Date", "Thu, 21 Apr 2016 17:55:29 +0000"],
+        ["X-Mailgun-Sid", "WyIxZmY4ZSIsICJtZWRtdW5kc0BnbWFpbC5jb20iLCAiZjFjNzgyIl0="],
+        ["Received", "by luna.mailgun.net with HTTP; Thu, 21 Apr 2016 17:55:29 +0000"],
+        ["Message-Id", "<20160421175529.19495.89030.B3AE3728@example.com>"], ["To", "recipient@example.com"],
+        ["From", "from@example.com"], ["Subject", "Webhook testing"], ["Mime-Version", "1.0"],
+        ["Content-Type", ["multipart/alternative", {"boundary": "74fb561763da440d8e6a034054974251"}]]])),
+    ("X-Mailgun-Sid", "WyIxZmY4ZSIsICJtZWRtdW5kc0BnbWFpbC5jb20iLCAiZjFjNzgyIl0="),
+    ("token", "06c96bafc3f42a66b9edd546347a2fe18dc23461fe80dc52f0"),
+    ("timestamp", "1461261330"),
+    ("Message-Id", "<20160421175529.19495.89030.B3AE3728@example.com>"),
+    ("recipient", "recipient@example.com"),
+    ("event", "delivered"),
+]
+LEGACY_DROPPED = [
+    ("code", "605"), ("domain", "example.com"), ("description", "Not delivering to previously bounced address"),
+    ("attachment-count", "1"), ("Message-Id", "<20160421180324.70521.79375.96884DDB@example.com>"),
+    ("reason", "hardfail"), ("event", "dropped"), ("recipient", "bounce@example.com"),
+    ("timestamp", "1461261330"), ("X-Mailgun-Sid", "WyI3Y2VjMyIsICJib3VuY2VAZXhhbXBsZS5jb20iLCAiZjFjNzgyIl0="),
+    ("token", "a3fe1fa1640349ac552b84ddde373014b4c41645830c8dd3fc"),
+]
+# Legacy "unsubscribed" and "complained" posts with the fields Mailgun documented for them (anymail's
+# _common_legacy_event_fields: event, recipient, domain, ip, country, ..., tag, mailing-list, message-id,
+# timestamp, token, signature; a complaint carries the message's headers and Message-Id, as "dropped" does).
+LEGACY_UNSUBSCRIBED = [
+    ("event", "unsubscribed"), ("recipient", "guest@example.com"), ("domain", "mg.example.com"),
+    ("ip", "203.0.113.7"), ("country", "US"), ("region", "NY"), ("city", "New York"),
+    ("user-agent", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_13_6)"), ("device-type", "desktop"),
+    ("client-type", "browser"), ("client-name", "Chrome"), ("client-os", "OS X"), ("tag", "newsletter"),
+    ("mailing-list", ""), ("message-id", "20261124101500.1.ABCDEF@mg.example.com"),
+    ("h", "2b2b0c0c2f1f7e0b8bdfe5a1a2c9e6d1"),
+    ("timestamp", "1461261330"), ("token", "c2a3f0b1e4d5a6978877665544332211ffeeddccbbaa998877"),
+]
+LEGACY_COMPLAINED = [
+    ("event", "complained"), ("recipient", "Guest@Example.COM"), ("domain", "mg.example.com"),
+    ("message-headers", json.dumps([["Message-Id", "<20261124.1.X@mg.example.com>"], ["To", "guest@example.com"],
+                                    ["From", "hotel@mg.example.com"], ["Subject", "November news"]])),
+    ("Message-Id", "<20261124.1.X@mg.example.com>"), ("campaign-id", ""), ("tag", "newsletter"),
+    ("attachment-count", "1"),
+    ("timestamp", "1461261330"), ("token", "9b8a7c6d5e4f30211203f4e5d6c7b8a9f0e1d2c3b4a59687a1"),
+]
+
+
+def legacy_fields(fields: list[tuple[str, str]], *, key: str = SIGNING_KEY, age: float = 60) -> list[tuple[str, str]]:
+    """The post's fields with a fresh timestamp (``age`` seconds old) and Mailgun's signature fields last."""
+    timestamp, token = str(int(time.time() - age)), dict(fields)["token"]
+    kept = [(name, value) for name, value in fields if name not in ("timestamp", "token", "signature")]
+    return [*kept, ("timestamp", timestamp), ("token", token), ("signature", mailgun_signature(key, timestamp, token))]
+
+
+def urlencoded(fields: list[tuple[str, str]]) -> bytes:
+    return urlencode(fields).encode()
+
+
+BOUNDARY = "74fb561763da440d8e6a034054974251"
+
+
+def multipart(fields: list[tuple[str, str]], attachment: bytes | None = None) -> bytes:
+    """RFC 7578 form-data as Mailgun's legacy hooks post it (a complaint may attach the message)."""
+    parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in fields]
+    if attachment is not None:
+        parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="attachment-1"; '
+                     f'filename="message.eml"\r\nContent-Type: message/rfc822\r\n\r\n'.encode() + attachment + b"\r\n")
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def legacy_http(content: bytes, mimetype: str = "application/x-www-form-urlencoded") -> HttpRequest:
+    content_type = f"{mimetype}; boundary={BOUNDARY}" if mimetype == "multipart/form-data" else mimetype
+    return HttpRequest(method="POST", path="/hooks/mailgun", query_string="",
+                       headers=Headers({"Content-Type": content_type}), body=content, mimetype=mimetype,
+                       args=MultiDict())
+
+
+def test_legacy_delivered_sample_is_only_recorded(source_settings):
+    inbound = mailgun(source_settings).handle(legacy_http(urlencoded(legacy_fields(LEGACY_DELIVERED))))
+
+    [signal] = inbound.signals
+    assert inbound.request_key.startswith("legacy:") and signal.event_id == inbound.request_key
+    assert inbound.nonce == "06c96bafc3f42a66b9edd546347a2fe18dc23461fe80dc52f0"
+    assert (signal.kind, signal.keyword, signal.email) == (OTHER, "delivered", "recipient@example.com")
+    assert signal.detail["message_id"] == "<20160421175529.19495.89030.B3AE3728@example.com>"
+    assert signal.detail["format"] == "legacy"
+
+
+def test_legacy_sample_at_its_own_time_verifies(source_settings, monkeypatch):
+    """anymail's sample as posted in 2016 (timestamp 1461261330), our clock set near it."""
+    fields = [*LEGACY_DROPPED, ("signature", mailgun_signature(SIGNING_KEY, "1461261330",
+                                                               "a3fe1fa1640349ac552b84ddde373014b4c41645830c8dd3fc"))]
+    monkeypatch.setattr(time, "time", lambda: 1461261330 + 3600)
+
+    inbound = mailgun(source_settings).handle(legacy_http(urlencoded(fields)))
+
+    [signal] = inbound.signals
+    assert (signal.kind, signal.keyword, signal.email) == (OTHER, "dropped", "bounce@example.com")
+    assert signal.occurred_at == datetime.fromtimestamp(1461261330, UTC)
+    assert signal.detail["code"] == "605"
+
+
+@pytest.mark.parametrize("encode, mimetype", [(urlencoded, "application/x-www-form-urlencoded"),
+                                              (multipart, "multipart/form-data")])
+def test_legacy_unsubscribed_is_a_marketing_decline(source_settings, encode, mimetype):
+    inbound = mailgun(source_settings).handle(legacy_http(encode(legacy_fields(LEGACY_UNSUBSCRIBED)), mimetype))
+
+    [signal] = inbound.signals
+    assert (signal.kind, signal.add, signal.email) == (OPT_OUT, {MARKETING_DECLINE}, "guest@example.com")
+    assert signal.detail["message_id"] == "20261124101500.1.ABCDEF@mg.example.com"
+    assert signal.detail["tags"] == ["newsletter"]
+
+
+@pytest.mark.parametrize("name, complaint", [("mailgun", MARKETING_DECLINE), ("mailgun-strict", MAIL_BAN)])
+def test_legacy_complaint_with_an_attached_message_follows_the_complaint_option(source_settings, name, complaint):
+    key = ROTATED_KEY if name == "mailgun-strict" else SIGNING_KEY
+    content = multipart(legacy_fields(LEGACY_COMPLAINED, key=key), attachment=b"From: hotel@mg.example.com\r\n\r\nHi")
+
+    [signal] = mailgun(source_settings, name).handle(legacy_http(content, "multipart/form-data")).signals
+
+    assert (signal.kind, signal.add, signal.email) == (OPT_OUT, {complaint}, "Guest@example.com")
+
+
+def test_legacy_user_variables_named_like_mailguns_fields_are_not_confused(source_settings):
+    """anymail's test_metadata_key_conflicts: Mailgun merges user-variables into the post; for the
+    signature fields its own value comes last, for the others first."""
+    signed = dict(legacy_fields(LEGACY_UNSUBSCRIBED))
+    fields = [(n, v) for n, v in LEGACY_UNSUBSCRIBED if n not in ("event", "recipient", "timestamp", "token")]
+    fields = [("event", "unsubscribed"), ("event", "metadata-event"), ("recipient", "guest@example.com"),
+              ("recipient", "metadata-recipient"), *fields,
+              ("signature", "metadata-signature"), ("timestamp", "metadata-timestamp"), ("token", "metadata-token"),
+              ("timestamp", signed["timestamp"]), ("token", signed["token"]), ("signature", signed["signature"])]
+
+    [signal] = mailgun(source_settings).handle(legacy_http(urlencoded(fields))).signals
+
+    assert (signal.keyword, signal.email, signal.add) == ("unsubscribed", "guest@example.com", {MARKETING_DECLINE})
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"key": "someone-else"}, "does not match"),
+    ({"age": 13 * 3600}, "stale"),
+])
+def test_legacy_forged_or_stale_is_401(source_settings, change, message):
+    content = urlencoded(legacy_fields(LEGACY_UNSUBSCRIBED, **change))
+
+    with pytest.raises(BadSignature, match=message):
+        mailgun(source_settings).handle(legacy_http(content))
+
+
+@pytest.mark.parametrize("missing", ["timestamp", "token", "signature"])
+def test_legacy_missing_signature_field_is_401_naming_it(source_settings, missing):
+    fields = [(n, v) for n, v in legacy_fields(LEGACY_UNSUBSCRIBED) if n != missing]
+
+    with pytest.raises(BadSignature, match=f"^{missing}: "):
+        mailgun(source_settings).handle(legacy_http(urlencoded(fields)))
+
+
+def test_legacy_inbound_route_post_without_event_is_400(source_settings):
+    """anymail's test_misconfigured_inbound: an inbound-mail route pointed at the tracking hook."""
+    fields = legacy_fields([("recipient", "test@inbound.example.com"), ("sender", "envelope-from@example.org"),
+                            ("message-headers", "[]"), ("body-plain", "Test body plain"),
+                            ("body-html", "<div>Test body html</div>"), ("token", "1234567890abcdef1234567890abcdef")])
+
+    with pytest.raises(BadRequest) as caught:
+        mailgun(source_settings).handle(legacy_http(urlencoded(fields)))
+
+    assert caught.value.field == "event"
+
+
+def test_legacy_multipart_without_a_boundary_is_400(source_settings):
+    content = multipart(legacy_fields(LEGACY_UNSUBSCRIBED))
+    request = dataclasses.replace(legacy_http(content, "multipart/form-data"),
+                                  headers=Headers({"Content-Type": "multipart/form-data"}))
+
+    with pytest.raises(BadRequest) as caught:
+        mailgun(source_settings).handle(request)
+
+    assert caught.value.field == "body"
+
+
+def test_legacy_key_binds_the_event_to_the_token(source_settings):
+    fields = legacy_fields(LEGACY_UNSUBSCRIBED)
+    other = [(n, "victim@example.com" if n == "recipient" else v) for n, v in fields]
+
+    first = mailgun(source_settings).handle(legacy_http(urlencoded(fields)))
+    forged = mailgun(source_settings).handle(legacy_http(urlencoded(other)))
+
+    assert first.nonce == forged.nonce
+    assert first.request_key != forged.request_key
+
+
+def legacy_post(client, content: bytes, content_type: str = "application/x-www-form-urlencoded"):
+    if content_type == "multipart/form-data":
+        content_type += f"; boundary={BOUNDARY}"
+    return client.post("/hooks/mailgun", data=content, content_type=content_type)
+
+
+def test_legacy_form_post_is_accepted_and_delivered_once(client, engine):
+    content = urlencoded(legacy_fields(LEGACY_UNSUBSCRIBED))
+
+    response = legacy_post(client, content)
+    retry = legacy_post(client, content).get_json()  # Mailgun's retry: the same fields, the original signature
+
+    assert response.status_code == 200
+    answer = response.get_json()
+    assert answer["status"] == "accepted"
+    assert answer["changes"] == [{"email": "guest@example.com", "states": [MARKETING_DECLINE]}]
+    assert response.headers["webhook-signature"].startswith("v1a,")
+    assert (retry["status"], retry["original_receipt_id"]) == ("duplicate", answer["receipt_id"])
+    assert (count(engine, SignalRow), count(engine, Delivery)) == (1, 1)
+
+
+def test_legacy_multipart_complaint_through_the_web_layer(client, engine):
+    content = multipart(legacy_fields(LEGACY_COMPLAINED), attachment=b"Subject: November news\r\n\r\nHello")
+
+    response = legacy_post(client, content, "multipart/form-data")
+
+    assert response.status_code == 200
+    assert response.get_json()["changes"] == [{"email": "Guest@example.com", "states": [MARKETING_DECLINE]}]
+
+
+def test_legacy_token_replayed_with_another_recipient_is_401(client, engine):
+    fields = legacy_fields(LEGACY_UNSUBSCRIBED)
+    assert legacy_post(client, urlencoded(fields)).status_code == 200
+    forged = [(n, "victim@example.com" if n == "recipient" else v) for n, v in fields]
+
+    response = legacy_post(client, urlencoded(forged))
+
+    assert response.status_code == 401
+    assert "token" in response.get_json()["error"]
+    assert count(engine, Consent) == 1
+
+
+@pytest.mark.parametrize("fields", [LEGACY_DELIVERED, LEGACY_DROPPED], ids=["delivered", "dropped"])
+def test_legacy_other_events_are_ignored(client, engine, fields):
+    answer = legacy_post(client, urlencoded(legacy_fields(fields))).get_json()
+
+    assert (answer["status"], answer["changes"]) == ("ignored", [])
+    assert count(engine, Delivery) == 0
