@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from ..errors import BadRequest, BadSignature
+from ..schemas import identifier
 from ..signals import Inbound
 from ..states import MARKETING_DECLINE
 from .base import JSON, HttpRequest, Secrets, Source, secret_matches
@@ -72,7 +73,7 @@ def _text(data: dict, name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
         raise BadRequest(f"event-data.{name}: missing or not a string", field=f"event-data.{name}")
-    return value
+    return identifier(value, f"event-data.{name}")
 
 
 class MailgunSource(Source):

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 from marshmallow import ValidationError, fields
 
 from ..errors import BadRequest, BadSignature
+from ..schemas import identifier
 from ..signals import Inbound, Signal
 from ..states import MARKETING_DECLINE
 from .base import JSON, HttpRequest, Source
@@ -126,4 +127,4 @@ class SendGridSource(Source):
             raise BadRequest(f"{where}: missing", field=where)
         if not isinstance(value, str) or len(value) > MAX_ID:
             raise BadRequest(f"{where}: not a string of at most {MAX_ID} characters", field=where)
-        return value
+        return identifier(value, where)
