@@ -16,8 +16,9 @@ def no_nul(value: str) -> None:
 
 
 MAX_IDENTIFIER = 255  # the ledger's key columns (request_key, event_id)
-# Control characters (NUL among them) and lone surrogates: PostgreSQL refuses them where SQLite
-# stores them, so without this rule one database answers 400 or 503 where the other accepts.
+# Control characters and lone surrogates: PostgreSQL cannot store a NUL (a 503 the sender retries
+# forever, where SQLite accepts it), a lone surrogate cannot be encoded at all, and the others have
+# no place in an id that is echoed in answers and logs.
 _UNSTORABLE = frozenset({"Cc", "Cs"})
 
 
