@@ -183,7 +183,7 @@ class Reconciler:
         request_key = f"{source.tenant}:{hashlib.sha256(content).hexdigest()}"
         outcome = self.ledger.record(source, Inbound(request_key, signals), content)
         if outcome.original_receipt_id is None:
-            summary.new_signals += len(outcome.event_ids)
+            summary.new_signals += len(outcome.event_ids) - len(outcome.duplicate_event_ids)
             summary.changes += sum(len(change.get("states", ())) for change in outcome.changes)
 
     def _signals(self, tenant: str, recipients: list[dict], summary: Summary) -> list[Signal]:

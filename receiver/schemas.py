@@ -1,5 +1,7 @@
 """What every marshmallow input schema shares: short error texts and one way to name a bad field."""
 
+import unicodedata
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from .errors import BadRequest
@@ -11,6 +13,48 @@ def no_nul(value: str) -> None:
     """PostgreSQL cannot store a NUL character in text: refuse it as bad input, not a 503 later."""
     if "\x00" in value:
         raise ValidationError("must not contain a NUL character")
+
+
+MAX_IDENTIFIER = 255  # the ledger's key columns (request_key, event_id)
+# Control characters and lone surrogates: PostgreSQL cannot store a NUL (a 503 the sender retries
+# forever, where SQLite accepts it), a lone surrogate cannot be encoded at all, and the others have
+# no place in an id that is echoed in answers and logs.
+_UNSTORABLE = frozenset({"Cc", "Cs"})
+
+
+def no_control(value: str) -> None:
+    if any(unicodedata.category(ch) in _UNSTORABLE for ch in value):
+        raise ValidationError("must not contain NUL or control characters")
+
+
+# The rule for identifiers a sender chooses (message ids, event ids, webhook ids): used through
+# ``identifier_field`` in schemas and ``identifier`` in sources that read fields by hand.
+IDENTIFIER_RULES = (validate.Length(1, MAX_IDENTIFIER, error="must be {min} to {max} characters"), no_control)
+
+
+def identifier_field(**kwargs) -> fields.String:
+    return fields.String(validate=list(IDENTIFIER_RULES), error_messages=TEXT_ERRORS, **kwargs)
+
+
+def is_identifier(value) -> bool:
+    """Whether ``value`` passes the identifier rule (for senders whose odd ids are replaced, not refused)."""
+    try:
+        identifier(value, "id")
+    except BadRequest:
+        return False
+    return True
+
+
+def identifier(value, field: str) -> str:
+    """``value`` if it is a usable sender-chosen identifier, else BadRequest naming ``field``."""
+    try:
+        if not isinstance(value, str):
+            raise ValidationError("not a string")
+        for rule in IDENTIFIER_RULES:
+            rule(value)
+    except ValidationError as exc:
+        raise BadRequest(f"{field}: {exc.messages[0]}", field=field) from None
+    return value
 
 
 def text(min_length: int, max_length: int, **kwargs) -> fields.String:

@@ -48,3 +48,5 @@ class Inbound:
     signals: list[Signal]
     nonce: str | None = None
     nonce_expires_at: datetime | None = None
+    # The sender has already texted the guest its own answer (Twilio's Advanced Opt-Out): add none.
+    sender_replied: bool = False

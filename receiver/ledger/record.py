@@ -60,6 +60,8 @@ class Ledger:
         self._add_link = self._insert(IdentityLink.__table__).on_conflict_do_nothing().returning(
             IdentityLink.__table__.c.phone)
         self._add_deliveries = insert(Delivery.__table__)
+        self._first_receipt = select(SignalRow.receipt_id).where(
+            SignalRow.source == bindparam("b_source"), SignalRow.event_id == bindparam("b_event_id"))
         self._linked = select(IdentityLink.email).where(
             IdentityLink.tenant == bindparam("b_tenant"), IdentityLink.phone == bindparam("b_phone"),
         ).order_by(IdentityLink.created_at.desc()).limit(1)
@@ -99,6 +101,7 @@ class Ledger:
             raise BadSignature("signature token already used for another event")
 
     def _duplicate(self, source: SourceConfig, inbound: Inbound) -> Outcome:
+        """A redelivered request: the first answer's events, every one of them seen before."""
         try:
             with self.engine.connect() as conn:
                 first = conn.execute(select(Receipt).where(
@@ -107,9 +110,12 @@ class Ledger:
         except DBAPIError as exc:
             raise Unavailable("the opt-out could not be stored; retry later") from exc
         return Outcome(status=DUPLICATE, receipt_id=new_receipt_id(), received_at=utcnow(),
-                       event_ids=list(first.event_ids), changes=[], original_receipt_id=first.id)
+                       event_ids=list(first.event_ids), changes=[], original_receipt_id=first.id,
+                       duplicate_event_ids=list(first.event_ids))
 
     def _apply(self, conn, source, inbound: Inbound, receipt_id, now, digest) -> Outcome:
+        """``event_ids`` lists every event of the request, new or seen before (those are skipped and
+        also listed in ``duplicate_event_ids``); a request of nothing but seen events is a duplicate."""
         tenant = self.tenants[source.tenant]
         event_ids, duplicates, changes, kinds = [], [], [], set()
         for signal in inbound.signals:
@@ -120,23 +126,27 @@ class Ledger:
                 "received_at": now, "occurred_at": signal.occurred_at, "evidence_sha256": digest,
                 "detail": signal.detail,
             }).scalar()
+            event_ids.append(signal.event_id)
             if inserted is None:
                 duplicates.append(signal.event_id)
                 continue
-            event_ids.append(signal.event_id)
             kinds.add(signal.kind)
             signal_changes = self._change_states(conn, tenant, signal, inserted, now)
             if signal_changes:
                 conn.execute(self._signal_changes, {"b_id": inserted, "changes": signal_changes})
                 changes.extend(signal_changes)
-        if not event_ids and duplicates:
+        original = None
+        if duplicates and len(duplicates) == len(event_ids):
             status = DUPLICATE
+            original = conn.execute(self._first_receipt, {
+                "b_source": source.name, "b_event_id": duplicates[0]}).scalar()
         elif kinds <= {HELP, OTHER}:
             status = IGNORED
         else:
             status = ACCEPTED
         return Outcome(status=status, receipt_id=receipt_id, received_at=now, event_ids=event_ids,
-                       changes=changes, duplicate_event_ids=duplicates, kinds=frozenset(kinds))
+                       changes=changes, original_receipt_id=original, duplicate_event_ids=duplicates,
+                       kinds=frozenset(kinds))
 
     def _change_states(self, conn, tenant: TenantConfig, signal: Signal, signal_id: int, now) -> list[dict]:
         """Apply the signal's adds and removes; only real changes create deliveries."""

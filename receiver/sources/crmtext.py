@@ -1,8 +1,10 @@
 """CRM Text inbound-message callbacks: a per-source ``?token=`` secret, fields matched in any case.
 
-CRM Text already handled a STOP/QUIT itself (and texted the guest), so the signal says so and the
-opt-out is never sent back through OptOutCustomer. Its ``optInStatus=Opt-out`` counts as an
-opt-out too. ``timeStamp`` is US Pacific time.
+CRM Text handles only STOP and QUIT itself (and texts the guest), so only an opt-out it applied
+is marked as reported by it and never sent back through OptOutCustomer: its ``optInStatus`` says
+``Opt-out`` (which counts as an opt-out whatever the text), or the text is STOP or QUIT alone. Any
+other opt-out ("UNSUBSCRIBE", "please stop texting me") left the guest opted in at CRM Text and is
+delivered to it like a Twilio one. ``timeStamp`` is US Pacific time.
 """
 
 from datetime import UTC, datetime
@@ -12,12 +14,16 @@ from marshmallow import fields
 
 from ..errors import BadRequest, BadSignature
 from ..identities import normalize_phone
+from ..schemas import identifier
 from ..signals import OPT_OUT, Inbound
 from ..states import CRMTEXT
 from .base import HttpRequest, OptionsSchema, Secrets, Source, secret_matches
 from .sms import classify, sms_signal
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
+# What CRM Text's short code acts on by itself; compared as the whole text, trimmed, in any case
+# (a looser match could skip an OptOutCustomer that CRM Text never made for the guest).
+HANDLED_BY_CRMTEXT = frozenset({"STOP", "QUIT"})
 
 
 class CrmTextOptions(OptionsSchema):
@@ -46,15 +52,19 @@ class CrmTextSource(Source):
         msg_id = form.get("msgid")
         if not msg_id:
             raise BadRequest("msgID: missing", field="msgID")
+        identifier(msg_id, "msgID")
         if not form.get("mobilenum"):
             raise BadRequest("mobileNum: missing", field="mobileNum")
         phone = normalize_phone(form["mobilenum"], field="mobileNum")
-        intent, keyword, review = classify(form.get("message", ""), self.options.get("extra_opt_out", ()))
-        if form.get("optinstatus", "").lower() == "opt-out" and intent != OPT_OUT:
+        text = form.get("message", "")
+        intent, keyword, review = classify(text, self.options.get("extra_opt_out", ()))
+        opted_out = form.get("optinstatus", "").lower() == "opt-out"
+        if opted_out and intent != OPT_OUT:
             intent, keyword, review = OPT_OUT, "optInStatus=Opt-out", False
+        applied = opted_out or text.strip().upper() in HANDLED_BY_CRMTEXT
         signal = sms_signal(
             msg_id, phone, intent, keyword=keyword, review=review,
-            reported_by=CRMTEXT if intent == OPT_OUT else None,
+            reported_by=CRMTEXT if intent == OPT_OUT and applied else None,
             occurred_at=_pacific(form.get("timestamp")),
             detail={k: form[k] for k in ("custid", "subacct", "keyword") if form.get(k)},
         )

@@ -31,6 +31,7 @@ from werkzeug.formparser import MultiPartParser
 from werkzeug.http import parse_options_header
 
 from ..errors import BadRequest, BadSignature
+from ..schemas import identifier
 from ..signals import Inbound, Signal
 from ..states import MARKETING_DECLINE
 from .base import FORM, JSON, HttpRequest, Secrets, Source, secret_matches
@@ -115,7 +116,7 @@ def _text(data: dict, name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
         raise BadRequest(f"event-data.{name}: missing or not a string", field=f"event-data.{name}")
-    return value
+    return identifier(value, f"event-data.{name}")
 
 
 class MailgunSource(Source):

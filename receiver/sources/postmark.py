@@ -27,6 +27,7 @@ from datetime import datetime
 from marshmallow import ValidationError, fields
 
 from ..errors import BadRequest, BadSignature
+from ..schemas import identifier
 from ..signals import Inbound
 from ..states import MARKETING_DECLINE
 from .base import JSON, HttpRequest, Secrets, Source, secret_matches
@@ -65,11 +66,11 @@ class PostmarkOptions(EspOptions):
 def _part(record: dict, name: str) -> str:
     """One visible part of the dedup key: a short string or number, or "" when absent."""
     value = record.get(name)
-    if value is None:
+    if value is None or value == "":
         return ""
     if isinstance(value, bool) or not isinstance(value, str | int) or len(str(value)) > MAX_PART:
         raise BadRequest(f"{name}: not a short string or number", field=name)
-    return str(value)
+    return identifier(str(value), name)
 
 
 def dedup_key(record_type: str, record: dict, address: str) -> str:

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 from marshmallow import ValidationError, fields
 
 from ..errors import BadRequest, BadSignature
+from ..schemas import is_identifier
 from ..signals import Inbound, Signal
 from ..states import MARKETING_DECLINE
 from .base import JSON, HttpRequest, Source
@@ -34,8 +35,6 @@ from .esp import EspOptions, email_signal, unix_time
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 TOLERANCE_SECONDS = 5 * 60  # contract: 5 minutes both ways
-MAX_ID = 255  # the ledger's key columns
-SHORT_TEXT = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_ID}}}")  # no NUL or control characters
 
 COMPLAINT = "complaint"  # stands for the source's `complaint` option
 # `event` → the state it adds; every other event is only recorded (`ignored`).
@@ -120,7 +119,7 @@ class SendGridSource(Source):
         if not isinstance(event, dict):
             return _unusable(event, f"{path}: not an object")
         name = event.get("event")
-        if not isinstance(name, str) or not SHORT_TEXT.fullmatch(name):
+        if not is_identifier(name):
             return _unusable(event, f"{path}.event: missing or not a short string")
         rule = EVENT_STATES.get(name)
         state = self.options["complaint"] if rule == COMPLAINT else rule
@@ -137,7 +136,7 @@ class SendGridSource(Source):
 def event_id_of(event) -> str:
     """The event's ``sg_event_id``, or an id derived from its content when it has no usable one."""
     given = event.get("sg_event_id") if isinstance(event, dict) else None
-    if isinstance(given, str) and SHORT_TEXT.fullmatch(given):
+    if is_identifier(given):
         return given
     canonical = json.dumps(event, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -4,7 +4,8 @@ The body is one partner event or ``{"events": [...]}`` (1 to 1000), accepted or 
 whole: the first bad event answers 400 naming its index and field. Fields we do not know are
 dropped, not refused, so a partner can add fields before we read them (forward compatibility);
 the signature still covers them. ``webhook-id`` is the request's dedup key (the same on every
-retry) and each event's ``id`` is deduplicated within the source on top of it.
+retry) and each event's ``id`` is deduplicated within the source on top of it. Svix's header
+names (``svix-id``, ``svix-timestamp``, ``svix-signature``) are accepted for the same scheme.
 """
 
 import base64
@@ -16,18 +17,33 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from ..errors import BadRequest, BadSignature
 from ..identities import normalize_email, normalize_phone
-from ..schemas import TEXT_ERRORS, EmailOrPhone, join, load, text
+from ..schemas import TEXT_ERRORS, EmailOrPhone, identifier, identifier_field, join, load, text
 from ..signals import OPT_IN, OPT_OUT, Inbound, Signal
 from ..states import STATES
 from .base import JSON, HttpRequest, OptionsSchema, Secrets, Source
 
-HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+HEADERS = ("id", "timestamp", "signature")  # after the prefix: webhook- (the spec's), or svix-
 MAX_EVENTS = 1000
-MAX_ID = 255  # the ledger's key columns
 SECRET_PREFIX = "whsec_"
 
 # An event's `type` → the signal kind; opt-out adds the named states, opt-in removes them.
 TYPES = {"consent.opt_out": OPT_OUT, "consent.opt_in": OPT_IN}
+
+
+def signed_headers(headers) -> tuple[str, dict[str, str]]:
+    """(prefix, {"id", "timestamp", "signature"}): the spec's header names, or Svix's (``svix-id`` …)
+    that Svix-hosted senders use by default; the id header decides, so the set is never mixed."""
+    prefix = "svix-" if "svix-id" in headers and "webhook-id" not in headers else "webhook-"
+    return prefix, {name: headers.get(prefix + name, "") for name in HEADERS}
+
+
+def _v1_entry(entry: str) -> bool:
+    """``v1,<base64 of a 32-byte HMAC-SHA256>``."""
+    version, _, encoded = entry.partition(",")
+    try:
+        return version == "v1" and len(base64.b64decode(encoded, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 class WebhookSecrets(Secrets):
@@ -67,7 +83,7 @@ class EventSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    id = text(1, MAX_ID, required=True)
+    id = identifier_field(required=True)
     type = fields.String(required=True, validate=validate.OneOf(
         TYPES, error="unknown type {input!r}; expected consent.opt_out or consent.opt_in"),
         error_messages=TEXT_ERRORS)
@@ -88,10 +104,17 @@ class StandardWebhooksSource(Source):
     content_types = (JSON,)
 
     def verify(self, request: HttpRequest) -> None:
-        headers = {name: request.headers.get(name, "") for name in HEADERS}
-        for name, value in headers.items():
+        prefix, given = signed_headers(request.headers)
+        for name, value in given.items():
             if not value:
-                raise BadSignature(f"{name}: missing")
+                raise BadSignature(f"{prefix}{name}: missing")
+        # The library gives up at the first entry it cannot split or decode, even when a valid one
+        # follows: hand it only the well-formed v1 entries (the others could never match anyway).
+        signatures = " ".join(entry for entry in given["signature"].split() if _v1_entry(entry))
+        if not signatures:
+            raise BadSignature(f"{prefix}signature: no well-formed v1 signature")
+        headers = {"webhook-id": given["id"], "webhook-timestamp": given["timestamp"],
+                   "webhook-signature": signatures}
         reason = "no matching signature found"
         for secret in self.options["secret"]:
             try:
@@ -100,16 +123,15 @@ class StandardWebhooksSource(Source):
                 return
             except WebhookVerificationError as exc:
                 reason = str(exc)
-            except ValueError:  # an entry without a comma, bad base64, a body that is not UTF-8
-                reason = "malformed signature"
+            except ValueError:  # raised by the library's decode of the body
+                reason = "body is not UTF-8"
         reason = reason.lower()
-        header = "webhook-timestamp" if "too old" in reason or "too new" in reason else "webhook-signature"
-        raise BadSignature(f"{header}: {reason}")
+        header = "timestamp" if "too old" in reason or "too new" in reason else "signature"
+        raise BadSignature(f"{prefix}{header}: {reason}")
 
     def parse(self, request: HttpRequest) -> Inbound:
-        webhook_id = request.headers["webhook-id"]
-        if len(webhook_id) > MAX_ID:
-            raise BadRequest(f"webhook-id: longer than {MAX_ID} characters", field="webhook-id")
+        prefix, given = signed_headers(request.headers)
+        webhook_id = identifier(given["id"], f"{prefix}id")
         body = request.json()
         if isinstance(body, dict) and "events" in body:
             events = body["events"]

@@ -14,6 +14,7 @@ from marshmallow import fields, validate
 
 from ..errors import BadRequest, BadSignature
 from ..identities import normalize_phone
+from ..schemas import identifier
 from ..signals import HELP, OPT_IN, OPT_OUT, Inbound
 from .base import HttpRequest, OptionsSchema, Secrets, Source, secret_matches
 from .sms import classify, sms_signal
@@ -76,6 +77,7 @@ class TwilioSource(Source):
         sid = form.get("MessageSid") or form.get("SmsMessageSid")
         if not sid:
             raise BadRequest("MessageSid: missing", field="MessageSid")
+        identifier(sid, "MessageSid")
         phone = normalize_phone(form.get("From", "").removeprefix("whatsapp:"), field="From")
         text = form.get("Body", "")
         intent, keyword, review = classify(text, self.options.get("extra_opt_out", ()))
@@ -87,7 +89,8 @@ class TwilioSource(Source):
                   "messaging_service_sid": form.get("MessagingServiceSid")}
         signal = sms_signal(sid, phone, intent, keyword=keyword, review=review,
                             detail={k: v for k, v in detail.items() if v})
-        return Inbound(request_key=sid, signals=[signal])
+        # With OptOutType present (STOP, START or HELP alike) Twilio has answered the guest itself.
+        return Inbound(request_key=sid, signals=[signal], sender_replied=bool(opt_out_type))
 
     def help_text(self) -> str | None:
         return self.options.get("help_text")

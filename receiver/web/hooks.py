@@ -6,15 +6,15 @@ from .. import metrics
 from ..errors import NotFound
 from ..ledger.record import Outcome
 from ..services import services
-from ..signals import HELP
+from ..signals import HELP, Inbound
 from ..sources.base import HttpRequest, Source
 from .answers import answer_json, counted, receipt_headers
 
 bp = Blueprint("hooks", __name__)
 
 
-def answer_twiml(source: Source, outcome: Outcome) -> bytes:
-    text = source.help_text() if HELP in outcome.kinds else None
+def answer_twiml(source: Source, inbound: Inbound, outcome: Outcome) -> bytes:
+    text = source.help_text() if HELP in outcome.kinds and not inbound.sender_replied else None
     if not text:
         return b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
     from xml.sax.saxutils import escape
@@ -37,7 +37,7 @@ def hook(name: str):
     outcome = services().ledger.record(source.config, inbound, inbound_request.body)
     counted(name, source.config.kind, outcome)
     if source.answer == "twiml":
-        return signed(answer_twiml(source, outcome), "text/xml; charset=utf-8", outcome, source)
+        return signed(answer_twiml(source, inbound, outcome), "text/xml; charset=utf-8", outcome, source)
     return signed(answer_json(name, outcome), "application/json", outcome, source)
 
 

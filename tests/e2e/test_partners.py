@@ -113,7 +113,7 @@ def test_a_new_delivery_repeating_an_old_event_lists_it_as_duplicate(stack):
     old, new = partner_event(email=new_email()), partner_event(email=new_email())
     post_partner(stack, old)
     answer = verify_as_partner(post_partner(stack, {"events": [old, new]}))
-    assert answer["event_ids"] == [new["id"]]
+    assert answer["event_ids"] == [old["id"], new["id"]]  # every event of the request, seen or new
     assert answer["duplicate_event_ids"] == [old["id"]]
 
 

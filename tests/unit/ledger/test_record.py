@@ -91,6 +91,7 @@ def test_same_request_again_is_a_duplicate_and_stores_nothing(ledger, engine, tw
     assert again.original_receipt_id == first.receipt_id
     assert again.receipt_id != first.receipt_id
     assert again.event_ids == first.event_ids == ["SM1"]
+    assert again.duplicate_event_ids == ["SM1"]
     assert again.changes == []
     assert {model: len(rows(engine, model)) for model in before} == before
 
@@ -368,9 +369,29 @@ def test_events_seen_under_another_request_are_listed_as_duplicates(ledger, engi
     outcome = ledger.record(source, batch, b"")
 
     assert outcome.status == ACCEPTED
-    assert outcome.event_ids == ["evt_2"]
+    assert outcome.event_ids == ["evt_1", "evt_2"]  # every event of the request now recorded
     assert outcome.duplicate_event_ids == ["evt_1"]
+    assert outcome.original_receipt_id is None
     assert outcome.changes == [{"email": "other@example.com", "states": [MARKETING_DECLINE]}]
+    [receipt] = [r for r in rows(engine, Receipt) if r.id == outcome.receipt_id]
+    assert receipt.event_ids == ["evt_1", "evt_2"]
 
-    only_seen = Inbound(request_key="msg_3", signals=[batch.signals[0]])
-    assert ledger.record(source, only_seen, b"").status == DUPLICATE
+
+def test_new_request_of_only_seen_events_is_a_duplicate_of_their_first_receipt(ledger, engine):
+    source = SourceConfig(name="booking-engine", kind="standard-webhooks", tenant="grand", options={})
+    first = ledger.record(source, partner("evt_1", MARKETING_DECLINE), b"")
+    resent = Inbound(request_key="msg_resent", signals=partner("evt_1", MARKETING_DECLINE).signals)
+
+    outcome = ledger.record(source, resent, b"")
+
+    assert outcome.status == DUPLICATE
+    assert outcome.event_ids == outcome.duplicate_event_ids == ["evt_1"]
+    assert outcome.original_receipt_id == first.receipt_id
+    assert outcome.receipt_id != first.receipt_id
+    assert outcome.changes == []
+    assert len(rows(engine, SignalRow)) == 1
+    assert len(rows(engine, Delivery)) == 1
+
+    retry = ledger.record(source, resent, b"")  # the same new request again: answered from its receipt
+
+    assert (retry.status, retry.event_ids, retry.original_receipt_id) == (DUPLICATE, ["evt_1"], outcome.receipt_id)

@@ -123,6 +123,30 @@ def test_opt_out_keyword_is_reported_by_crmtext(settings):
     assert (signal.kind, signal.keyword, signal.reported_by) == (OPT_OUT, "quit", CRMTEXT)
 
 
+@pytest.mark.parametrize("text", ["STOP", "stop", "Quit", " QUIT "])
+def test_stop_or_quit_is_handled_by_crmtext_even_before_its_status_says_so(settings, text):
+    [signal] = crmtext(settings).handle(http(message(message=text, optInStatus="Opt-in"))).signals
+
+    assert (signal.kind, signal.reported_by) == (OPT_OUT, CRMTEXT)
+
+
+@pytest.mark.parametrize("text", ["UNSUBSCRIBE", "please stop texting me", "Stop please", "STOP!", "cancel",
+                                  "OPT OUT", "Arrêt"])
+def test_opt_out_crmtext_does_not_handle_is_not_reported_by_it(settings, text):
+    # CRM Text acts on STOP and QUIT only (crm-apis.md, OptOutCustomer): with the guest still opted
+    # in there, the opt-out must go to CRM Text through OptOutCustomer like a Twilio one.
+    [signal] = crmtext(settings).handle(http(message(message=text, optInStatus="Opt-in"))).signals
+
+    assert (signal.kind, signal.add) == (OPT_OUT, {SMS_BAN})
+    assert signal.reported_by is None
+
+
+def test_any_text_with_status_opted_out_is_reported_by_crmtext(settings):
+    [signal] = crmtext(settings).handle(http(message(message="please stop texting me", optInStatus="Opt-out"))).signals
+
+    assert (signal.kind, signal.reported_by) == (OPT_OUT, CRMTEXT)
+
+
 @pytest.mark.parametrize("text, kind", [("HELP", HELP), ("START", OPT_IN), ("what time is breakfast", OTHER)])
 def test_other_intents_are_not_reported_by_crmtext(settings, text, kind):
     [signal] = crmtext(settings).handle(http(message(message=text))).signals

@@ -514,7 +514,7 @@ def test_retried_batch_is_a_duplicate_and_overlapping_events_are_skipped(client,
     assert retry["status"] == "duplicate"
     assert retry["event_ids"] == first["event_ids"] == ["sg-0001", "sg-0002"]
     assert retry["original_receipt_id"] == first["receipt_id"]
-    assert (overlap["event_ids"], overlap["duplicate_event_ids"]) == (["sg-0003"], ["sg-0002"])
+    assert (overlap["event_ids"], overlap["duplicate_event_ids"]) == (["sg-0002", "sg-0003"], ["sg-0002"])
     assert (count(engine, Receipt), count(engine, SignalRow)) == (2, 3)
 
 

@@ -8,6 +8,7 @@ import pytest
 import standardwebhooks.webhooks
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
+from svix.webhooks import Webhook as SvixWebhook
 from werkzeug.datastructures import Headers, MultiDict
 
 from receiver.errors import BadRequest, BadSignature, ConfigError, UnsupportedMediaType
@@ -261,9 +262,9 @@ def test_unreadable_timestamp_is_401(source, timestamp):
 def test_body_that_is_not_utf8_is_401(source):
     body = b'{"id": "\xff"}'
     headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(datetime.now(UTC).timestamp())),
-               "webhook-signature": "v1,AAAA"}
+               "webhook-signature": "v1," + base64.b64encode(b"s" * 32).decode()}
 
-    with pytest.raises(BadSignature, match="malformed"):
+    with pytest.raises(BadSignature, match="body is not utf-8"):
         source.handle(http(body, headers))
 
 
@@ -282,6 +283,55 @@ def test_only_post_is_accepted(source):
 
     with pytest.raises(BadSignature):
         source.handle(http(body, sign(body), method="PUT"))
+
+
+# --- Svix's header names -----------------------------------------------------------------------
+
+def svix_signed(payload, *, msg_id: str = "msg_svix", secret: str = SECRET) -> HttpRequest:
+    """A request as a Svix-hosted sender posts it: svix-* headers, signed by the svix library."""
+    body = json.dumps(payload).encode()
+    at = datetime.now(UTC)
+    return http(body, {"svix-id": msg_id, "svix-timestamp": str(int(at.timestamp())),
+                       "svix-signature": SvixWebhook(secret).sign(msg_id, at, body.decode())})
+
+
+def test_svix_headers_are_accepted(source):
+    inbound = source.handle(svix_signed(event(5), msg_id="msg_from_svix"))
+
+    assert inbound.request_key == "msg_from_svix"
+    assert [s.event_id for s in inbound.signals] == ["evt_00005"]
+
+
+def test_svix_signature_is_still_checked(source):
+    request = svix_signed(event(), secret=NEXT_SECRET)
+
+    with pytest.raises(BadSignature, match="svix-signature: no matching signature"):
+        source.handle(request)
+
+
+@pytest.mark.parametrize("missing", ["svix-timestamp", "svix-signature"])
+def test_missing_svix_header_is_401_naming_it(source, missing):
+    request = svix_signed(event())
+    headers = Headers(request.headers)
+    del headers[missing]
+
+    with pytest.raises(BadSignature, match=f"{missing}: missing"):
+        source.handle(http(request.body, dict(headers)))
+
+
+def test_svix_id_is_held_to_the_identifier_rule(source):
+    with pytest.raises(BadRequest) as caught:
+        source.handle(svix_signed(event(), msg_id="m" * 256))
+
+    assert caught.value.field == "svix-id"
+
+
+def test_svix_library_verifies_our_receipt(source):
+    answer = b'{"receipt_id":"rcpt_01","status":"accepted"}'
+
+    headers = ReceiptSigner(RECEIPT_KEY).headers(answer, receipt_id="rcpt_01", hmac_secrets=source.hmac_secrets())
+
+    SvixWebhook(SECRET).verify(answer, headers)  # raises if it does not hold
 
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -529,8 +579,39 @@ def test_new_webhook_id_repeating_an_event_id_skips_that_event(client, engine):
     answer = post(client, {"events": [event(2), event(3)]}, "msg_second").get_json()
 
     assert answer["status"] == "accepted"
-    assert answer["event_ids"] == ["evt_00003"]
+    assert answer["event_ids"] == ["evt_00002", "evt_00003"]  # every event now recorded, seen or new
     assert answer["duplicate_event_ids"] == ["evt_00002"]
+    assert answer["changes"] == [{"email": "guest3@example.com", "states": [MARKETING_DECLINE]}]
+    assert count(engine, SignalRow) == 3
+
+    retry = post(client, {"events": [event(2), event(3)]}, "msg_second").get_json()
+
+    assert (retry["status"], retry["original_receipt_id"]) == ("duplicate", answer["receipt_id"])
+    assert retry["event_ids"] == answer["event_ids"]
+
+
+def test_event_resent_under_a_new_webhook_id_is_a_duplicate(client, engine):
+    first = post(client, event(1), "msg_first").get_json()
+
+    response = post(client, event(1), "msg_resent")  # the partner re-sends the event as a new message
+
+    Webhook(SECRET).verify(response.get_data(), dict(response.headers))
+    answer = response.get_json()
+    assert answer["status"] == "duplicate"
+    assert answer["event_ids"] == answer["duplicate_event_ids"] == ["evt_00001"]
+    assert answer["original_receipt_id"] == first["receipt_id"]
+    assert answer["changes"] == []
+    assert count(engine, SignalRow) == 1
+
+
+def test_batch_of_seen_events_under_a_new_webhook_id_is_a_duplicate(client, engine):
+    first = post(client, {"events": [event(1), event(2), event(3)]}, "msg_first").get_json()
+
+    answer = post(client, {"events": [event(3), event(1)]}, "msg_resent").get_json()
+
+    assert answer["status"] == "duplicate"
+    assert answer["event_ids"] == answer["duplicate_event_ids"] == ["evt_00003", "evt_00001"]
+    assert answer["original_receipt_id"] == first["receipt_id"]
     assert count(engine, SignalRow) == 3
 
 

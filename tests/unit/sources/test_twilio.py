@@ -204,6 +204,18 @@ def test_opt_out_type_overrides_the_keyword_match(settings, body, opt_out_type, 
     assert signal.remove == (SMS_OPT_IN_REMOVES if kind == OPT_IN else frozenset())
 
 
+@pytest.mark.parametrize("opt_out_type", ["STOP", "START", "HELP"])
+def test_opt_out_type_means_twilio_has_replied(settings, opt_out_type):
+    inbound = twilio(settings).handle(signed(twilio_sms(body=opt_out_type, OptOutType=opt_out_type)))
+
+    assert inbound.sender_replied is True
+
+
+@pytest.mark.parametrize("params", [twilio_sms(body="HELP"), twilio_sms(body="HELP", OptOutType="")])
+def test_without_opt_out_type_twilio_has_not_replied(settings, params):
+    assert twilio(settings).handle(signed(params)).sender_replied is False
+
+
 @pytest.mark.parametrize("body, kind", [
     ("STOP", OPT_OUT), ("Stop please", OPT_OUT), ("ARRÊT", OPT_OUT), ("unsubscribe", OPT_OUT),
     ("START", OPT_IN), ("unstop", OPT_IN), ("HELP", HELP), ("info", HELP),

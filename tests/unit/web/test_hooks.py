@@ -106,11 +106,39 @@ def test_help_text_is_escaped(settings):
     assert b"<Message>Rates &amp; info: &lt;see site&gt;</Message>" in response.get_data()
 
 
+@pytest.mark.parametrize("body, opt_out_type", [("HELP", "HELP"), ("info", "HELP"), ("STOP", "STOP"),
+                                                ("START", "START"), ("aide", "HELP")])
+def test_advanced_opt_out_has_answered_so_no_message(client, engine, body, opt_out_type):
+    # Twilio's inbound fields with Advanced Opt-Out's OptOutType (inbound-formats.md §1): Twilio has
+    # already texted its own reply, so a <Message> here would be a second one.
+    params = twilio_sms(body=body, OptOutType=opt_out_type, MessagingServiceSid="MG" + "0" * 32)
+
+    response = post_twilio(client, params)
+
+    assert (response.status_code, response.get_data()) == (200, TWIML_EMPTY)
+    verify_receipt(client, response)
+    assert count(engine, SignalRow) == 1
+
+
 @pytest.mark.parametrize("body", ["START", "hello"])
 def test_other_texts_answer_empty_twiml(client, body):
     response = post_twilio(client, twilio_sms(body=body))
 
     assert (response.status_code, response.get_data()) == (200, TWIML_EMPTY)
+
+
+@pytest.mark.parametrize("text, crmtext_delivery", [("STOP", "skipped"), ("UNSUBSCRIBE", "pending"),
+                                                    ("please stop texting me", "pending")])
+def test_crmtext_callback_owes_optoutcustomer_unless_crmtext_applied_it(client, engine, text, crmtext_delivery):
+    # CRM Text's callback fields (crm-apis.md; inbound-formats.md Appendix A), the guest still opted in.
+    body = CRMTEXT_BODY.replace(b"message=STOP", urlencode({"message": text}).encode()).replace(
+        b"optInStatus=Opt-out", b"optInStatus=Opt-in")
+
+    assert post_crmtext(client, body).get_json()["changes"] == [{"phone": "+15551234567", "states": ["sms_ban"]}]
+
+    with engine.connect() as conn:
+        deliveries = dict(conn.execute(select(Delivery.crm, Delivery.status)).all())
+    assert deliveries == {"experience": "pending", "crmtext": crmtext_delivery}
 
 
 def test_crmtext_answers_a_json_receipt(client, engine):
