@@ -72,7 +72,8 @@ def test_emails_that_differ_only_by_case_become_one_identity(migrated_to):
     with engine.begin() as conn:  # as 0006 stored them: only the domain lower-cased
         conn.execute(insert(Receipt), [{
             "id": "rcpt_1", "source": "partner", "tenant": "grand", "request_key": "r1", "status": "accepted",
-            "received_at": T1, "evidence_sha256": "0" * 64, "event_ids": [], "changes": []}])
+            "received_at": T1, "evidence_sha256": "0" * 64, "event_ids": [],
+            "changes": [{"email": "Guest@example.com", "states": ["marketing_decline"]}]}])
         conn.execute(insert(SignalRow), [
             signal(1, email="Guest@example.com"), signal(2, email="guest@example.com"),
             signal(3, email="GUEST@example.com", phone=PHONE), signal(4, tenant="smsonly", email="Guest@example.com"),
@@ -110,8 +111,10 @@ def test_emails_that_differ_only_by_case_become_one_identity(migrated_to):
         assert {row.id: row.email for row in conn.execute(select(SignalRow.id, SignalRow.email))} == {
             1: "guest@example.com", 2: "guest@example.com", 3: "guest@example.com", 4: "guest@example.com",
             5: None}
-        assert conn.execute(select(SignalRow.changes).where(SignalRow.id == 1)).scalar() == [
-            {"email": "Guest@example.com", "states": ["marketing_decline"]}]  # what was answered stays
+        assert conn.execute(select(SignalRow.changes).where(SignalRow.id == 1)).scalar() == [  # reconcile reads it
+            {"email": "guest@example.com", "states": ["marketing_decline"]}]
+        assert conn.execute(select(Receipt.changes)).scalar() == [  # a signed answer stays as answered
+            {"email": "Guest@example.com", "states": ["marketing_decline"]}]
         assert {d.id: (d.identity, d.payload["email"]) for d in conn.execute(select(Delivery))} == {
             1: ("guest@example.com", "Guest@example.com"),  # sent: its payload is history
             2: ("guest@example.com", "guest@example.com"),

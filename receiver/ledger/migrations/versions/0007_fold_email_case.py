@@ -10,10 +10,12 @@ an email is an identity is folded the way receiver.identities.fold_email does (P
   same state is then owed no more, as if the second signal had found it in force);
 - ``identity_links``: rows that now share (tenant, email, phone) become one, keeping the latest
   ``created_at`` (the most recent link names the email of a phone);
-- ``signals.email`` (the audit trail is looked up by it) and ``deliveries.identity``, and the
-  ``email`` of the payload of deliveries still to be sent (pending or dead: a replay resends it).
+- ``signals.email`` and the emails of ``signals.changes`` (the audit trail is looked up by
+  them, and reconcile reads a re-consent's lifted states from them), ``deliveries.identity``,
+  and the ``email`` of the payload of deliveries still to be sent (pending or dead: a replay
+  resends it).
 
-What was answered stays as it was: receipts and the ``changes`` recorded with each signal.
+What was answered stays as it was: the receipts (their signed answers).
 Downgrading leaves the folded rows as they are: merged rows cannot be told apart again.
 
 Revision ID: 0007
@@ -34,13 +36,19 @@ consent = sa.table('consent', sa.column('tenant'), sa.column('identity'), sa.col
                    sa.column('since'), sa.column('signal_id'))
 links = sa.table('identity_links', sa.column('tenant'), sa.column('email'), sa.column('phone'),
                  sa.column('created_at'))
-signals = sa.table('signals', sa.column('tenant'), sa.column('email'))
+signals = sa.table('signals', sa.column('id'), sa.column('tenant'), sa.column('email'),
+                   sa.column('changes', sa.JSON))
 deliveries = sa.table('deliveries', sa.column('id'), sa.column('identity'), sa.column('status'),
                       sa.column('payload', sa.JSON))
 
 
 def fold(email: str) -> str:
     return email.lower()
+
+
+def _folded_changes(changes: list | None) -> list | None:
+    return [{**change, 'email': fold(change['email'])} if isinstance(change, dict) and change.get('email') else change
+            for change in changes] if changes else changes
 
 
 def _to_fold(conn, column) -> set[str]:
@@ -81,16 +89,22 @@ def upgrade() -> None:
            lambda r: (r.tenant, fold(r.email), r.phone),
            lambda rows: max(rows, key=lambda r: r.created_at))
 
-    # The index is (tenant, email): update by both, so each statement is an index look-up.
+    # A signal's changes name its own email, which reconcile matches against (a re-consent's
+    # lifted states). The index is (tenant, email): select by both, so each is an index look-up.
     pairs = conn.execute(sa.select(signals.c.tenant, signals.c.email).where(
         signals.c.email.like('%@%')).distinct()).all()
     for tenant, email in pairs:
-        if fold(email) != email:
-            conn.execute(sa.update(signals).where(signals.c.tenant == tenant, signals.c.email == email)
-                         .values(email=fold(email)))
+        if fold(email) == email:
+            continue
+        rows = conn.execute(sa.select(signals.c.id, signals.c.changes).where(
+            signals.c.tenant == tenant, signals.c.email == email)).all()
+        conn.execute(sa.update(signals).where(signals.c.id == sa.bindparam('b_id')).values(
+            email=sa.bindparam('email'), changes=sa.bindparam('changes')),
+            [{'b_id': id_, 'email': fold(email), 'changes': _folded_changes(changes)} for id_, changes in rows])
 
     changed = []
-    for id_, identity, status, payload in conn.execute(sa.select(deliveries)):
+    maybe = sa.or_(deliveries.c.identity.like('%@%'), deliveries.c.status.in_(('pending', 'dead')))
+    for id_, identity, status, payload in conn.execute(sa.select(deliveries).where(maybe)):
         email = payload.get('email') if isinstance(payload, dict) else None
         new_payload = payload
         if status in ('pending', 'dead') and email and fold(email) != email:
