@@ -6,7 +6,8 @@ a number must be complete for its country: a 7-digit local ``555-1234`` is refus
 stored as a guessed ``+15551234``. Emails are checked for syntax only, no DNS, and stored
 lower-cased as a whole, because identities compare case-insensitively. Neither may carry
 invisible (zero-width, bidirectional-control) characters, and a phone no letters: such input
-would make look-alike guests (``g\u200buest@…``) or a guessed number (``1-800-FLOWERS``).
+would make look-alike guests (a zero-width space inside ``guest@…``) or a guessed number
+(``1-800-FLOWERS``).
 """
 
 import re
@@ -51,7 +52,7 @@ def normalize_email(raw: str, *, field: str = "email") -> str:
     text = (raw or "").strip()
     _refuse_invisible(text, field)
     candidate = fold_email(text)
-    if "@" not in text or len(text) > 254 or not _EMAIL.match(candidate):
+    if len(text) > 254 or not _EMAIL.match(candidate):
         raise BadRequest(f"{field}: not a valid email address", field=field)
     return candidate
 
