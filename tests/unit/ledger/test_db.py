@@ -3,7 +3,7 @@
 import threading
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 
 from receiver.ledger import queries
 from receiver.ledger.models import Consent
@@ -47,6 +47,23 @@ def test_a_long_read_never_delays_an_opt_out(ledger, engine, settings, reader):
 
     assert stored_while_reading, "the opt-out waited for the reader"
     assert outcome["status"] == ACCEPTED
+
+
+def test_a_write_that_reads_first_is_not_failed_by_a_writer_in_between(ledger, engine, settings):
+    """engine.begin() takes the write lock up front: another writer waits for it, never invalidates its read."""
+    twilio = settings.sources["twilio"]
+    ledger.record(twilio, stop(1), b"Body=STOP")
+    with engine.begin() as conn:
+        held = conn.execute(select(Consent.identity, Consent.state, Consent.since, Consent.signal_id)).first()
+        thread, done, outcome = record_meanwhile(ledger, twilio, stop(2))
+        done.wait(0.5)  # the other writer tries now (on SQLite it waits for this transaction)
+        conn.execute(insert(Consent).values(tenant="smsonly", identity=held.identity, state=held.state,
+                                            since=held.since, signal_id=held.signal_id))
+    thread.join()
+
+    assert outcome["status"] == ACCEPTED
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Consent)).scalar() == 3
 
 
 def test_sqlite_syncs_every_commit(engine):
