@@ -1,11 +1,17 @@
 """Email and phone normalization, the US-number rule for CRM Text, and masking for logs.
 
 Rules (contract, "Precise rules"): phones are stored in E.164 and go to CRM Text only when
-they are NANP numbers (+1 and 10 digits), without a validity check (555 numbers are fine);
-emails are checked for syntax only, no DNS, and stored with the domain lower-cased.
+they are NANP numbers (+1 and 10 digits), without a validity check (555 numbers are fine), but
+a number must be complete for its country: a 7-digit local ``555-1234`` is refused, never
+stored as a guessed ``+15551234``. Emails are checked for syntax only, no DNS, and stored
+lower-cased as a whole, because identities compare case-insensitively. Neither may carry
+invisible (zero-width, bidirectional-control) characters, and a phone no letters: such input
+would make look-alike guests (a zero-width space inside ``guest@…``) or a guessed number
+(``1-800-FLOWERS``).
 """
 
 import re
+import unicodedata
 
 import phonenumbers
 
@@ -20,12 +26,18 @@ _NANP = re.compile(r"^\+1(\d{10})$")
 def normalize_phone(raw: str, *, field: str = "phone", region: str = "US") -> str:
     """Return ``raw`` as E.164, or raise BadRequest naming ``field``."""
     text = _CHANNEL_PREFIX.sub("", (raw or "").strip())
+    _refuse_invisible(text, field)
+    if any(char.isalpha() for char in text):  # phonenumbers would turn letters into keypad digits
+        raise BadRequest(f"{field}: letters are not allowed in a phone number", field=field)
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         raise BadRequest(f"{field}: not a phone number", field=field) from None
-    if not phonenumbers.is_possible_number(number):
-        raise BadRequest(f"{field}: not a possible phone number", field=field)
+    # Only a number complete for its country: is_possible_number also passes a local-only
+    # 7-digit US number, which E.164 formatting would turn into a number nobody has.
+    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
+        raise BadRequest(f"{field}: not a full phone number (area code or country code missing, "
+                         "or a wrong number of digits)", field=field)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -36,13 +48,28 @@ def us_ten_digits(e164: str) -> str | None:
 
 
 def normalize_email(raw: str, *, field: str = "email") -> str:
-    """Return ``raw`` with its domain lower-cased, or raise BadRequest naming ``field``."""
+    """Return ``raw`` as its identity (:func:`fold_email`), or raise BadRequest naming ``field``."""
     text = (raw or "").strip()
-    local, at, domain = text.rpartition("@")
-    candidate = f"{local}@{domain.lower()}"
-    if not at or len(text) > 254 or not _EMAIL.match(candidate):
+    _refuse_invisible(text, field)
+    candidate = fold_email(text)
+    if len(text) > 254 or not _EMAIL.match(candidate):
         raise BadRequest(f"{field}: not a valid email address", field=field)
     return candidate
+
+
+def fold_email(address: str) -> str:
+    """The form emails are stored and compared in: the whole address lower-cased.
+
+    RFC 5321 lets a mailbox's local part be case-sensitive, but no real provider makes
+    ``Guest@`` and ``guest@`` two people, and an opt-out must hold whichever way it is typed.
+    """
+    return address.lower()
+
+
+def _refuse_invisible(text: str, field: str) -> None:
+    """Zero-width and bidirectional-control characters (Unicode "format", Cf) show as nothing."""
+    if any(unicodedata.category(char) == "Cf" for char in text):
+        raise BadRequest(f"{field}: invisible or direction-control characters are not allowed", field=field)
 
 
 def normalize_contact(email: str | None, phone: str | None, *, path: str = "") -> tuple[str | None, str | None]:

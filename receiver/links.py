@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from itsdangerous import BadData, URLSafeSerializer
 
 from .errors import BadRequest, NotFound
-from .identities import normalize_contact
+from .identities import fold_email, normalize_contact
 from .schemas import join
 
 MARKETING, ALL = "marketing", "all"
@@ -63,7 +63,8 @@ class LinkSigner:
         tenant, email, phone, scope, campaign = (fields + ["", "", ""])[:5]
         if tenant not in self._tenants:
             raise NotFound("no such unsubscribe link")
-        return Link(tenant=tenant, email=email, phone=phone or None,
+        # Tokens signed before identities became case-insensitive may carry ``Guest@example.com``.
+        return Link(tenant=tenant, email=fold_email(email), phone=phone or None,
                     scope=ALL if scope == "a" else MARKETING, campaign=campaign or None)
 
     def csrf(self, token: str, key: bytes | None = None) -> str:

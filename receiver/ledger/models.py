@@ -93,6 +93,7 @@ class Consent(Base):
     """The current opt-out states: a row means the state holds for that identity since ``since``."""
 
     __tablename__ = "consent"
+    __table_args__ = (Index("ix_consent_signal_id", "signal_id"),)  # deliveries ask what their signal still holds
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     identity: Mapped[str] = mapped_column(String(320), primary_key=True)

@@ -32,7 +32,13 @@ def test_555_numbers_are_accepted_without_a_validity_check():
     assert normalize_phone("+15550000000") == "+15550000000"
 
 
-@pytest.mark.parametrize("raw", ["", "   ", "hello", "12", "+1555", "+999123456789012345"])
+@pytest.mark.parametrize("raw", [
+    "", "   ", "hello", "12", "+1555", "+999123456789012345",
+    "555-1234", "+15551234", "tel:555-1234",  # a local number: the area code is missing
+    "+3912345",  # too few digits for its country
+    "1-800-FLOWERS", "+1 800 FLOWERS", "+1 555 123 4567 ext. 12",  # letters become keypad digits
+    "+1555\u200b1234567", "\u202d+15551234567",  # invisible characters
+])
 def test_bad_phone_is_refused_naming_the_field(raw):
     with pytest.raises(BadRequest) as caught:
         normalize_phone(raw, field="From")
@@ -57,7 +63,7 @@ def test_us_ten_digits(e164, ten):
 
 @pytest.mark.parametrize("raw, stored", [
     ("guest@example.com", "guest@example.com"),
-    ("Guest.Name@EXAMPLE.COM", "Guest.Name@example.com"),  # only the domain is lower-cased
+    ("Guest.Name@EXAMPLE.COM", "guest.name@example.com"),  # identities compare case-insensitively
     ("  guest+tag@Mail.Example.Org ", "guest+tag@mail.example.org"),
     ("guest@hotel.test", "guest@hotel.test"),  # reserved domains are fine, no DNS
     ("o'brien@example.co.uk", "o'brien@example.co.uk"),
@@ -70,6 +76,8 @@ def test_normalize_email(raw, stored):
     "", "guest", "guest@", "@example.com", "guest@example", "guest@@example.com",
     "gu est@example.com", "guest@exa mple.com", "<guest@example.com>", "guest@-example.com",
     "a" * 65 + "@example.com", "guest@" + "a" * 250 + ".com",
+    "gu\u200best@example.com", "guest\u200d@example.com", "\ufeffguest@example.com",  # zero-width
+    "guest\u202e@example.com", "\u2066guest@example.com\u2069", "guest@exam\u200eple.com",  # bidi controls
 ])
 def test_bad_email_is_refused_naming_the_field(raw):
     with pytest.raises(BadRequest) as caught:

@@ -76,7 +76,7 @@ def test_csrf_is_bound_to_the_token_and_survives_rotation():
 
 def test_make_link_normalizes_and_names_the_bad_field():
     link = make_link("grand", "Guest@Example.COM", "(555) 123-4567")
-    assert (link.email, link.phone) == ("Guest@example.com", "+15551234567")
+    assert (link.email, link.phone) == ("guest@example.com", "+15551234567")
     with pytest.raises(BadRequest) as exc:
         make_link("grand", "not-an-email", path="links[3]")
     assert exc.value.field == "links[3].email"

@@ -49,7 +49,7 @@ EXPECTED = {
     (US_PHONE, SMS_BAN): datetime(2023, 3, 4, 5, 6, 7, tzinfo=UTC),
     (FR_PHONE, SMS_BAN): datetime(2023, 5, 6, 7, 8, 9, tzinfo=UTC),
     ("cat@example.com", MARKETING_DECLINE_SMS): datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC),
-    ("Dan@example.com", MARKETING_DECLINE): datetime(2025, 7, 1, tzinfo=UTC),
+    ("dan@example.com", MARKETING_DECLINE): datetime(2025, 7, 1, tzinfo=UTC),
 }
 
 

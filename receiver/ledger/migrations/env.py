@@ -7,7 +7,10 @@ from receiver.ledger.models import Base
 
 url = context.config.get_main_option("sqlalchemy.url")
 engine = make_engine(url)
-with engine.connect() as connection:
+# One write transaction for the whole upgrade, begun before alembic's first read: on SQLite a
+# transaction begun by a read is a deferred one (see make_engine), which a concurrent writer
+# could make fail when it turns into a write.
+with engine.begin() as connection:
     context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=url.startswith("sqlite"))
     with context.begin_transaction():
         context.run_migrations()

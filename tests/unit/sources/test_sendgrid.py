@@ -306,7 +306,7 @@ def test_mixed_batch_keeps_its_order(source):
     signals = source.handle(signed(events)).signals
 
     assert [(s.event_id, s.kind, s.email) for s in signals] == [
-        ("sg-0001", OTHER, "guest@example.com"), ("sg-0002", OPT_OUT, "A@example.com"),
+        ("sg-0001", OTHER, "guest@example.com"), ("sg-0002", OPT_OUT, "a@example.com"),
         ("sg-0003", OTHER, "guest@example.com"), ("sg-0004", OPT_OUT, "guest@example.com")]
 
 

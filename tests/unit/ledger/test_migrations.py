@@ -1,0 +1,123 @@
+"""Migrations on data: each is run from the revision before it, on rows written the way that revision held them."""
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import insert, inspect, select
+
+from receiver.ledger import queries
+from receiver.ledger.db import alembic_config, make_engine, upgrade
+from receiver.ledger.models import Base, Consent, Delivery, IdentityLink, Receipt, SignalRow
+from receiver.states import MAIL_BAN, MARKETING_DECLINE, SMS_BAN
+from tests.helpers import drop_database, fresh_database
+
+T1, T2, T3 = (datetime(2026, 11, day, 9, 0, tzinfo=UTC) for day in (1, 2, 3))
+PHONE = "+15551234567"
+
+
+@pytest.fixture
+def migrated_to(tmp_path):
+    """A database of its own (SQLite, or PostgreSQL under DATABASE_URL) taken down to a revision."""
+    url = fresh_database(tmp_path)
+    engines = []
+
+    def at(revision: str):
+        command.downgrade(alembic_config(url), revision)
+        engines.append(make_engine(url))
+        return url, engines[-1]
+
+    yield at
+    for engine in engines:
+        engine.dispose()
+    drop_database(url)
+
+
+def signal(id_: int, tenant: str = "grand", email: str | None = None, phone: str | None = None) -> dict:
+    return {"id": id_, "receipt_id": "rcpt_1", "source": "partner", "tenant": tenant, "event_id": f"evt_{id_}",
+            "kind": "opt_out", "review": False, "email": email, "phone": phone, "received_at": T1,
+            "evidence_sha256": "0" * 64, "changes": [{"email": email, "states": ["marketing_decline"]}],
+            "detail": {}}
+
+
+def delivery(id_: int, signal_id: int, identity: str, status: str, email: str | None) -> dict:
+    return {"id": id_, "signal_id": signal_id, "tenant": "grand", "crm": "experience", "identity": identity,
+            "payload": {"email": email, "phone": PHONE, "states": {}}, "status": status, "attempts": 0,
+            "next_attempt_at": T1, "created_at": T1, "updated_at": T1}
+
+
+def test_the_migrations_build_the_tables_the_models_describe(engine):
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_consent_signal_id_is_indexed(migrated_to):
+    url, engine = migrated_to("0005")
+    assert "ix_consent_signal_id" not in {i["name"] for i in inspect(engine).get_indexes("consent")}
+
+    upgrade(url)
+
+    assert "ix_consent_signal_id" in {i["name"] for i in inspect(engine).get_indexes("consent")}
+    if engine.dialect.name == "sqlite":  # the delivery claim's question is an index look-up
+        with engine.connect() as conn:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN SELECT identity, state FROM consent "
+                                        "WHERE signal_id IN (1, 2)").all()
+        assert "ix_consent_signal_id" in str(plan)
+
+
+def test_emails_that_differ_only_by_case_become_one_identity(migrated_to):
+    url, engine = migrated_to("0006")
+    with engine.begin() as conn:  # as 0006 stored them: only the domain lower-cased
+        conn.execute(insert(Receipt), [{
+            "id": "rcpt_1", "source": "partner", "tenant": "grand", "request_key": "r1", "status": "accepted",
+            "received_at": T1, "evidence_sha256": "0" * 64, "event_ids": [],
+            "changes": [{"email": "Guest@example.com", "states": ["marketing_decline"]}]}])
+        conn.execute(insert(SignalRow), [
+            signal(1, email="Guest@example.com"), signal(2, email="guest@example.com"),
+            signal(3, email="GUEST@example.com", phone=PHONE), signal(4, tenant="smsonly", email="Guest@example.com"),
+            signal(5, phone=PHONE)])
+        conn.execute(insert(Consent), [
+            {"tenant": "grand", "identity": "guest@example.com", "state": MARKETING_DECLINE, "since": T2,
+             "signal_id": 2},
+            {"tenant": "grand", "identity": "Guest@example.com", "state": MARKETING_DECLINE, "since": T1,
+             "signal_id": 1},
+            {"tenant": "grand", "identity": "GUEST@example.com", "state": MAIL_BAN, "since": T3, "signal_id": 3},
+            {"tenant": "smsonly", "identity": "Guest@example.com", "state": MARKETING_DECLINE, "since": T2,
+             "signal_id": 4},
+            {"tenant": "grand", "identity": PHONE, "state": SMS_BAN, "since": T1, "signal_id": 5}])
+        conn.execute(insert(IdentityLink), [
+            {"tenant": "grand", "email": "Guest@example.com", "phone": PHONE, "created_at": T1},
+            {"tenant": "grand", "email": "guest@example.com", "phone": PHONE, "created_at": T3},
+            {"tenant": "grand", "email": "GUEST@example.com", "phone": "+15559990000", "created_at": T2}])
+        conn.execute(insert(Delivery), [
+            delivery(1, 1, "Guest@example.com", "done", "Guest@example.com"),
+            delivery(2, 2, "guest@example.com", "pending", "guest@example.com"),
+            delivery(3, 5, PHONE, "pending", "GUEST@example.com"),
+            delivery(4, 3, "GUEST@example.com", "dead", "GUEST@example.com")])
+
+    upgrade(url)
+
+    with engine.connect() as conn:
+        assert set(conn.execute(select(Consent.tenant, Consent.identity, Consent.state, Consent.since,
+                                       Consent.signal_id))) == {
+            ("grand", "guest@example.com", MARKETING_DECLINE, T1, 1),  # the earliest of the two holds
+            ("grand", "guest@example.com", MAIL_BAN, T3, 3),
+            ("smsonly", "guest@example.com", MARKETING_DECLINE, T2, 4),  # tenants stay apart
+            ("grand", PHONE, SMS_BAN, T1, 5)}
+        assert set(conn.execute(select(IdentityLink.email, IdentityLink.phone, IdentityLink.created_at))) == {
+            ("guest@example.com", PHONE, T3), ("guest@example.com", "+15559990000", T2)}
+        assert {row.id: row.email for row in conn.execute(select(SignalRow.id, SignalRow.email))} == {
+            1: "guest@example.com", 2: "guest@example.com", 3: "guest@example.com", 4: "guest@example.com",
+            5: None}
+        assert conn.execute(select(SignalRow.changes).where(SignalRow.id == 1)).scalar() == [  # reconcile reads it
+            {"email": "guest@example.com", "states": ["marketing_decline"]}]
+        assert conn.execute(select(Receipt.changes)).scalar() == [  # a signed answer stays as answered
+            {"email": "Guest@example.com", "states": ["marketing_decline"]}]
+        assert {d.id: (d.identity, d.payload["email"]) for d in conn.execute(select(Delivery))} == {
+            1: ("guest@example.com", "Guest@example.com"),  # sent: its payload is history
+            2: ("guest@example.com", "guest@example.com"),
+            3: (PHONE, "guest@example.com"),
+            4: ("guest@example.com", "guest@example.com")}  # dead: a replay sends it again
+    assert queries.guest_states(engine, "grand", "guest@example.com") == {MARKETING_DECLINE: T1, MAIL_BAN: T3}
