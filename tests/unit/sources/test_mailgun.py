@@ -712,7 +712,7 @@ def test_legacy_complaint_with_an_attached_message_follows_the_complaint_option(
 
     [signal] = mailgun(source_settings, name).handle(legacy_http(content, "multipart/form-data")).signals
 
-    assert (signal.kind, signal.add, signal.email) == (OPT_OUT, {complaint}, "Guest@example.com")
+    assert (signal.kind, signal.add, signal.email) == (OPT_OUT, {complaint}, "guest@example.com")
 
 
 def test_legacy_user_variables_named_like_mailguns_fields_are_not_confused(source_settings):
@@ -810,7 +810,7 @@ def test_legacy_multipart_complaint_through_the_web_layer(client, engine):
     response = legacy_post(client, content, "multipart/form-data")
 
     assert response.status_code == 200
-    assert response.get_json()["changes"] == [{"email": "Guest@example.com", "states": [MARKETING_DECLINE]}]
+    assert response.get_json()["changes"] == [{"email": "guest@example.com", "states": [MARKETING_DECLINE]}]
 
 
 def test_legacy_token_replayed_with_another_recipient_is_401(client, engine):
