@@ -16,8 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     app = Flask(__name__, template_folder="web/templates", instance_path=str(settings.instance_path), instance_relative_config=True)
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY)
-    app.json.sort_keys = False
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY)  # what any body may be; web/bodies.py sets each POST's own cap
     app.extensions["receiver"] = Services.build(settings)
     if settings.proxy_hops:
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -12,9 +12,11 @@ so the form needs no cookie and a forged post would need the guest's own link an
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 
 from itsdangerous import BadData, URLSafeSerializer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from .errors import BadRequest, NotFound
 from .identities import fold_email, normalize_contact
@@ -53,7 +55,9 @@ class LinkSigner:
         return f"{self._base}/u/{self.token(link)}"
 
     def load(self, token: str) -> Link:
-        """The link a token names; NotFound when it is tampered, unknown-keyed or for no known tenant."""
+        """The link a token names; NotFound when it is tampered, unknown-keyed, re-spelled or for no known tenant."""
+        if not _canonical(token):
+            raise NotFound("no such unsubscribe link")
         try:
             fields = self._serializer.loads(token)
         except BadData:
@@ -77,6 +81,28 @@ class LinkSigner:
         for key in self._keys:  # a page rendered before a rotation still posts
             found |= hmac.compare_digest(self.csrf(token, key).encode(), given.encode())
         return found
+
+
+def rate_key(link: Link) -> str:
+    """What a link's posts are counted by: the link itself, whichever key signed its token."""
+    return json.dumps([link.tenant, link.email, link.phone, link.scope, link.campaign])
+
+
+def _canonical(token: str) -> bool:
+    """Whether the token is spelled exactly as it was signed.
+
+    Base64 decoding skips characters outside its alphabet and ignores a last character's spare bits,
+    so ``<token>!!``, ``<token>~~`` or ``<token>é`` would name the same link: each spelling must not
+    become a page, a rate-limit bucket or a row of its own.
+    """
+    payload, dot, signature = token.rpartition(".")
+    if not dot or not token.isascii():
+        return False
+    parts = (payload.removeprefix("."), signature)  # a leading dot marks a compressed payload
+    try:
+        return all(part and base64_encode(base64_decode(part)).decode() == part for part in parts)
+    except BadData:
+        return False
 
 
 def make_link(tenant: str, email: str, phone: str | None = None, scope: str = MARKETING,

@@ -26,20 +26,24 @@ from .identities import mask_email, mask_phone
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _HANDLER_NAME = "receiver-masked-stderr"
 
-# Bounded lengths (RFC 5321 limits) keep the search linear on long lines such as logged bodies.
-# The local part takes what addresses may hold (RFC 5322 atext, and non-ASCII letters: the
-# service accepts them) except the URL delimiters ``= / ? & #``, so ``to=guest@…`` and
-# ``/hooks/guest@…`` keep their prefix; a quote may not open it, so ``'guest@…'`` keeps its quote.
-# ``%40`` is the URL-encoded ``@`` of query strings and form bodies.
+# Masked by what the service accepts (identities.normalize_email): a local part of up to 64 of any
+# characters but spaces, controls and ``@ " < > ( ) , ; : \ [ ]`` (URL delimiters such as
+# ``= / ? & #`` included: a ``to=`` before an address is masked with it rather than leaving part of
+# an address like ``a&b@…`` readable), and a domain of any number of labels. A quote may not open
+# the local part, so ``'guest@…'`` keeps its quote. ``%40`` is the URL-encoded ``@`` of query
+# strings and form bodies. Bounded lengths keep the search linear on long lines.
 _EMAIL = re.compile(
-    r"(?P<local>[A-Za-z0-9._+\-!$*^`{|}~\u0080-\U0010ffff]"
-    r"(?:[A-Za-z0-9._+\-'!$*^`{|}~\u0080-\U0010ffff]|%(?!40)[0-9A-Fa-f]{2}){0,63})"
+    r"(?P<local>[^\s\x00-\x1f\x7f@\"<>(),;:\\\[\]'][^\s\x00-\x1f\x7f@\"<>(),;:\\\[\]]{0,63}?)"
     r"(?P<at>@|%40)"
-    r"(?P<domain>(?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,63})"
+    r"(?P<domain>(?:[A-Za-z0-9\-]{1,63}\.){1,127}[A-Za-z]{2,63})"
 )
 # ``%2B`` (and double-encoded ``%252B``) is the ``+`` of an E.164 number inside a URL or form body.
 _ENCODED_E164 = re.compile(r"(?P<plus>%(?:25)?2B)(?P<digits>\d{8,15})(?!\d)", re.IGNORECASE)
-_E164 = re.compile(r"\+(?P<digits>\d{8,15})(?!\d)")
+# Any country's number as people write it (``+44 20 7946 0958``, ``+33 (0)1 23 45 67 89``), or
+# dialled from the US (``011 44 …``): 8 to 15 digits, the most E.164 allows.
+_INTERNATIONAL = re.compile(
+    r"(?<![0-9A-Za-z])(?P<prefix>\+|011[ .\-]?)\d(?:[ .\-]?(?:\(\d{1,4}\)|\d)){7,14}(?!\d)"
+)
 # North American numbers as people type them: 555-123-4567, (555) 123-4567, +1 555.123.4567.
 _FORMATTED = re.compile(
     r"(?<![0-9A-Za-z])(?P<plus>\+)?(?:1[ .\-]?)?(?:\(\d{3}\)\s?|\d{3}[ .\-])\d{3}[ .\-]\d{4}"
@@ -63,6 +67,11 @@ def _email(match: re.Match) -> str:
     return masked.replace("@", match["at"], 1)
 
 
+def _international(match: re.Match) -> str:
+    digits = re.sub(r"\D", "", match[0].removeprefix(match["prefix"]))
+    return mask_phone("+" + digits)
+
+
 def _encoded_e164(match: re.Match) -> str:
     return match["plus"] + mask_phone("+" + match["digits"]).removeprefix("+")
 
@@ -76,14 +85,15 @@ def mask_text(text: str) -> str:
     """``text`` with every email address and phone-like number masked.
 
     Emails become ``g***@example.com`` (also ``%40``-encoded ones); ``+15551234567`` and
-    ``%2B15551234567`` become ``+1555***4567`` / ``%2B1555***4567``; bare 10–11 digit runs
+    ``%2B15551234567`` become ``+1555***4567`` / ``%2B1555***4567``, ``+44 20 7946 0958``
+    ``+4420***0958``; bare 10–11 digit runs
     and typed NANP numbers keep their first 3 and last 4 digits: ``555***4567``; a link token
     keeps its first 6 characters: ``/u/WyJncm…``.
     """
     text = _LINK_TOKEN.sub(lambda m: m["prefix"] + "…", text)
     text = _EMAIL.sub(_email, text)
     text = _ENCODED_E164.sub(_encoded_e164, text)
-    text = _E164.sub(lambda m: mask_phone("+" + m["digits"]), text)
+    text = _INTERNATIONAL.sub(_international, text)
     text = _FORMATTED.sub(_formatted, text)
     return _BARE.sub(lambda m: _mask_digits(m[0]), text)
 

@@ -19,6 +19,7 @@ from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validat
 from .errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/receiver.db"
+MIN_KEY_BYTES = 32  # of a key that signs: shorter ones can be guessed
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,18 @@ def _database_url(raw: str | None, instance: Path) -> str:
     return url
 
 
+def _secret_keys(raw: str) -> tuple[str, ...]:
+    """SECRET_KEY's comma-separated keys (rotation): none empty, each long enough not to be guessed."""
+    keys = tuple(key.strip() for key in raw.split(","))
+    if not all(keys):
+        raise ConfigError("SECRET_KEY: an empty key in the list (a stray comma?)")
+    for position, key in enumerate(keys, 1):
+        if len(key.encode()) < MIN_KEY_BYTES:
+            raise ConfigError(f"SECRET_KEY: key #{position} is shorter than {MIN_KEY_BYTES} bytes "
+                              "(`receiver keys generate` prints a good one)")
+    return keys
+
+
 def _receipt_keys(raw: str) -> tuple[str, ...]:
     from .receipts import decode_seed
 
@@ -345,7 +358,7 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
     return Settings(
         env=env,
         database_url=_database_url(environ.get("DATABASE_URL"), instance),
-        secret_keys=tuple(k.strip() for k in secret_raw.split(",") if k.strip()),
+        secret_keys=_secret_keys(secret_raw),
         receipt_keys=_receipt_keys(receipt_raw),
         admin_token=environ.get("RECEIVER_ADMIN_TOKEN") or None,
         public_base_url=public_base_url.rstrip("/"),

@@ -65,7 +65,7 @@ def base_env(database_url: str, config_path: Path) -> dict[str, str]:
         "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
         "XP_PARTNER_TOKEN": "partner",
         "CRMTEXT_PASSWORD": "secret",
-        "SECRET_KEY": "test-secret-key",
+        "SECRET_KEY": "test-secret-key-of-at-least-32-bytes",
         "RECEIPT_SIGNING_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     }
 

@@ -54,8 +54,10 @@ TIME_FIELDS = {"SubscriptionChange": "ChangedAt", "Bounce": "BouncedAt", "SpamCo
 
 
 def _user_password(value) -> None:
-    if not all(":" in entry for entry in ([value] if isinstance(value, str) else value)):
-        raise ValidationError('must be "user:password" (or a list of them)')
+    for entry in [value] if isinstance(value, str) else value:
+        user, colon, password = entry.partition(":")
+        if not (colon and user and password):  # ":" alone would let "Basic Og==" in
+            raise ValidationError('must be "user:password", neither empty (or a list of them)')
 
 
 class PostmarkOptions(EspOptions):

@@ -13,9 +13,22 @@ log = logging.getLogger(__name__)
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, forms, hooks, openapi, operator, ops, requestlog, unsubscribe  # noqa: F401 (operator: /v1 routes)
+    from . import (  # noqa: F401 (operator: /v1 routes)
+        admin,
+        bodies,
+        forms,
+        headers,
+        hooks,
+        openapi,
+        operator,
+        ops,
+        requestlog,
+        unsubscribe,
+    )
 
     app.register_blueprint(requestlog.bp)  # first, so its clock starts before any other hook runs
+    app.register_blueprint(bodies.bp)  # then the body, read within its cap before any view
+    app.register_blueprint(headers.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(unsubscribe.bp)

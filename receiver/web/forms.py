@@ -11,7 +11,12 @@ across processes); the address is the one the host's router forwards (``service.
 werkzeug's ProxyFix). A tenant's ``forms_origins`` may post it from a browser (CORS).
 Answer: a 303 to the tenant's ``forms_return_url`` after the commit, else an HTML confirmation
 when the client prefers HTML, else the JSON receipt; every answer carries the receipt headers.
+The answer is the same whether or not the states were already in force (its ``changes`` are the
+states asked for); the ledger's receipt records what really changed.
 """
+
+import dataclasses
+from types import SimpleNamespace
 
 from flask import Blueprint, Response, render_template, request
 from flask_babel import gettext as _
@@ -20,10 +25,11 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields
 from ..errors import BadRequest, NotFound, TooManyRequests, UnsupportedMediaType
 from ..identities import normalize_contact
 from ..ledger.ratelimit import client_key, rate_limited
+from ..ledger.record import identity_for
 from ..schemas import TEXT_ERRORS, load, text
 from ..services import services
 from ..signals import OPT_OUT
-from ..states import MARKETING_DECLINE, MARKETING_DECLINE_SMS
+from ..states import MARKETING_DECLINE, MARKETING_DECLINE_SMS, STATES
 from .answers import WEB_FORM, answer_json, page_language, receipt_headers, record_own
 
 bp = Blueprint("forms", __name__)
@@ -121,7 +127,8 @@ def unsubscribe():
                                problem=False).encode()
         response = Response(body, 200, content_type="text/html; charset=utf-8")
     else:
-        body = answer_json(WEB_FORM, outcome)
+        # What was asked, not what changed: a stranger must not learn whether it was already in force.
+        body = answer_json(WEB_FORM, dataclasses.replace(outcome, changes=_asked(email, phone, states)))
         response = Response(body, 200, content_type=JSON)
     response.headers.update(receipt_headers(body, outcome))
     if origin in tenant.forms_origins:
@@ -129,3 +136,11 @@ def unsubscribe():
         response.headers["Access-Control-Expose-Headers"] = "webhook-id, webhook-timestamp, webhook-signature"
     response.headers["Vary"] = "Origin, Accept"
     return response
+
+
+def _asked(email: str | None, phone: str | None, states: frozenset[str]) -> list[dict]:
+    """The answer's ``changes`` as if every asked state were new, grouped as the ledger groups them."""
+    asked: dict[str, list[str]] = {}
+    for state in (s for s in STATES if s in states):
+        asked.setdefault(identity_for(SimpleNamespace(email=email, phone=phone), state), []).append(state)
+    return [{"email" if "@" in identity else "phone": identity, "states": asked[identity]} for identity in sorted(asked)]

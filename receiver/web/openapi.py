@@ -189,7 +189,8 @@ def _json(schema, description: str, headers: dict | None = None) -> dict:
 
 def _errors(*statuses: int, html: bool = False) -> dict:
     texts = {400: "bad input (the field is named)", 401: "missing or wrong signature or credential",
-             404: "not found", 405: "method not allowed", 409: "conflict", 413: "body over 256 KiB",
+             404: "not found", 405: "method not allowed", 409: "conflict",
+             413: "body over its cap (256 KiB; 2 MiB for sendgrid sources)",
              415: "wrong content type", 429: "too many posts from this address (see Retry-After)",
              503: "not stored: the database is unavailable; retry"}
     answers = {}

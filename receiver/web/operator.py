@@ -5,6 +5,7 @@ Routes hang on the /v1 blueprint of web/admin.py, so the bearer check there cove
 
 import csv
 import io
+import re
 from datetime import UTC, datetime, time
 
 from flask import Response, jsonify, request, stream_with_context
@@ -21,6 +22,8 @@ from .admin import bp, json_body
 from .answers import iso
 
 MAX_RECIPIENTS = 1000
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_E164 = re.compile(r"\+\d{1,15}")
 class Since(fields.Field):
     """A date (``2026-11-01``) or an ISO 8601 time with a zone; read as UTC midnight for a date."""
 
@@ -173,6 +176,16 @@ def replay(delivery_id: int):
     return jsonify(id=delivery_id, status=PENDING, previous_status=previous)
 
 
+def spreadsheet_safe(cell: str | None) -> str | None:
+    """A cell a spreadsheet shows as text: one that would start a formula gets a leading quote (OWASP).
+
+    Phone numbers (``+`` and digits) stay as they are: there is no formula in them to run.
+    """
+    if cell and cell[0] in _FORMULA_STARTS and not _E164.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
 @bp.get("/export.csv")
 def export_csv():
     data = load(ExportQuery(), request.args.to_dict())
@@ -183,7 +196,7 @@ def export_csv():
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(("tenant", "identity", "state", "since"))
         for count, (tenant, identity, state, since) in enumerate(rows, start=1):
-            writer.writerow((tenant, identity, state, iso(since)))
+            writer.writerow([spreadsheet_safe(cell) for cell in (tenant, identity, state, iso(since))])
             if count % 1000 == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)

@@ -19,7 +19,7 @@ from ..errors import BadRequest, TooManyRequests, UnsupportedMediaType
 from ..identities import mask_email, mask_phone
 from ..ledger.queries import guest_states
 from ..ledger.ratelimit import rate_limited
-from ..links import ALL, Link
+from ..links import ALL, Link, rate_key
 from ..services import services
 from ..signals import OPT_OUT
 from ..states import MAIL_BAN, MARKETING_DECLINE, MARKETING_DECLINE_SMS, SMS_BAN, STATES
@@ -46,7 +46,7 @@ def page(token: str):
 def post(token: str):
     link = services().links.load(token)
     # Per link, not per address: mailbox providers post one-clicks for many guests from few addresses.
-    wait = rate_limited(services().engine, "link", token, services().settings.forms_rate_limit)
+    wait = rate_limited(services().engine, "link", rate_key(link), services().settings.forms_rate_limit)
     if wait is not None:
         raise TooManyRequests("too many posts for this link; retry later", retry_after=wait)
     evidence = request.get_data(cache=True)  # the exact bytes, kept before the form is parsed

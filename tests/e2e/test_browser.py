@@ -60,6 +60,8 @@ def test_a_guest_chooses_no_marketing_sms_in_a_browser(stack, browser, tmp_path)
 
     browser.get(url)
     assert "Your preferences" in browser.title
+    # The page's Content-Security-Policy still lets its own inline style apply (allowed by its hash).
+    assert browser.execute_script("return getComputedStyle(document.body).backgroundColor") == "rgb(244, 244, 242)"
     assert browser.find_element(By.ID, "in-force").text == "You are not opted out of anything yet."
     assert email not in browser.page_source
     shoot(browser, "1-preferences", tmp_path)

@@ -4,13 +4,16 @@ import base64
 import itertools
 import secrets
 from datetime import datetime
+from urllib.parse import urlencode
 
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from twilio.request_validator import RequestValidator
 
 from receiver.keywords import OPT_OUT_WORDS
 from tests.e2e.stack import wait_until
+from tests.helpers import PUBLIC_BASE_URL, TWILIO_TOKEN
 
 _numbers = itertools.count(1000)
 
@@ -187,6 +190,25 @@ def test_oversized_body_is_413_and_nothing_stored(stack):
     answer = stack.post_twilio(params)
     assert answer.status_code == 413
     assert signals_of(stack, phone) == []
+
+
+@pytest.mark.parametrize("padding, status", [(300_000, 413), (1000, 200)])
+def test_chunked_bodies_are_capped_like_sized_ones(stack, padding, status):
+    """gunicorn de-chunks the body and passes no Content-Length: the cap must still hold, not cut the body."""
+    phone = new_phone()
+    params = stack.twilio_params("STOP", phone, new_sid(), Padding="x" * padding)
+    body = urlencode(params).encode()
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(PUBLIC_BASE_URL + "/hooks/twilio", params)
+    chunks = (body[n:n + 65536] for n in range(0, len(body), 65536))  # a generator: requests sends it chunked
+
+    answer = stack.http.post(stack.web_url + "/hooks/twilio", data=chunks, timeout=15, headers={
+        "X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"})
+
+    assert answer.status_code == status
+    assert answer.request.headers.get("Transfer-Encoding") == "chunked"
+    assert len(signals_of(stack, phone)) == (1 if status == 200 else 0)
+    if status == 200:
+        stack.settled(phone)  # its deliveries done, so a later test's CRM faults are not spent on them
 
 
 def test_get_changes_nothing(stack):

@@ -13,8 +13,14 @@ from receiver.logs import MaskingFilter, configure_logging, mask_text
     "text, masked",
     [
         ("opt-out for guest@example.com", "opt-out for g***@example.com"),
-        ("to=Guest.Name+tag@Mail.Example.co.uk;", "to=G***@Mail.Example.co.uk;"),
-        ("email=guest%40example.com&x=1", "email=g***%40example.com&x=1"),
+        # What may precede an address in a URL may be part of it too: masked with it.
+        ("to=Guest.Name+tag@Mail.Example.co.uk;", "t***@Mail.Example.co.uk;"),
+        ("email=guest%40example.com&x=1", "e***%40example.com&x=1"),
+        ("refused a&b#c=d/e?f@example.com:", "refused a***@example.com:"),
+        ("for guest@mail.a.b.c.d.e.f.g.h.i.j.example.com.", "for g***@mail.a.b.c.d.e.f.g.h.i.j.example.com."),
+        ("From +44 20 7946 0958 said STOP", "From +4420***0958 said STOP"),
+        ("tel +44 (0)20 7946-0958, +33 1 23 45 67 89", "tel +4402***0958, +3312***6789"),
+        ("dialled 011 44 20 7946 0958", "dialled +4420***0958"),
         ("From +15551234567 said STOP", "From +1555***4567 said STOP"),
         ("From=%2B15551234567&Body=STOP", "From=%2B1555***4567&Body=STOP"),
         ("From=%2b15551234567", "From=%2b1555***4567"),
@@ -132,5 +138,5 @@ def test_configure_logging_is_idempotent_and_masks_every_logger(clean_root, caps
 
     err = capsys.readouterr().err
     assert "g%40x.org" not in err and "guest@example.com" not in err and "5551234567" not in err
-    assert "INFO gunicorn.access" in err and "email=g***%40x.org" in err
+    assert "INFO gunicorn.access" in err and "/***%40x.org" in err
     assert "WARNING receiver.worker retrying g***@example.com 555***4567" in err

@@ -232,9 +232,10 @@ def test_development_secrets_are_generated_once_and_kept(tmp_path):
 
 
 def test_secret_key_rotation_list(tmp_path):
-    settings = load(tmp_path, SECRET_KEY="new, old ,")
+    new, old = "n" * 32, "o" * 43
+    settings = load(tmp_path, SECRET_KEY=f"{new}, {old} ")
 
-    assert settings.secret_keys == ("new", "old")
+    assert settings.secret_keys == (new, old)
 
 
 @pytest.mark.parametrize("key", [

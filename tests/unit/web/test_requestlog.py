@@ -84,7 +84,8 @@ def test_no_full_email_or_phone_in_any_line(client, receiver_log):
     text = receiver_log()
     assert len(request_lines(text)) == 3
     assert EMAIL not in text and PHONE not in text and PHONE[2:] not in text
-    assert "g***@example.com" in text and "+1555***4567" in text
+    # A path before an address may be part of it (a local part may hold "/"): masked with it.
+    assert '"path": "/***@example.com"' in text and "+1555***4567" in text
 
 
 def test_bodies_are_not_logged(client, receiver_log):
