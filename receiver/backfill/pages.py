@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
-from ..crm.errors import CrmError, backoff_seconds, call, parse_retry_after
+from ..crm.errors import CrmError, Permanent, backoff_seconds, call, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,8 @@ class ListClient:
         try:
             resp = call(self.session, "GET", url, timeout=self.timeout, params=params, auth=self._auth,
                         headers=self._headers, allow_redirects=False, stream=True)
+        except Permanent as exc:  # the request cannot even be built: a setting to fix, not an outage
+            raise BackfillError(f"{self.provider}: {exc}", provider=self.provider) from None
         except CrmError as exc:
             raise _Retry(str(exc)) from None
         with resp:

@@ -55,7 +55,7 @@ class PostmarkBackfill:
             except PageTooLarge:
                 if end == start:
                     raise
-                window = max((end - start).days // 2, 1)  # the same start, a narrower window
+                window = max(((end - start).days + 1) // 2, 1)  # the same start, half the days
                 continue
             position = Position(LIST, start.isoformat())
             start = end + timedelta(days=1)

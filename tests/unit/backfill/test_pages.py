@@ -9,7 +9,15 @@ import time
 import pytest
 from werkzeug.wrappers import Response
 
-from receiver.backfill.pages import BadPage, CredentialsRefused, PageTooLarge, Position, Unavailable
+from receiver.backfill.pages import (
+    BackfillError,
+    BadPage,
+    CredentialsRefused,
+    ListClient,
+    PageTooLarge,
+    Position,
+    Unavailable,
+)
 
 from .conftest import json_answer
 
@@ -110,3 +118,10 @@ def test_a_position_reads_back_as_written():
         "+15550001111", "/2010-04-01/x.json?Page=1")
     assert Position.parse(str(Position("spam_reports"))) == Position("spam_reports", "")
     assert Position.parse("") is None
+
+
+def test_a_request_that_cannot_be_built_is_not_retried(sleeps):
+    client = ListClient("twilio", "ftp://api.example.test", sleep=sleeps.append)
+    with pytest.raises(BackfillError, match="^twilio: invalid request to ftp://api.example.test/list"):
+        client.get_json("/list")
+    assert sleeps == []
