@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from ..crm.errors import CrmError, Permanent, backoff_seconds, call, parse_retry_after
 
@@ -227,7 +228,9 @@ class ListClient:
                                provider=self.provider, status=resp.status_code)
         chunks, size = [], 0
         try:
-            for chunk in resp.iter_content(CHUNK):
+            # read1: each call returns after one read from the socket, so a server trickling
+            # bytes meets the deadline too (a full-size read would wait for the whole chunk).
+            while chunk := resp.raw.read1(CHUNK, decode_content=True):
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise PageTooLarge(f"{self.provider}: answer exceeds {self.max_bytes} bytes",
@@ -235,7 +238,7 @@ class ListClient:
                 if time.monotonic() - started > self.deadline:
                     raise _Retry(f"answer not complete within {self.deadline:.0f}s")
                 chunks.append(chunk)
-        except requests.RequestException as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _Retry(f"reading the answer failed ({type(exc).__name__})") from None
         return b"".join(chunks)
 

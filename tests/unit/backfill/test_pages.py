@@ -4,6 +4,8 @@ Error bodies are the providers' documented ones: Twilio's 401 (error 20003, twil
 SendGrid's ``{"errors": [{"field": null, "message": …}]}``, Postmark's ``{"ErrorCode": 10, "Message": …}``.
 """
 
+import gzip
+import json
 import time
 
 import pytest
@@ -77,16 +79,20 @@ def test_streamed_answer_over_the_cap_is_refused_without_content_length(provider
         make_client("postmark", max_bytes=20_000).get_json("/dump")
 
 
-def test_answer_trickling_past_the_deadline_is_retried_then_given_up(provider, make_client):
+@pytest.mark.parametrize("declared", [False, True])
+def test_answer_trickling_past_the_deadline_is_retried_then_given_up(provider, make_client, declared):
     def slow():
         for _ in range(20):
             time.sleep(0.05)
             yield b" "
-    provider.handler = lambda request: Response(slow(), status=200, content_type="application/json")
+    headers = {"Content-Length": "20"} if declared else {}  # a fixed length, or chunked
+    provider.handler = lambda request: Response(slow(), status=200, content_type="application/json",
+                                                headers=headers)
     started = time.monotonic()
     with pytest.raises(Unavailable, match="not complete within"):
         make_client("twilio", deadline=0.2).get_json("/slow")
     assert time.monotonic() - started < 3
+    assert len(provider.requests) == 3
 
 
 def test_redirects_are_never_followed(provider, make_client):
@@ -125,3 +131,12 @@ def test_a_request_that_cannot_be_built_is_not_retried(sleeps):
     with pytest.raises(BackfillError, match="^twilio: invalid request to ftp://api.example.test/list"):
         client.get_json("/list")
     assert sleeps == []
+
+
+def test_a_compressed_answer_is_decoded_and_capped_on_its_decoded_size(provider, make_client):
+    body = gzip.compress(json.dumps({"Suppressions": [" " * 50_000]}).encode())
+    provider.handler = lambda request: Response(body, status=200, content_type="application/json",
+                                                headers={"Content-Encoding": "gzip"})
+    assert make_client("postmark").get_json("/dump") == {"Suppressions": [" " * 50_000]}
+    with pytest.raises(PageTooLarge):  # a small compressed answer that inflates past the cap
+        make_client("postmark", max_bytes=10_000).get_json("/dump")
