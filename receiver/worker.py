@@ -2,10 +2,11 @@
 
 Claims are atomic (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's single writer lock with
 ``BEGIN IMMEDIATE``) and leased: a worker killed mid-batch loses its claims when the lease runs
-out. Before every CRM call the lease is renewed in the same transaction that writes the attempt
-as ``started``; a row whose lease was taken over is left to its new owner. An OptOutCustomer whose
-outcome is unknown (timeout, crash mid-call) is never simply repeated: the number's status is asked
-first, so a guest gets at most one confirmation text per opt-out.
+out. Before every CRM call the lease is renewed, and whether the delivery is still owed checked,
+in the same transaction that writes the attempt as ``started``; a row whose lease was taken over is
+left to its new owner. An OptOutCustomer whose outcome is unknown (timeout, crash mid-call, a
+gateway's error page) is never simply repeated: once that call's deadline has passed, the number's
+status is asked first, so a guest gets at most one confirmation text per opt-out.
 """
 
 import logging
@@ -23,12 +24,12 @@ from sqlalchemy import Engine, insert, or_, select, update
 
 from . import metrics
 from .crm.crmtext import CrmTextClient
-from .crm.errors import CrmError, OutcomeUnknown, Permanent, Retryable, backoff_seconds
-from .crm.experience import ExperienceClient, format_time
+from .crm.errors import CrmError, OutcomeUnknown, Permanent, backoff_seconds
+from .crm.experience import ExperienceClient, coalesce
 from .identities import mask_email, mask_phone
 from .ledger.models import Attempt, Delivery, utcnow
-from .ledger.outbox import DEAD, DONE, PENDING, SKIPPED, SUPERSEDED, owed_states
-from .settings import Settings
+from .ledger.outbox import DEAD, DONE, PENDING, SKIPPED, SUPERSEDED, Outcome, owed_states
+from .settings import CALL_MARGIN_SECONDS, Settings
 from .states import CRMTEXT, EXPERIENCE
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class Worker:
         """Claim one batch and deliver it; returns how many deliveries were claimed."""
         claimed = self.claim()
         by_crm: dict[tuple[str, str], list] = defaultdict(list)
-        for row in self._still_owed(claimed):
+        for row in claimed:
             by_crm[(row.crm, row.tenant)].append(row)
         for (crm, tenant), rows in by_crm.items():
             if self.stopping.is_set():
@@ -80,7 +81,7 @@ class Worker:
             except LookupError as exc:  # the tenant or its CRM left the config: nothing will ever deliver these
                 with self.engine.begin() as conn:
                     for row in rows:
-                        self._finish(conn, row, "permanent", detail=str(exc))
+                        self._finish(conn, row, Outcome.PERMANENT, detail=str(exc))
                 continue
             if crm == EXPERIENCE:
                 self.deliver_experience(tenant, rows)
@@ -90,28 +91,6 @@ class Worker:
                         break
                     self.deliver_crmtext(tenant, row)
         return len(claimed)
-
-    def _still_owed(self, rows: list) -> list:
-        """Drop what a re-consent lifted since the delivery was owed (skipped, with the reason);
-        an Experience record keeps only the states still owed."""
-        if not rows:
-            return rows
-        kept = []
-        with self.engine.begin() as conn:
-            owed = owed_states(conn, rows)
-            for row in rows:
-                states = owed[row.id]
-                if not states:
-                    conn.execute(update(Delivery).where(Delivery.id == row.id, Delivery.lease_owner == self.owner)
-                                 .values(status=SKIPPED, reason=SUPERSEDED, lease_owner=None, lease_until=None,
-                                         updated_at=utcnow()))
-                    log.info("delivery %s to %s for %s skipped: %s", row.id, row.crm, masked(row.identity), SUPERSEDED)
-                    continue
-                if row.crm == EXPERIENCE and len(states) < len(row.payload["states"]):
-                    payload = {**row.payload, "states": {s: row.payload["states"][s] for s in states}}
-                    row = SimpleNamespace(**{**row._mapping, "payload": payload})
-                kept.append(row)
-        return kept
 
     # -- claiming and leases --------------------------------------------------------------------
 
@@ -132,16 +111,43 @@ class Worker:
                 lease_owner=self.owner, lease_until=now + timedelta(seconds=self.config.lease_seconds)))
             return conn.execute(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
 
-    def _renew(self, conn, ids: list[int]) -> list[int]:
-        """Extend our lease on ``ids``; returns those still ours."""
+    def _renew(self, conn, rows: list) -> list:
+        """Extend our lease on ``rows`` just before a call; returns those still ours and still owed.
+
+        Checked in the transaction that renews the lease, so a re-consent (START) committed since
+        the claim, even while the worker was busy with earlier calls of the batch, stops the call
+        that follows: the delivery is skipped as superseded. An Experience record keeps only the
+        states still owed.
+        """
         now = utcnow()
-        kept = conn.execute(select(Delivery.id).where(
-            Delivery.id.in_(ids), Delivery.lease_owner == self.owner, Delivery.status == PENDING,
-        ).with_for_update()).scalars().all()
+        ours = set(conn.execute(select(Delivery.id).where(
+            Delivery.id.in_([row.id for row in rows]), Delivery.lease_owner == self.owner,
+            Delivery.status == PENDING,
+        ).with_for_update()).scalars())
+        rows = [row for row in rows if row.id in ours]
+        owed = owed_states(conn, rows) if rows else {}
+        kept = []
+        for row in rows:
+            states = owed[row.id]
+            if not states:
+                conn.execute(update(Delivery).where(Delivery.id == row.id).values(
+                    status=SKIPPED, reason=SUPERSEDED, lease_owner=None, lease_until=None, updated_at=now))
+                log.info("delivery %s to %s for %s skipped: %s", row.id, row.crm, masked(row.identity), SUPERSEDED)
+                continue
+            if row.crm == EXPERIENCE and len(states) < len(row.payload["states"]):
+                payload = {**row.payload, "states": {s: row.payload["states"][s] for s in states}}
+                row = SimpleNamespace(**{**row._mapping, "payload": payload})
+            kept.append(row)
         if kept:
-            conn.execute(update(Delivery).where(Delivery.id.in_(kept)).values(
+            conn.execute(update(Delivery).where(Delivery.id.in_([row.id for row in kept])).values(
                 lease_until=now + timedelta(seconds=self.config.lease_seconds)))
-        return list(kept)
+        return kept
+
+    def _postpone(self, conn, row, until: datetime, why: str) -> None:
+        """Hand the row back until ``until`` without counting an attempt."""
+        conn.execute(update(Delivery).where(Delivery.id == row.id, Delivery.lease_owner == self.owner).values(
+            next_attempt_at=until, lease_owner=None, lease_until=None, updated_at=utcnow()))
+        log.info("delivery %s to %s for %s postponed: %s", row.id, row.crm, masked(row.identity), why)
 
     def release(self) -> None:
         """On a clean stop, hand unfinished claims back at once instead of waiting for the lease."""
@@ -156,17 +162,18 @@ class Worker:
         return timedelta(seconds=backoff_seconds(self.config.backoff_base_seconds, self.config.backoff_max_seconds,
                                                  attempts, retry_after))
 
-    def _finish(self, conn, row, outcome: str, *, error: CrmError | None = None, detail: str | None = None,
-                http_status: int | None = None, attempt_id: int | None = None, started: datetime | None = None):
+    def _finish(self, conn, row, outcome: Outcome, *, error: CrmError | None = None, detail: str | None = None,
+                http_status: int | None = None, attempt_id: int | None = None, started: datetime | None = None,
+                not_before: datetime | None = None):
         """Record one attempt's outcome and move the delivery on (done, retry later, or dead)."""
         now = utcnow()
         attempts = row.attempts + 1
         if error is not None:
             detail, http_status = error.detail, error.status
         values: dict[str, Any] = {"attempts": attempts, "updated_at": now, "lease_owner": None, "lease_until": None}
-        if outcome in ("ok", "already"):
+        if outcome in (Outcome.OK, Outcome.ALREADY):
             values.update(status=DONE, last_error=None)
-        elif outcome == "permanent":
+        elif outcome == Outcome.PERMANENT:
             values.update(status=DEAD, last_error=detail)
         else:
             too_old = now - (row.replayed_at or row.created_at) > timedelta(hours=self.config.max_age_hours)
@@ -174,7 +181,8 @@ class Worker:
                 values.update(status=DEAD, last_error=detail)
             else:
                 retry_after = error.retry_after if error is not None else None
-                values.update(last_error=detail, next_attempt_at=now + self._backoff(attempts, retry_after))
+                values.update(last_error=detail, next_attempt_at=max(now + self._backoff(attempts, retry_after),
+                                                                     not_before or now))
         if attempt_id is None:
             conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=started or now, finished_at=now,
                                                 outcome=outcome, http_status=http_status, detail=detail))
@@ -188,12 +196,12 @@ class Worker:
         fields = {"delivery_id": row.id, "crm": row.crm, "tenant": row.tenant, "identity": masked(row.identity),
                   "attempt": attempts, "outcome": outcome, "status": status, "http_status": http_status,
                   "duration_ms": round((now - started).total_seconds() * 1000, 1) if started else None}
-        if detail and outcome != "ok":
+        if detail and outcome != Outcome.OK:
             fields["detail"] = detail
         log.log(logging.WARNING if status == DEAD else logging.INFO, "delivery attempt", extra={"fields": fields})
 
     @staticmethod
-    def _observe(row, outcome: str, status: str, now: datetime) -> None:
+    def _observe(row, outcome: Outcome, status: str, now: datetime) -> None:
         """Count the attempt; a delivery this worker moved to done or dead counts once more."""
         metrics.DELIVERY_ATTEMPTS.labels(row.crm, outcome).inc()
         if status == DONE:
@@ -217,99 +225,95 @@ class Worker:
         client = self._client(CRMTEXT, tenant)
         ten = row.payload["ten_digits"]
         with self.engine.begin() as conn:
-            if not self._renew(conn, [row.id]):
+            if not self._renew(conn, [row]):
                 return
-            earlier = set(conn.execute(select(Attempt.outcome).where(
+            earlier = conn.execute(select(Attempt.outcome, Attempt.started_at).where(
                 Attempt.delivery_id == row.id,
-                Attempt.outcome.in_(("started", "unknown", "ok", "already")))).scalars())
-        if earlier & {"ok", "already"}:
+                Attempt.outcome.in_((Outcome.STARTED, Outcome.UNKNOWN, Outcome.OK, Outcome.ALREADY)))).all()
+        if {a.outcome for a in earlier} & {Outcome.OK, Outcome.ALREADY}:
             # A previous owner's call succeeded after its lease ran out, so it could not mark the
             # row done: calling again would text the guest a second confirmation.
             with self.engine.begin() as conn:
-                self._finish(conn, row, "already", detail="an earlier attempt already delivered it")
+                self._finish(conn, row, Outcome.ALREADY, detail="an earlier attempt already delivered it")
             return
         if earlier:
+            settled = max(a.started_at for a in earlier) + self._call_span(client)
+            if utcnow() < settled:
+                # That call may still be under way: a status read now could say "not opted out".
+                with self.engine.begin() as conn:
+                    self._postpone(conn, row, settled, "an earlier call's outcome is not settled yet")
+                return
             checked = utcnow()
             try:
                 status = client.customer_status(ten)
             except CrmError as exc:
                 with self.engine.begin() as conn:
-                    self._finish(conn, row, "retry", error=exc, started=checked)
+                    self._finish(conn, row, Outcome.RETRY, error=exc, started=checked)
                 return
             if status == CUSTOMER_OPTED_OUT:
                 with self.engine.begin() as conn:
-                    self._finish(conn, row, "already", started=checked,
+                    self._finish(conn, row, Outcome.ALREADY, started=checked,
                                  detail="CRM Text already has the number opted out (checked)")
                 return
         with self.engine.begin() as conn:
-            if not self._renew(conn, [row.id]):
+            if not self._renew(conn, [row]):
                 return
             started = utcnow()
             attempt_id = conn.execute(insert(Attempt).values(
-                delivery_id=row.id, started_at=started, outcome="started").returning(Attempt.id)).scalar()
+                delivery_id=row.id, started_at=started, outcome=Outcome.STARTED).returning(Attempt.id)).scalar()
+        result, error = None, None
         try:
             result = client.opt_out(ten)
-        except OutcomeUnknown as exc:
-            outcome, error = "unknown", exc
-        except Retryable as exc:
-            outcome, error = "retry", exc
-        except Permanent as exc:
-            outcome, error = "permanent", exc
-        else:
-            outcome, error = ("already" if result.already_done else "ok"), None
+        except CrmError as exc:
+            error = exc
+        outcome = _outcome(error) if error else Outcome.ALREADY if result.already_done else Outcome.OK
         with self.engine.begin() as conn:
             self._finish(conn, row, outcome, error=error, attempt_id=attempt_id, started=started,
-                         detail=None if error else result.message)
+                         detail=None if error else result.message,
+                         not_before=started + self._call_span(client) if outcome == Outcome.UNKNOWN else None)
+
+    @staticmethod
+    def _call_span(client) -> timedelta:
+        """How long after its start a call may still be applying at the CRM: its deadline, plus margin."""
+        return timedelta(seconds=client.config.timeout + CALL_MARGIN_SECONDS)
 
     # -- Experience -----------------------------------------------------------------------------
 
     def deliver_experience(self, tenant: str, rows: list) -> None:
         client = self._client(EXPERIENCE, tenant)
         size = self.settings.tenants[tenant].experience.batch_size
-        records, owners = coalesce(rows)
-        for start in range(0, len(records), size):
+        _, groups = coalesce(rows)
+        for start in range(0, len(groups), size):
             if self.stopping.is_set():
                 return
-            self._send_batch(client, records[start:start + size], owners[start:start + size])
+            self._send_batch(client, [row for group in groups[start:start + size] for row in group])
 
-    def _send_batch(self, client, records: list[dict], owners: list[list]) -> None:
+    def _send_batch(self, client, rows: list) -> None:
         with self.engine.begin() as conn:
-            ours = set(self._renew(conn, [row.id for group in owners for row in group]))
-        keep = [i for i, group in enumerate(owners) if all(row.id in ours for row in group)]
-        records, owners = [records[i] for i in keep], [owners[i] for i in keep]
+            rows = self._renew(conn, rows)
+        records, owners = coalesce(rows)
         if not records:
             return
         started = utcnow()
         try:
             failed = client.opt_out(records)
         except CrmError as exc:
-            outcome = "permanent" if isinstance(exc, Permanent) else "retry"
             with self.engine.begin() as conn:
                 for group in owners:
                     for row in group:
-                        self._finish(conn, row, outcome, error=exc, started=started)
+                        self._finish(conn, row, _outcome(exc), error=exc, started=started)
             return
         with self.engine.begin() as conn:
             for index, group in enumerate(owners):
                 for row in group:
                     if index in failed:
-                        self._finish(conn, row, "retry", detail=f"record refused: {failed[index]}"[:500], started=started)
+                        self._finish(conn, row, Outcome.RETRY, detail=f"record refused: {failed[index]}"[:500],
+                                     started=started)
                     else:
-                        self._finish(conn, row, "ok", started=started, http_status=200)
+                        self._finish(conn, row, Outcome.OK, started=started, http_status=200)
 
 
-def coalesce(rows: list) -> tuple[list[dict], list[list]]:
-    """One Experience record per customer: several deliveries of one email/phone merge into one."""
-    records: dict[str, dict] = {}
-    owners: dict[str, list] = {}
-    for row in rows:
-        payload = row.payload
-        key = payload.get("email") or payload.get("phone")
-        record = records.setdefault(key, {})
-        for field in ("email", "phone"):
-            if payload.get(field):
-                record.setdefault(field, payload[field])
-        for state, since in payload["states"].items():
-            record.setdefault(state, format_time(datetime.fromisoformat(since)))
-        owners.setdefault(key, []).append(row)
-    return list(records.values()), list(owners.values())
+def _outcome(error: CrmError) -> Outcome:
+    if isinstance(error, Permanent):
+        return Outcome.PERMANENT
+    return Outcome.UNKNOWN if isinstance(error, OutcomeUnknown) else Outcome.RETRY

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import select
 
@@ -14,6 +15,17 @@ from .models import Consent
 PENDING, DONE, SKIPPED, DEAD = "pending", "done", "skipped", "dead"
 NO_EMAIL = "no email known for this phone (sms_records = email-only)"
 SUPERSEDED = "no longer owed: a re-consent lifted the state (or a later signal set it again) before delivery"
+
+
+class Outcome(StrEnum):
+    """What one CRM attempt came to (``attempts.outcome``); STARTED is written before the call."""
+
+    STARTED = "started"
+    OK = "ok"
+    ALREADY = "already"  # the CRM had it already: done, no second call
+    RETRY = "retry"
+    UNKNOWN = "unknown"  # the call may have been applied: check before calling again
+    PERMANENT = "permanent"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 import base64
+import re
 import signal
 import subprocess
 import sys
@@ -31,14 +32,18 @@ def crmtext(client, method, number="5551234567", headers=AUTH):
 def test_crmtext_opt_out_lifecycle(client):
     assert 'status="404" message="customer not found"' in crmtext(client, "getcustomerinfo")
     first = crmtext(client, "optoutcustomer")
-    assert 'status="200"' in first and "<optinStatus>5</optinStatus>" in first
-    assert "<custMobile>5551234567</custMobile>" in first
+    # The vendor's sample: fields directly under <response>, timestamp and custName only.
+    assert re.fullmatch(r'<response op="optoutcustomer" status="200" message="ok">'
+                        r"<timestamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d</timestamp><custName/></response>", first)
     assert 'status="400" message="Customer already opted out"' in crmtext(client, "optoutcustomer")
-    assert "<optinStatus>5</optinStatus>" in crmtext(client, "getcustomerinfo")
-    assert "<optinStatus>3</optinStatus>" in crmtext(client, "optincustomer")
+    info = crmtext(client, "getcustomerinfo")
+    assert "<optinStatus>5</optinStatus>" in info and "<custMobile>5551234567</custMobile>" in info
+    assert "<customer>" not in info
+    assert 'status="200"' in crmtext(client, "optincustomer")
+    assert "<optinStatus>3</optinStatus>" in crmtext(client, "getcustomerinfo")
     calls = client.get("/_sandbox/calls?crm=crmtext").get_json()["calls"]
     assert [c["method"] for c in calls] == ["getcustomerinfo", "optoutcustomer", "optoutcustomer",
-                                            "getcustomerinfo", "optincustomer"]
+                                            "getcustomerinfo", "optincustomer", "getcustomerinfo"]
     assert {c["keyword"] for c in calls} == {"GRAND"} and calls[0]["phone_number"] == "5551234567"
 
 
@@ -109,7 +114,9 @@ def test_faults_apply_to_next_calls_in_order_and_are_recorded(client):
     calls = client.get("/_sandbox/calls?crm=crmtext").get_json()["calls"]
     assert [c.get("fault") for c in calls] == ["500", "500", "429", None]
     # The faulted calls were not applied: the fourth one was the first opt-out.
-    assert "<optinStatus>5</optinStatus>" in crmtext(client, "getcustomerinfo")
+    info = crmtext(client, "getcustomerinfo")
+    assert "<optinStatus>5</optinStatus>" in info and "<custMobile>5551234567</custMobile>" in info
+    assert "<customer>" not in info
 
 
 def test_slow_fault_delays_then_applies(client):

@@ -30,7 +30,7 @@ def test_helper_config_loads_into_typed_objects(tmp_path):
     assert settings.tenants["grand"].crmtext.keyword == "GRAND"
     assert settings.sources["twilio"].kind == "twilio"
     assert settings.sources["crmtext"].options["token"] == CRMTEXT_TOKEN
-    assert settings.worker.lease_seconds == 5
+    assert settings.worker.lease_seconds == 13
 
 
 def test_env_indirection_reads_the_named_variable(tmp_path):
@@ -181,7 +181,7 @@ def test_source_secret_of_the_wrong_type(tmp_path, token):
 
 
 def test_worker_option_out_of_range(tmp_path):
-    toml = config_toml().replace("lease_seconds = 5", "lease_seconds = 1")
+    toml = config_toml().replace("lease_seconds = 13", "lease_seconds = 1")
 
     assert "worker.lease_seconds" in refused(tmp_path, toml=toml)
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 from sqlalchemy import insert, select, update
 
-from receiver.crm.crmtext import CrmTextClient
+from receiver.crm.crmtext import DONE_ANSWERS, CrmTextClient
 from receiver.crm.experience import format_time
 from receiver.ledger.models import Attempt, Consent, Delivery, utcnow
 from receiver.ledger.outbox import DEAD, DONE, PENDING, SKIPPED, SUPERSEDED
@@ -91,6 +91,11 @@ class World:
         with self.engine.begin() as conn:
             conn.execute(update(Delivery).where(Delivery.status == PENDING).values(
                 next_attempt_at=utcnow() - timedelta(seconds=1)))
+
+    def settle_calls(self) -> None:
+        """Move every attempt an hour back: its call's deadline (and margin) is long past."""
+        with self.engine.begin() as conn:
+            conn.execute(update(Attempt).values(started_at=utcnow() - timedelta(hours=1)))
 
     def expire_leases(self) -> None:
         with self.engine.begin() as conn:
@@ -262,15 +267,15 @@ def test_a_refused_record_is_retried_alone(world):
 
 
 def test_server_error_is_retried_with_backoff(world):
-    world.stop(tenant="smsonly")
-    world.sandbox.fault(CRMTEXT, "500")
+    world.email_opt_out(EMAIL, MARKETING_DECLINE)
+    world.sandbox.fault(EXPERIENCE, "500")
     before = utcnow()
     assert world.worker().run_once() == 1
     after = utcnow()
 
-    row = world.delivery(CRMTEXT)
+    row = world.delivery(EXPERIENCE)
     assert (row.status, row.attempts, row.lease_owner, row.lease_until) == (PENDING, 1, None, None)
-    assert row.last_error and "Internal Server Error" in row.last_error
+    assert row.last_error and "internal error" in row.last_error
     assert_backoff(row, 1, before, after)
     [attempt] = world.attempts(row.id)
     assert (attempt.outcome, attempt.http_status) == ("retry", 500)
@@ -283,7 +288,23 @@ def test_server_error_is_retried_with_backoff(world):
     row = world.get(row.id)
     assert (row.status, row.attempts, row.last_error) == (DONE, 2, None)
     assert world.outcomes(row.id) == ["retry", "ok"]
-    assert world.methods() == ["optoutcustomer", "optoutcustomer"]
+    assert len(world.experience_records()) == 2
+
+
+def test_crmtext_server_error_is_an_unknown_outcome_checked_before_calling_again(world):
+    # Issue 11.3: a 5xx or an HTML page from in front of CRM Text can hide a call that applied.
+    world.stop(tenant="smsonly")
+    world.sandbox.fault(CRMTEXT, "502_html")  # applies the call, then answers a gateway's 502 page
+    world.worker().run_once()
+    row = world.delivery(CRMTEXT)
+    [attempt] = world.attempts(row.id)
+    assert (row.status, attempt.outcome, attempt.http_status) == (PENDING, "unknown", 502)
+
+    world.settle_calls()
+    world.make_due()
+    world.worker().run_once()
+    assert world.methods() == ["optoutcustomer", "getcustomerinfo"]  # one confirmation text
+    assert world.get(row.id).status == DONE and world.outcomes(row.id) == ["unknown", "already"]
 
 
 def test_backoff_doubles_and_is_capped(world):
@@ -317,16 +338,32 @@ def test_experience_retry_after_is_honoured(world):
     assert row.next_attempt_at >= before + timedelta(seconds=30)
 
 
-def test_permanent_refusal_is_dead_at_once(world):
+@pytest.mark.parametrize("message", ["Store not found for keyword", "User not found", "Customer not active"])
+def test_a_misleading_crmtext_4xx_is_retried_then_dead_never_done(world, message):
+    # Issue 11.1: a wrong keyword or password answers 4xx with "not found"; counting that as done lost
+    # every opt-out. The vendor's error shape: <response op=".." status="4xx" message="reason for Error">.
+    body = f'<response op="optoutcustomer" status="401" message="{message}"></response>'
     world.stop(tenant="smsonly")
-    world.sandbox.fault(CRMTEXT, "400")
+    world.sandbox.fault(CRMTEXT, "answer", body=body, count=10)
+    row = world.delivery(CRMTEXT)
+    for _ in range(4):  # max_attempts
+        assert world.worker().run_once() == 1
+        world.make_due()
+    row = world.get(row.id)
+    assert (row.status, row.attempts) == (DEAD, 4)
+    assert message in row.last_error
+    assert world.outcomes(row.id) == ["retry"] * 4
+    assert world.methods() == ["optoutcustomer"] * 4
+
+
+@pytest.mark.parametrize("message", sorted(DONE_ANSWERS))
+def test_the_named_crmtext_answers_count_as_done(world, message):
+    body = f'<response op="optoutcustomer" status="400" message="{message.capitalize()}."></response>'
+    world.stop(tenant="smsonly")
+    world.sandbox.fault(CRMTEXT, "answer", body=body)
     world.worker().run_once()
     row = world.delivery(CRMTEXT)
-    assert (row.status, row.attempts, row.lease_owner) == (DEAD, 1, None)
-    assert "bad request (sandbox fault)" in row.last_error
-    assert world.outcomes(row.id) == ["permanent"]
-    world.make_due()
-    assert world.worker().run_once() == 0
+    assert row.status == DONE and world.outcomes(row.id) == ["already"]
 
 
 def test_experience_permanent_refusal_kills_the_batch(world):
@@ -340,9 +377,9 @@ def test_experience_permanent_refusal_kills_the_batch(world):
 
 
 def test_repeated_server_errors_end_dead_after_max_attempts(world):
-    world.stop(tenant="smsonly")
-    world.sandbox.fault(CRMTEXT, "500", count=10)
-    row = world.delivery(CRMTEXT)
+    world.email_opt_out(EMAIL, MARKETING_DECLINE)
+    world.sandbox.fault(EXPERIENCE, "500", count=10)
+    row = world.delivery(EXPERIENCE)
     for attempt in range(1, 5):
         before = utcnow()
         assert world.worker().run_once() == 1
@@ -357,7 +394,7 @@ def test_repeated_server_errors_end_dead_after_max_attempts(world):
     assert world.outcomes(row.id) == ["retry"] * 4
     world.make_due()
     assert world.worker().run_once() == 0
-    assert world.methods() == ["optoutcustomer"] * 4
+    assert len(world.experience_records()) == 4
 
 
 def test_too_old_delivery_is_dead_on_its_next_failure(world):
@@ -366,11 +403,11 @@ def test_too_old_delivery_is_dead_on_its_next_failure(world):
     with world.engine.begin() as conn:  # max_age_hours defaults to 72
         conn.execute(update(Delivery).where(Delivery.id == row.id).values(
             created_at=utcnow() - timedelta(hours=73)))
-    world.sandbox.fault(CRMTEXT, "500")
+    world.sandbox.fault(CRMTEXT, "429")
     world.worker().run_once()
     row = world.get(row.id)
     assert (row.status, row.attempts) == (DEAD, 1)
-    assert "Internal Server Error" in row.last_error
+    assert "Too Many Requests" in row.last_error
 
 
 def test_a_replayed_old_delivery_gets_its_attempts_and_age_back(world):
@@ -382,7 +419,7 @@ def test_a_replayed_old_delivery_gets_its_attempts_and_age_back(world):
         conn.execute(update(Delivery).where(Delivery.id == row.id).values(
             status=DEAD, attempts=10, created_at=utcnow() - timedelta(hours=100)))
     assert replay(world.engine, row.id) == DEAD
-    world.sandbox.fault(CRMTEXT, "500")
+    world.sandbox.fault(CRMTEXT, "429", retry_after=0)
     world.worker().run_once()
     row = world.get(row.id)
     assert (row.status, row.attempts) == (PENDING, 1)  # retried, not dead: the age counts from the replay
@@ -437,6 +474,7 @@ def test_unknown_outcome_is_checked_before_calling_again(make_world):
 
     wait_until_opted_out(world)  # the call timed out for us but happened at the CRM
     seen = len(world.sandbox.calls(CRMTEXT))
+    world.settle_calls()
     world.make_due()
     assert world.worker().run_once() == 1
 
@@ -452,7 +490,8 @@ def test_unknown_outcome_that_did_not_happen_is_sent_again(make_world):
     world.stop(tenant="grand")
     row = world.delivery(CRMTEXT)
     with world.engine.begin() as conn:  # an earlier attempt timed out, the CRM never saw it
-        conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=utcnow(), outcome="unknown"))
+        conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=utcnow() - timedelta(minutes=1),
+                                            outcome="unknown"))
     world.worker().run_once()
     assert world.methods() == ["getcustomerinfo", "optoutcustomer"]
     assert world.get(row.id).status == DONE
@@ -465,7 +504,8 @@ def test_crash_takeover_waits_for_the_lease_then_checks_first(world):
     assert len(claimed) == 2 and all(r.lease_owner == "dead" for r in claimed)
     row = world.delivery(CRMTEXT)
     with world.engine.begin() as conn:  # it wrote its attempt as started, then died mid-call
-        conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=utcnow(), outcome="started"))
+        conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=utcnow() - timedelta(seconds=5),
+                                            outcome="started"))
 
     w2 = world.worker("w2")
     assert w2.run_once() == 0
@@ -504,6 +544,7 @@ def test_a_worker_that_dies_after_its_call_is_taken_over_without_a_second_call(w
     w2 = world.worker("w2")
     assert w2.run_once() == 0
     world.expire_leases()
+    world.settle_calls()  # the lease outlasts the call's deadline and margin (settings enforce it)
     assert w2.run_once() == 1
     assert world.methods() == ["optoutcustomer", "getcustomerinfo"]
     row = world.get(row.id)
@@ -521,7 +562,7 @@ def test_a_taken_over_lease_is_left_to_its_new_owner(world):
     assert taken.lease_owner == "B"
 
     with world.engine.begin() as conn:
-        assert a._renew(conn, [row_a.id]) == []
+        assert a._renew(conn, [row_a]) == []
     with world.engine.begin() as conn:  # A's late failure must not reschedule B's row
         a._finish(conn, row_a, "retry", detail="late failure of A")
     a.deliver_crmtext("smsonly", row_a)  # A does not call for a row it lost
@@ -542,7 +583,7 @@ def test_a_call_that_succeeded_after_its_lease_was_lost_is_not_repeated(world):
     a, b = world.worker("A"), world.worker("B")
     [row_a] = a.claim()
     with world.engine.begin() as conn:  # what deliver_crmtext does just before calling
-        assert a._renew(conn, [row_a.id]) == [row_a.id]
+        assert [r.id for r in a._renew(conn, [row_a])] == [row_a.id]
         attempt_id = conn.execute(insert(Attempt).values(
             delivery_id=row_a.id, started_at=utcnow(), outcome="started").returning(Attempt.id)).scalar()
     world.expire_leases()  # A stalls mid-call, its lease runs out and B claims the row
