@@ -18,11 +18,11 @@ import requests
 from sqlalchemy import insert, select, update
 
 from receiver.crm.crmtext import DONE_ANSWERS, CrmTextClient
-from receiver.crm.experience import format_time
+from receiver.crm.experience import ExperienceClient, format_time
 from receiver.ledger.models import Attempt, Consent, Delivery, utcnow
 from receiver.ledger.outbox import DEAD, DONE, PENDING, SKIPPED, SUPERSEDED
 from receiver.ledger.record import Ledger
-from receiver.settings import SourceConfig
+from receiver.settings import CALL_MARGIN_SECONDS, SourceConfig
 from receiver.signals import OPT_IN, OPT_OUT, Inbound, Signal
 from receiver.sources.sms import sms_signal
 from receiver.states import CRMTEXT, EXPERIENCE, MAIL_BAN, MARKETING_DECLINE
@@ -448,6 +448,81 @@ def test_stop_start_stop_before_delivery_texts_once(world):
     assert [d.status for d in world.deliveries(CRMTEXT)] == [SKIPPED, DONE]
 
 
+def start(world: World, phone: str = PHONE, tenant: str = "grand") -> None:
+    world._n += 1
+    world.record(sms_signal(f"SM{world._n}", phone, OPT_IN, keyword="START"), tenant=tenant)
+
+
+def test_a_start_committed_mid_batch_stops_the_opt_out_that_follows(world, monkeypatch):
+    # Issue 10.11: owed-ness was checked once per claim, so this STOP was still sent after START.
+    first, second = "+15551110001", "+15551110002"
+    world.stop(first, tenant="smsonly")
+    world.stop(second, tenant="smsonly")
+    real_opt_out = CrmTextClient.opt_out
+
+    def opt_out_while_the_guest_texts_start(client, ten_digits):
+        if ten_digits == first[2:]:
+            start(world, second, tenant="smsonly")  # committed while the worker is on the first call
+        return real_opt_out(client, ten_digits)
+
+    monkeypatch.setattr(CrmTextClient, "opt_out", opt_out_while_the_guest_texts_start)
+    assert world.worker().run_once() == 2
+    assert [c["phone_number"] for c in world.sandbox.calls(CRMTEXT)] == [first[2:]]
+    one, two = world.deliveries(CRMTEXT)
+    assert world.get(one.id).status == DONE
+    assert (world.get(two.id).status, world.get(two.id).reason) == (SKIPPED, SUPERSEDED)
+    assert world.attempts(two.id) == []
+
+
+def test_a_start_committed_between_experience_batches_trims_the_next_batch(make_world, monkeypatch):
+    world = make_world(batch_size=1)
+    first, second = "+15551110001", "+15551110002"
+    world.stop(first, tenant="grand")
+    world.stop(second, tenant="grand")
+    real_opt_out = ExperienceClient.opt_out
+
+    def opt_out_while_the_guest_texts_start(client, records):
+        if records[0]["phone"] == first:
+            start(world, second)
+        return real_opt_out(client, records)
+
+    monkeypatch.setattr(ExperienceClient, "opt_out", opt_out_while_the_guest_texts_start)
+    worker = world.worker()
+    worker.deliver_experience("grand", [row for row in worker.claim() if row.crm == EXPERIENCE])
+    assert [[r["phone"] for r in batch] for batch in world.experience_records()] == [[first]]
+    assert [world.get(d.id).status for d in world.deliveries(EXPERIENCE)] == [DONE, SKIPPED]
+
+
+def test_an_email_linked_to_two_phones_sends_both_phones_states(world):
+    # Issue 10.8: records were coalesced by email alone, so only one phone's sms_ban reached Experience
+    # while both deliveries were marked done.
+    other = "+15559990000"
+    world.email_opt_out(EMAIL, MARKETING_DECLINE, phone=PHONE)  # link tokens carrying each phone
+    world.email_opt_out(EMAIL, MARKETING_DECLINE, phone=other)
+    world.worker().run_once()
+    world.stop(PHONE)
+    world.stop(other)
+    world.worker().run_once()
+    [batch] = world.experience_records()[1:]
+    assert sorted((r["email"], r["phone"], "sms_ban" in r) for r in batch) == [
+        (EMAIL, PHONE, True), (EMAIL, other, True)]
+    assert {d.status for d in world.deliveries(EXPERIENCE)} == {DONE}
+
+
+def test_an_experience_answer_it_cannot_read_is_never_a_success(world):
+    # Issue 10.9: an `errors` body of an unknown shape counted as success for the whole batch.
+    world.email_opt_out("a@example.com", MARKETING_DECLINE)
+    world.email_opt_out("b@example.com", MARKETING_DECLINE)
+    world.sandbox.fault(EXPERIENCE, "answer", body='{"successes": {}, "errors": "batch refused"}')
+    world.worker().run_once()
+    rows = world.deliveries(EXPERIENCE)
+    assert [(r.status, r.attempts) for r in rows] == [(PENDING, 1), (PENDING, 1)]
+    assert all(world.outcomes(r.id) == ["unknown"] for r in rows)
+    world.make_due()
+    world.worker().run_once()
+    assert {r.status for r in world.deliveries(EXPERIENCE)} == {DONE}
+
+
 # -- unknown outcomes and leases ---------------------------------------------------------------
 
 
@@ -494,6 +569,36 @@ def test_unknown_outcome_that_did_not_happen_is_sent_again(make_world):
                                             outcome="unknown"))
     world.worker().run_once()
     assert world.methods() == ["getcustomerinfo", "optoutcustomer"]
+    assert world.get(row.id).status == DONE
+
+
+def test_the_status_is_not_asked_before_the_unknown_call_s_deadline_has_passed(make_world):
+    # Issue 11.4: asked too soon, getcustomerinfo raced the first call still being applied,
+    # read "not opted out", and a second optoutcustomer texted the guest again.
+    world = make_world(crmtext_timeout=0.5)
+    world.stop(tenant="grand")
+    world.sandbox.fault(CRMTEXT, "slow", delay=1.0)
+    world.worker().run_once()
+    row = world.delivery(CRMTEXT)
+    [attempt] = world.attempts(row.id)
+    settled = attempt.started_at + timedelta(seconds=0.5 + CALL_MARGIN_SECONDS)
+    assert world.get(row.id).next_attempt_at >= settled
+
+    world.make_due()  # due at once, as after a crash or a short backoff
+    assert world.worker().run_once() == 1
+    assert world.methods() == ["optoutcustomer"]  # no status asked yet
+    later = world.get(row.id)
+    assert (later.status, later.attempts, later.lease_owner) == (PENDING, 1, None)
+    assert later.next_attempt_at >= settled
+    assert world.outcomes(row.id) == ["unknown"]
+
+    wait_until_opted_out(world)  # the slow call lands
+    seen = len(world.methods())
+    world.settle_calls()
+    world.make_due()
+    world.worker().run_once()
+    assert world.methods()[seen:] == ["getcustomerinfo"]
+    assert world.methods().count("optoutcustomer") == 1
     assert world.get(row.id).status == DONE
 
 
