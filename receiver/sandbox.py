@@ -24,7 +24,7 @@ Control API:
   GET    /_sandbox/calls[?crm=crmtext|experience]  every call received, in order:
          {"calls": [{"crm", "method", "phone_number", "keyword", "records", "since",
          "authorization", "at", "fault"?}]}; method is the CRM Text method, or "opt_out" /
-         "retrieve" for Experience.
+         "retrieve" for Experience; "followed_redirect" when a client followed a "redirect".
   POST   /_sandbox/reset                            forget calls, customers, records, faults, shape.
   POST   /_sandbox/crmtext/shape  {"layout": "flat" | "customer", "status_tag": "optinStatus"}
          the variants seen of CRM Text's answer, until the next reset: fields directly under
@@ -227,7 +227,10 @@ def create_sandbox_app() -> Flask:
 
     @app.route("/_sandbox/moved", methods=["GET", "POST"])
     def moved():
-        return faults.moved(request.args.get("crm", ""))
+        crm = request.args.get("crm", "")
+        with state.lock:  # logged, not faulted: it shows a client that followed a redirect
+            state.calls.append({"crm": crm, "method": "followed_redirect", "at": datetime.now(UTC).isoformat()})
+        return faults.moved(crm)
 
     @app.post("/_sandbox/crmtext/shape")
     def crmtext_shape():

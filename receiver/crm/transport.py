@@ -78,8 +78,9 @@ def call(session: requests.Session, method: str, url: str, *, timeout: float,
             resp.close()
     reply = Reply(resp.status_code, resp.headers, resp.url or url, content)
     if 300 <= reply.status_code < 400:
+        location = safe_url(resp.headers.get("Location"))[:200]
         raise Retryable(f"HTTP {reply.status_code} from {where}: redirects are not followed",
-                        status=reply.status_code, detail=resp.headers.get("Location", "")[:200])
+                        status=reply.status_code, detail=f"redirect to {location} not followed")
     return reply
 
 
