@@ -46,8 +46,6 @@ Control API:
   DELETE /_sandbox/faults                           drop pending faults.
 """
 
-import base64
-import binascii
 import re
 import signal
 import threading
@@ -55,12 +53,12 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
-from . import sandbox_faults as faults
+from . import sandbox_answers as answers
+from .sandbox_answers import basic_keyword, crmtext_xml
 
 CRMS = ("crmtext", "experience")
 PAGE_SIZE = 250
@@ -68,6 +66,7 @@ MAX_RECORDS = 250
 CRMTEXT_METHODS = ("optoutcustomer", "getcustomerinfo", "optincustomer")
 _TEN_DIGITS = re.compile(r"[0-9]{10}")
 _BEARER = re.compile(r"^Bearer [^:\s]+:[^:\s]+$")
+
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -115,48 +114,48 @@ def create_sandbox_app() -> Flask:
     def crmtext():
         method = request.values.get("method", "")
         number = request.values.get("phone_number", "")
-        keyword = _basic_keyword(request.headers.get("Authorization", ""))
+        keyword = basic_keyword(request.headers.get("Authorization", ""))
         fault = state.record_call("crmtext", method, phone_number=number, keyword=keyword)
-        if fault and fault["mode"] not in faults.APPLYING:
-            return faults.crmtext_fault(fault, method, _xml)
+        if fault and fault["mode"] not in answers.APPLYING:
+            return answers.crmtext_fault(fault, method)
         if fault and fault["mode"] == "slow":
             time.sleep(fault["delay"])
         answer = crmtext_answer(method, number, keyword)
-        return faults.after(fault, answer) if fault else answer
+        return answers.after(fault, answer) if fault else answer
 
     def crmtext_answer(method: str, number: str, keyword: str | None) -> Response:
         if keyword is None:
-            return _xml(method, "401", "authentication failed")
+            return crmtext_xml(method, "401", "authentication failed")
         if method not in CRMTEXT_METHODS:
-            return _xml(method, "400", "unknown method")
+            return crmtext_xml(method, "400", "unknown method")
         if not _TEN_DIGITS.fullmatch(number):
-            return _xml(method, "400", "phone_number must be 10 digits")
+            return crmtext_xml(method, "400", "phone_number must be 10 digits")
         with state.lock:
             customer = state.customers.get((keyword, number))
             if method == "getcustomerinfo":
                 if customer is None:
-                    return _xml(method, "404", "customer not found")
+                    return crmtext_xml(method, "404", "customer not found")
             elif method == "optoutcustomer" and customer and customer["optinStatus"] == 5:
-                return _xml(method, "400", "Customer already opted out")
+                return crmtext_xml(method, "400", "Customer already opted out")
             else:
                 if customer is None:
                     customer = {"custId": str(100000 + len(state.customers)), "custMobile": number}
                     state.customers[(keyword, number)] = customer
                 customer["optinStatus"] = 5 if method == "optoutcustomer" else 3
                 customer["timestamp"] = _now()
-            return _xml(method, "200", "ok", dict(customer), shape=dict(state.shape))
+            return crmtext_xml(method, "200", "ok", dict(customer), shape=dict(state.shape))
 
     @app.post("/experience/api/xp-unsubscribe/opt-out")
     def experience_opt_out():
         body = request.get_json(silent=True)
         recipients = body.get("recipients") if isinstance(body, dict) else None
         fault = state.record_call("experience", "opt_out", records=recipients)
-        if fault and fault["mode"] not in faults.APPLYING:
-            return faults.experience_fault(fault, {"successes": {}, "errors": {}})
+        if fault and fault["mode"] not in answers.APPLYING:
+            return answers.experience_fault(fault, {"successes": {}, "errors": {}})
         if fault and fault["mode"] == "slow":
             time.sleep(fault["delay"])
         answer = experience_answer(recipients)
-        return faults.after(fault, answer) if fault else answer
+        return answers.after(fault, answer) if fault else answer
 
     def experience_answer(recipients) -> Response:
         if not _BEARER.match(request.headers.get("Authorization", "")):
@@ -180,8 +179,8 @@ def create_sandbox_app() -> Flask:
     def experience_retrieve():
         since, cursor = request.args.get("since"), request.args.get("cursor", "0")
         fault = state.record_call("experience", "retrieve", since=since)
-        if fault and fault["mode"] not in faults.APPLYING:
-            return faults.experience_fault(fault, {"recipients": [], "next_page_url": None})
+        if fault and fault["mode"] not in answers.APPLYING:
+            return answers.experience_fault(fault, {"recipients": [], "next_page_url": None})
         if fault and fault["mode"] == "slow":
             time.sleep(fault["delay"])
         if not _BEARER.match(request.headers.get("Authorization", "")):
@@ -230,7 +229,7 @@ def create_sandbox_app() -> Flask:
         crm = request.args.get("crm", "")
         with state.lock:  # logged, not faulted: it shows a client that followed a redirect
             state.calls.append({"crm": crm, "method": "followed_redirect", "at": datetime.now(UTC).isoformat()})
-        return faults.moved(crm)
+        return answers.moved(crm)
 
     @app.post("/_sandbox/crmtext/shape")
     def crmtext_shape():
@@ -247,10 +246,10 @@ def create_sandbox_app() -> Flask:
     def add_faults():
         spec = request.get_json(silent=True) or {}
         try:
-            fault = faults.parse(spec)
+            fault = answers.parse(spec)
             crm = spec["crm"]
         except (KeyError, TypeError, ValueError):
-            return jsonify({"error": f"crm and mode are required, mode in {faults.MODES}; count >= 1, "
+            return jsonify({"error": f"crm and mode are required, mode in {answers.MODES}; count >= 1, "
                                      "delay, http_status and size_mb are numbers"}), 400
         if crm not in CRMS:
             return jsonify({"error": f"crm in {CRMS}"}), 400
@@ -267,36 +266,6 @@ def create_sandbox_app() -> Flask:
         return jsonify({"faults": []})
 
     return app
-
-
-def _basic_keyword(header: str) -> str | None:
-    """The KEYWORD of a Basic ``user:password:KEYWORD`` credential, or None if malformed."""
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        text = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, _, rest = text.partition(":")
-    password, _, keyword = rest.rpartition(":")
-    return keyword if user and password and keyword else None
-
-
-def _xml(method: str, status: str, message: str, customer: dict | None = None,
-         http_status: int = 200, shape: dict | None = None) -> Response:
-    inner = ""
-    if customer is not None:
-        shape = shape or {"layout": "flat", "status_tag": "optinStatus"}
-        fields = {"timestamp": customer["timestamp"], "custName": ""}
-        if method == "getcustomerinfo":
-            fields = {"custId": customer["custId"], "subacct": "12345", **fields,
-                      shape["status_tag"]: customer["optinStatus"], "custMobile": customer["custMobile"]}
-        inner = "".join(f"<{k}>{escape(str(v))}</{k}>" if v != "" else f"<{k}/>" for k, v in fields.items())
-        if shape["layout"] == "customer":
-            inner = f"<customer>{inner}</customer>"
-    body = f"<response op={quoteattr(method)} status={quoteattr(status)} message={quoteattr(message)}>{inner}</response>"
-    return Response(body, status=http_status, content_type="text/xml; charset=utf-8")
 
 
 def serve(host: str = "127.0.0.1", port: int = 9000) -> None:

@@ -17,23 +17,21 @@ import socket
 import threading
 from collections import defaultdict
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, insert, or_, select, update
 
 from . import metrics
-from .crm.crmtext import CrmTextClient
+from .crm.crmtext import OPTED_OUT, CrmTextClient
 from .crm.errors import CrmError, OutcomeUnknown, Permanent, backoff_seconds
 from .crm.experience import ExperienceClient, coalesce
 from .identities import mask_email, mask_phone
 from .ledger.models import Attempt, Delivery, utcnow
-from .ledger.outbox import DEAD, DONE, PENDING, SKIPPED, SUPERSEDED, Outcome, owed_states
-from .settings import CALL_MARGIN_SECONDS, Settings
+from .ledger.outbox import DEAD, DONE, PENDING, Outcome, still_owed
+from .settings import Settings
 from .states import CRMTEXT, EXPERIENCE
 
 log = logging.getLogger(__name__)
-CUSTOMER_OPTED_OUT = 5
 
 
 def masked(identity: str) -> str:
@@ -114,33 +112,17 @@ class Worker:
     def _renew(self, conn, rows: list) -> list:
         """Extend our lease on ``rows`` just before a call; returns those still ours and still owed.
 
-        Checked in the transaction that renews the lease, so a re-consent (START) committed since
-        the claim, even while the worker was busy with earlier calls of the batch, stops the call
-        that follows: the delivery is skipped as superseded. An Experience record keeps only the
-        states still owed.
+        Owed-ness is checked in this transaction, so a re-consent (START) committed since the claim,
+        even while the worker was busy with earlier calls of the batch, stops the call that follows.
         """
-        now = utcnow()
         ours = set(conn.execute(select(Delivery.id).where(
             Delivery.id.in_([row.id for row in rows]), Delivery.lease_owner == self.owner,
             Delivery.status == PENDING,
         ).with_for_update()).scalars())
-        rows = [row for row in rows if row.id in ours]
-        owed = owed_states(conn, rows) if rows else {}
-        kept = []
-        for row in rows:
-            states = owed[row.id]
-            if not states:
-                conn.execute(update(Delivery).where(Delivery.id == row.id).values(
-                    status=SKIPPED, reason=SUPERSEDED, lease_owner=None, lease_until=None, updated_at=now))
-                log.info("delivery %s to %s for %s skipped: %s", row.id, row.crm, masked(row.identity), SUPERSEDED)
-                continue
-            if row.crm == EXPERIENCE and len(states) < len(row.payload["states"]):
-                payload = {**row.payload, "states": {s: row.payload["states"][s] for s in states}}
-                row = SimpleNamespace(**{**row._mapping, "payload": payload})
-            kept.append(row)
+        kept = still_owed(conn, [row for row in rows if row.id in ours])
         if kept:
             conn.execute(update(Delivery).where(Delivery.id.in_([row.id for row in kept])).values(
-                lease_until=now + timedelta(seconds=self.config.lease_seconds)))
+                lease_until=utcnow() + timedelta(seconds=self.config.lease_seconds)))
         return kept
 
     def _postpone(self, conn, row, until: datetime, why: str) -> None:
@@ -237,7 +219,7 @@ class Worker:
                 self._finish(conn, row, Outcome.ALREADY, detail="an earlier attempt already delivered it")
             return
         if earlier:
-            settled = max(a.started_at for a in earlier) + self._call_span(client)
+            settled = client.settled_after(max(a.started_at for a in earlier))
             if utcnow() < settled:
                 # That call may still be under way: a status read now could say "not opted out".
                 with self.engine.begin() as conn:
@@ -250,7 +232,7 @@ class Worker:
                 with self.engine.begin() as conn:
                     self._finish(conn, row, Outcome.RETRY, error=exc, started=checked)
                 return
-            if status == CUSTOMER_OPTED_OUT:
+            if status == OPTED_OUT:
                 with self.engine.begin() as conn:
                     self._finish(conn, row, Outcome.ALREADY, started=checked,
                                  detail="CRM Text already has the number opted out (checked)")
@@ -270,12 +252,7 @@ class Worker:
         with self.engine.begin() as conn:
             self._finish(conn, row, outcome, error=error, attempt_id=attempt_id, started=started,
                          detail=None if error else result.message,
-                         not_before=started + self._call_span(client) if outcome == Outcome.UNKNOWN else None)
-
-    @staticmethod
-    def _call_span(client) -> timedelta:
-        """How long after its start a call may still be applying at the CRM: its deadline, plus margin."""
-        return timedelta(seconds=client.config.timeout + CALL_MARGIN_SECONDS)
+                         not_before=client.settled_after(started) if outcome == Outcome.UNKNOWN else None)
 
     # -- Experience -----------------------------------------------------------------------------
 

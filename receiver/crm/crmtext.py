@@ -24,12 +24,13 @@ import base64
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import requests
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from ..settings import CrmTextConfig
+from ..settings import CALL_MARGIN_SECONDS, CrmTextConfig
 from .errors import OutcomeUnknown, Retryable, parse_retry_after
 from .transport import Reply, call, new_session
 
@@ -103,6 +104,11 @@ class CrmTextClient:
             raise Retryable("CRM Text answer has no single optinStatus", status=answer.status,
                             detail=answer.message)
         return int(found.pop())
+
+    def settled_after(self, started: datetime) -> datetime:
+        """When a call started at ``started`` can no longer be applying at the CRM: its deadline plus
+        margin. Asked sooner, GetCustomerInfo could say "not opted out" of a call still under way."""
+        return started + timedelta(seconds=self.config.timeout + CALL_MARGIN_SECONDS)
 
     def _post(self, method: str, ten_digits: str) -> _Answer:
         if not _TEN_DIGITS.fullmatch(ten_digits or ""):

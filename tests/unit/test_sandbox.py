@@ -1,4 +1,5 @@
 import base64
+import gzip
 import re
 import signal
 import subprocess
@@ -137,9 +138,64 @@ def test_hostile_and_broken_xml_faults(client, mode, marker):
     assert 'status="404"' in crmtext(client, "getcustomerinfo")
 
 
+@pytest.mark.parametrize("layout", ["flat", "customer"])
+@pytest.mark.parametrize("status_tag", ["optinStatus", "optInStatus", "OPTINSTATUS"])
+def test_crmtext_answer_shape_variants(client, layout, status_tag):
+    assert client.post("/_sandbox/crmtext/shape", json={"layout": layout, "status_tag": status_tag}).status_code == 200
+    crmtext(client, "optoutcustomer")
+    fields = (f"<custId>100000</custId><subacct>12345</subacct><timestamp>[0-9: -]+</timestamp><custName/>"
+              f"<{status_tag}>5</{status_tag}><custMobile>5551234567</custMobile>")
+    if layout == "customer":
+        fields = f"<customer>{fields}</customer>"
+    info = crmtext(client, "getcustomerinfo")
+    assert re.fullmatch(f'<response op="getcustomerinfo" status="200" message="ok">{fields}</response>', info)
+    client.post("/_sandbox/reset")
+    crmtext(client, "optoutcustomer")
+    assert "<customer>" not in crmtext(client, "getcustomerinfo")  # reset: the documented flat shape
+
+
+@pytest.mark.parametrize("spec", [{"layout": "nested"}, {"status_tag": "status"}, {"layout": 3}])
+def test_crmtext_answer_shape_validation(client, spec):
+    assert client.post("/_sandbox/crmtext/shape", json=spec).status_code == 400
+
+
+def test_502_html_and_drip_faults_apply_the_call(client):
+    client.post("/_sandbox/faults", json={"crm": "crmtext", "mode": "502_html"})
+    resp = client.post(CRMTEXT, data={"method": "optoutcustomer", "phone_number": "5551234567"}, headers=AUTH)
+    assert resp.status_code == 502 and resp.mimetype == "text/html" and b"502 Bad Gateway" in resp.data
+    assert "<optinStatus>5</optinStatus>" in crmtext(client, "getcustomerinfo")
+
+    client.post("/_sandbox/faults", json={"crm": "crmtext", "mode": "drip", "delay": 0.01})
+    started = time.monotonic()
+    body = crmtext(client, "optoutcustomer", "5550000000")
+    assert body.startswith('<response op="optoutcustomer" status="200"')
+    assert time.monotonic() - started >= 0.01 * len(body)
+
+
+def test_gzip_bomb_redirect_and_answer_faults(client):
+    client.post("/_sandbox/faults", json={"crm": "experience", "mode": "gzip_bomb", "size_mb": 2})
+    resp = client.post(OPT_OUT, json={"recipients": []}, headers=BEARER)
+    assert resp.headers["Content-Encoding"] == "gzip" and len(resp.data) < 10_000
+    assert gzip.decompress(resp.data) == b"\0" * (2 << 20)
+
+    client.post("/_sandbox/faults", json={"crm": "crmtext", "mode": "redirect"})
+    resp = client.post(CRMTEXT, data={"method": "optoutcustomer", "phone_number": "5551234567"}, headers=AUTH)
+    assert resp.status_code == 302 and resp.headers["Location"] == "/_sandbox/moved?crm=crmtext"
+    assert 'status="200"' in client.get(resp.headers["Location"]).get_data(as_text=True)
+    calls = client.get("/_sandbox/calls?crm=crmtext").get_json()["calls"]
+    assert [c["method"] for c in calls] == ["optoutcustomer", "followed_redirect"]
+    assert 'status="404"' in crmtext(client, "getcustomerinfo")  # not applied
+
+    body = '<response op="optoutcustomer" status="404" message="Store not found for keyword"/>'
+    client.post("/_sandbox/faults", json={"crm": "crmtext", "mode": "answer", "body": body, "http_status": 404})
+    resp = client.post(CRMTEXT, data={"method": "optoutcustomer", "phone_number": "5551234567"}, headers=AUTH)
+    assert (resp.status_code, resp.get_data(as_text=True)) == (404, body)
+
+
 def test_fault_validation_clear_and_reset(client):
     assert client.post("/_sandbox/faults", json={"crm": "x", "mode": "500"}).status_code == 400
     assert client.post("/_sandbox/faults", json={"crm": "experience", "mode": "nope"}).status_code == 400
+    assert client.post("/_sandbox/faults", json={"crm": "crmtext", "mode": "answer", "http_status": 99}).status_code == 400
     client.post("/_sandbox/faults", json={"crm": "experience", "mode": "500"})
     assert client.delete("/_sandbox/faults").status_code == 200
     assert client.post(OPT_OUT, json={"recipients": [{"email": "a@example.com"}]}, headers=BEARER).status_code == 200

@@ -1,10 +1,14 @@
-"""The sandbox's scripted faults: the broken, slow and hostile answers a CRM (or what is in front of it) may give."""
+"""The sandbox's wire formats: CRM Text's credential and documented XML answers, and the broken,
+slow and hostile answers a CRM (or what is in front of it) may give, as scripted faults."""
 
+import base64
+import binascii
 import json
 import time
 import zlib
 from functools import cache
 from typing import Any
+from xml.sax.saxutils import escape, quoteattr
 
 from flask import Response, jsonify
 
@@ -36,6 +40,36 @@ BAD_GATEWAY = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\
                "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 
 
+def basic_keyword(header: str) -> str | None:
+    """The KEYWORD of a Basic ``user:password:KEYWORD`` credential, or None if malformed."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        text = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, _, rest = text.partition(":")
+    password, _, keyword = rest.rpartition(":")
+    return keyword if user and password and keyword else None
+
+
+def crmtext_xml(method: str, status: str, message: str, customer: dict | None = None,
+         http_status: int = 200, shape: dict | None = None) -> Response:
+    inner = ""
+    if customer is not None:
+        shape = shape or {"layout": "flat", "status_tag": "optinStatus"}
+        fields = {"timestamp": customer["timestamp"], "custName": ""}
+        if method == "getcustomerinfo":
+            fields = {"custId": customer["custId"], "subacct": "12345", **fields,
+                      shape["status_tag"]: customer["optinStatus"], "custMobile": customer["custMobile"]}
+        inner = "".join(f"<{k}>{escape(str(v))}</{k}>" if v != "" else f"<{k}/>" for k, v in fields.items())
+        if shape["layout"] == "customer":
+            inner = f"<customer>{inner}</customer>"
+    body = f"<response op={quoteattr(method)} status={quoteattr(status)} message={quoteattr(message)}>{inner}</response>"
+    return Response(body, status=http_status, content_type="text/xml; charset=utf-8")
+
+
 def parse(spec: dict) -> dict[str, Any]:
     """A fault from the control API's JSON; KeyError, TypeError or ValueError when malformed."""
     fault = {"mode": str(spec["mode"]), "count": int(spec.get("count", 1)),
@@ -49,11 +83,11 @@ def parse(spec: dict) -> dict[str, Any]:
     return fault
 
 
-def crmtext_fault(fault: dict, method: str, xml) -> Response:
+def crmtext_fault(fault: dict, method: str) -> Response:
     """The answer of a fault that does not apply the call (CRM Text's XML world)."""
     mode = fault["mode"]
     if mode == "400":
-        return xml(method, "400", "bad request (sandbox fault)", http_status=400)
+        return crmtext_xml(method, "400", "bad request (sandbox fault)", http_status=400)
     body = {
         "malformed": "<response op=optoutcustomer status=200 <<<",
         "truncated": f'<response op="{method}" status="200" message="ok"><customer><custId>1</cu',
