@@ -1,12 +1,11 @@
 """The worker: claims due deliveries, calls the CRMs, backs off, dead-letters, stops on SIGTERM.
 
-Claims are atomic (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's single writer lock with
-``BEGIN IMMEDIATE``) and leased: a worker killed mid-batch loses its claims when the lease runs
-out. Before every CRM call the lease is renewed, and whether the delivery is still owed checked,
-in the same transaction that writes the attempt as ``started``; a row whose lease was taken over is
-left to its new owner. An OptOutCustomer whose outcome is unknown (timeout, crash mid-call, a
-gateway's error page) is never simply repeated: once that call's deadline has passed, the number's
-status is asked first, so a guest gets at most one confirmation text per opt-out.
+Claims are atomic (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE``) and
+leased: a worker killed mid-batch loses its claims when the lease runs out. Before every CRM call
+the lease is renewed, and the delivery checked still owed, in the transaction that writes the
+attempt as ``started``; a row whose lease was taken over is left to its new owner. An
+OptOutCustomer whose outcome is unknown (timeout, crash mid-call, a gateway's error page) is never
+simply repeated: once that call's deadline has passed, the number's status is asked first.
 """
 
 import logging
@@ -23,19 +22,14 @@ from sqlalchemy import Engine, insert, or_, select, update
 
 from . import metrics
 from .crm.crmtext import OPTED_OUT, CrmTextClient
-from .crm.errors import CrmError, OutcomeUnknown, Permanent, backoff_seconds
+from .crm.errors import CrmError, backoff_seconds
 from .crm.experience import ExperienceClient, coalesce
-from .identities import mask_email, mask_phone
 from .ledger.models import Attempt, Delivery, utcnow
-from .ledger.outbox import DEAD, DONE, PENDING, Outcome, still_owed
+from .ledger.outbox import DEAD, DONE, PENDING, Outcome, masked, still_owed
 from .settings import Settings
 from .states import CRMTEXT, EXPERIENCE
 
 log = logging.getLogger(__name__)
-
-
-def masked(identity: str) -> str:
-    return mask_email(identity) if "@" in identity else mask_phone(identity)
 
 
 class Worker:
@@ -84,10 +78,12 @@ class Worker:
             if crm == EXPERIENCE:
                 self.deliver_experience(tenant, rows)
             else:
-                for row in rows:
+                for i, row in enumerate(rows):
                     if self.stopping.is_set():
                         break
-                    self.deliver_crmtext(tenant, row)
+                    if not self.deliver_crmtext(tenant, row):
+                        self._spare(rows[i + 1:])
+                        break
         return len(claimed)
 
     # -- claiming and leases --------------------------------------------------------------------
@@ -110,11 +106,8 @@ class Worker:
             return conn.execute(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
 
     def _renew(self, conn, rows: list) -> list:
-        """Extend our lease on ``rows`` just before a call; returns those still ours and still owed.
-
-        Owed-ness is checked in this transaction, so a re-consent (START) committed since the claim,
-        even while the worker was busy with earlier calls of the batch, stops the call that follows.
-        """
+        """Extend our lease on ``rows`` just before a call; returns those still ours and still owed,
+        checked in this transaction so that a re-consent (START) committed mid-batch stops the call."""
         ours = set(conn.execute(select(Delivery.id).where(
             Delivery.id.in_([row.id for row in rows]), Delivery.lease_owner == self.owner,
             Delivery.status == PENDING,
@@ -125,11 +118,21 @@ class Worker:
                 lease_until=utcnow() + timedelta(seconds=self.config.lease_seconds)))
         return kept
 
-    def _postpone(self, conn, row, until: datetime, why: str) -> None:
-        """Hand the row back until ``until`` without counting an attempt."""
-        conn.execute(update(Delivery).where(Delivery.id == row.id, Delivery.lease_owner == self.owner).values(
-            next_attempt_at=until, lease_owner=None, lease_until=None, updated_at=utcnow()))
-        log.info("delivery %s to %s for %s postponed: %s", row.id, row.crm, masked(row.identity), why)
+    def _postpone(self, rows: list, until: datetime, why: str) -> None:
+        """Hand ``rows`` back until ``until`` without counting an attempt."""
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(Delivery).where(Delivery.id.in_([row.id for row in rows]),
+                                                Delivery.lease_owner == self.owner, Delivery.status == PENDING)
+                         .values(next_attempt_at=until, lease_owner=None, lease_until=None, updated_at=utcnow()))
+        log.info("%d deliveries postponed: %s", len(rows), why)
+
+    def _spare(self, rows: list) -> None:
+        """A CRM that failed a call (too slow, unreachable, limiting) costs one deadline per claim:
+        its other rows wait behind the other tenants'."""
+        self._postpone(rows, utcnow() + timedelta(seconds=self.config.backoff_base_seconds),
+                       "their CRM failed the previous call")
 
     def release(self) -> None:
         """On a clean stop, hand unfinished claims back at once instead of waiting for the lease."""
@@ -194,8 +197,7 @@ class Worker:
     def _client(self, crm: str, tenant: str):
         key = (crm, tenant)
         if key not in self._clients:
-            tenant_config = self.settings.tenants.get(tenant)
-            config = getattr(tenant_config, crm, None)
+            config = getattr(self.settings.tenants.get(tenant), crm, None)
             if config is None:
                 raise LookupError(f"tenant {tenant!r} has no {crm} settings in the config")
             self._clients[key] = ExperienceClient(config) if crm == EXPERIENCE else CrmTextClient(config)
@@ -203,12 +205,13 @@ class Worker:
 
     # -- CRM Text -------------------------------------------------------------------------------
 
-    def deliver_crmtext(self, tenant: str, row) -> None:
+    def deliver_crmtext(self, tenant: str, row) -> bool:
+        """Deliver one row; False when CRM Text failed the call (the rest of the claim can wait)."""
         client = self._client(CRMTEXT, tenant)
         ten = row.payload["ten_digits"]
         with self.engine.begin() as conn:
             if not self._renew(conn, [row]):
-                return
+                return True
             earlier = conn.execute(select(Attempt.outcome, Attempt.started_at).where(
                 Attempt.delivery_id == row.id,
                 Attempt.outcome.in_((Outcome.STARTED, Outcome.UNKNOWN, Outcome.OK, Outcome.ALREADY)))).all()
@@ -217,29 +220,28 @@ class Worker:
             # row done: calling again would text the guest a second confirmation.
             with self.engine.begin() as conn:
                 self._finish(conn, row, Outcome.ALREADY, detail="an earlier attempt already delivered it")
-            return
+            return True
         if earlier:
             settled = client.settled_after(max(a.started_at for a in earlier))
             if utcnow() < settled:
                 # That call may still be under way: a status read now could say "not opted out".
-                with self.engine.begin() as conn:
-                    self._postpone(conn, row, settled, "an earlier call's outcome is not settled yet")
-                return
+                self._postpone([row], settled, "an earlier call's outcome is not settled yet")
+                return True
             checked = utcnow()
             try:
                 status = client.customer_status(ten)
             except CrmError as exc:
                 with self.engine.begin() as conn:
                     self._finish(conn, row, Outcome.RETRY, error=exc, started=checked)
-                return
+                return False
             if status == OPTED_OUT:
                 with self.engine.begin() as conn:
                     self._finish(conn, row, Outcome.ALREADY, started=checked,
                                  detail="CRM Text already has the number opted out (checked)")
-                return
+                return True
         with self.engine.begin() as conn:
             if not self._renew(conn, [row]):
-                return
+                return True
             started = utcnow()
             attempt_id = conn.execute(insert(Attempt).values(
                 delivery_id=row.id, started_at=started, outcome=Outcome.STARTED).returning(Attempt.id)).scalar()
@@ -248,11 +250,12 @@ class Worker:
             result = client.opt_out(ten)
         except CrmError as exc:
             error = exc
-        outcome = _outcome(error) if error else Outcome.ALREADY if result.already_done else Outcome.OK
+        outcome = Outcome.of(error) if error else Outcome.ALREADY if result.already_done else Outcome.OK
         with self.engine.begin() as conn:
             self._finish(conn, row, outcome, error=error, attempt_id=attempt_id, started=started,
                          detail=None if error else result.message,
                          not_before=client.settled_after(started) if outcome == Outcome.UNKNOWN else None)
+        return error is None
 
     # -- Experience -----------------------------------------------------------------------------
 
@@ -263,14 +266,17 @@ class Worker:
         for start in range(0, len(groups), size):
             if self.stopping.is_set():
                 return
-            self._send_batch(client, [row for group in groups[start:start + size] for row in group])
+            if not self._send_batch(client, [row for group in groups[start:start + size] for row in group]):
+                self._spare([row for group in groups[start + size:] for row in group])
+                return
 
-    def _send_batch(self, client, rows: list) -> None:
+    def _send_batch(self, client, rows: list) -> bool:
+        """Send one batch; False when Experience failed the call."""
         with self.engine.begin() as conn:
             rows = self._renew(conn, rows)
         records, owners = coalesce(rows)
         if not records:
-            return
+            return True
         started = utcnow()
         try:
             failed = client.opt_out(records)
@@ -278,19 +284,14 @@ class Worker:
             with self.engine.begin() as conn:
                 for group in owners:
                     for row in group:
-                        self._finish(conn, row, _outcome(exc), error=exc, started=started)
-            return
+                        self._finish(conn, row, Outcome.of(exc), error=exc, started=started)
+            return False
         with self.engine.begin() as conn:
             for index, group in enumerate(owners):
                 for row in group:
                     if index in failed:
-                        self._finish(conn, row, Outcome.RETRY, detail=f"record refused: {failed[index]}"[:500],
-                                     started=started)
+                        detail = f"record refused: {failed[index]}"[:500]
+                        self._finish(conn, row, Outcome.RETRY, detail=detail, started=started)
                     else:
                         self._finish(conn, row, Outcome.OK, started=started, http_status=200)
-
-
-def _outcome(error: CrmError) -> Outcome:
-    if isinstance(error, Permanent):
-        return Outcome.PERMANENT
-    return Outcome.UNKNOWN if isinstance(error, OutcomeUnknown) else Outcome.RETRY
+        return True

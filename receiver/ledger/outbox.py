@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import select, update
 
+from ..crm.errors import CrmError, OutcomeUnknown, Permanent
 from ..identities import mask_email, mask_phone, us_ten_digits
 from ..settings import TenantConfig
 from ..signals import Signal
@@ -30,6 +31,13 @@ class Outcome(StrEnum):
     RETRY = "retry"
     UNKNOWN = "unknown"  # the call may have been applied: check before calling again
     PERMANENT = "permanent"
+
+    @classmethod
+    def of(cls, error: CrmError) -> "Outcome":
+        """The outcome of a call that failed with ``error``."""
+        if isinstance(error, Permanent):
+            return cls.PERMANENT
+        return cls.UNKNOWN if isinstance(error, OutcomeUnknown) else cls.RETRY
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,11 @@ def owed_states(conn, deliveries) -> dict[int, list[str]]:
     return owed
 
 
+def masked(identity: str) -> str:
+    """A delivery's identity as logs show it."""
+    return mask_email(identity) if "@" in identity else mask_phone(identity)
+
+
 def still_owed(conn, rows: list) -> list:
     """The rows that still owe something, an Experience row trimmed to the states it still owes;
     the others are marked skipped as superseded (their lease released)."""
@@ -91,8 +104,7 @@ def still_owed(conn, rows: list) -> list:
         if not states:
             conn.execute(update(Delivery).where(Delivery.id == row.id).values(
                 status=SKIPPED, reason=SUPERSEDED, lease_owner=None, lease_until=None, updated_at=utcnow()))
-            who = mask_email(row.identity) if "@" in row.identity else mask_phone(row.identity)
-            log.info("delivery %s to %s for %s skipped: %s", row.id, row.crm, who, SUPERSEDED)
+            log.info("delivery %s to %s for %s skipped: %s", row.id, row.crm, masked(row.identity), SUPERSEDED)
             continue
         if row.crm == EXPERIENCE and len(states) < len(row.payload["states"]):
             payload = {**row.payload, "states": {s: row.payload["states"][s] for s in states}}

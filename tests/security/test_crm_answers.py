@@ -91,6 +91,25 @@ def test_a_dripping_answer_holds_the_worker_no_longer_than_its_deadline(hostile)
     assert hostile.texts(GRAND) == 1
 
 
+def test_a_dripping_crm_costs_one_deadline_per_claim_and_other_tenants_go_on(hostile):
+    guests = ["+15551110001", "+15551110002", "+15551110003"]
+    for phone in guests:
+        hostile.stop(phone, "grand")
+    hostile.stop(SMALL, "smsonly")
+    hostile.sandbox.fault(CRMTEXT, "drip", delay=0.2)  # the first call; then CRM Text would answer again
+    before = utcnow()
+    assert hostile.run() < DEADLINE + 1.5
+    calls = [(c["method"], c["phone_number"]) for c in hostile.sandbox.calls(CRMTEXT)]
+    assert calls == [("optoutcustomer", guests[0][2:]), ("optoutcustomer", SMALL[2:])]
+    assert hostile.delivery(CRMTEXT, SMALL).status == DONE
+    for phone in guests[1:]:  # not called after their CRM failed one call: handed back, no attempt
+        spared = hostile.delivery(CRMTEXT, phone)
+        assert (spared.status, spared.attempts, spared.lease_owner) == (PENDING, 0, None)
+        assert spared.next_attempt_at > before
+    hostile.next_round()
+    assert {hostile.delivery(CRMTEXT, phone).status for phone in guests} == {DONE}
+
+
 def test_a_crm_that_drips_its_headers_is_cut_at_the_deadline(hostile, tmp_path, database_url):
     slow = RawCrm(drip(http_answer("200 OK", b'<response op="optoutcustomer" status="200" message="ok"/>'), 0.1))
     try:
