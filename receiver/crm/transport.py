@@ -105,8 +105,8 @@ def _read(resp: requests.Response, where: str, deadline: float, watch: "_Watchdo
             if time.monotonic() > deadline:
                 raise _unknown(resp, f"no complete answer from {where} within the deadline")
     except (HTTPError, OSError) as exc:
-        reason = "within the deadline" if watch.cut else f"({type(exc).__name__})"
-        raise _unknown(resp, f"answer from {where} broke off {reason}") from exc
+        reason = "cut off at the deadline" if watch.cut else f"broke off ({type(exc).__name__})"
+        raise _unknown(resp, f"answer from {where} {reason}") from exc
     except zlib.error as exc:
         raise _unknown(resp, f"answer from {where} does not decompress") from exc
     if inflate is not None and not inflate.eof:
