@@ -37,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .crm.errors import CrmError, Permanent, Retryable, backoff_seconds
 from .crm.experience import TIME_FORMAT, ExperienceClient
+from .crm.transport import new_session
 from .errors import ReceiverError
 from .identities import normalize_email, normalize_phone, valid_or_none
 from .ledger.db import dialect_insert
@@ -109,7 +110,7 @@ class Reconciler:
         self.settings = settings
         self.engine = engine
         self.ledger = Ledger(engine, settings.tenants)
-        self.session = session or requests.Session()
+        self.session = session or new_session()
         self.sleep = sleep
 
     def run(self, tenant: str, since: str | None = None) -> Summary:

@@ -7,7 +7,10 @@ CRM Text (its wire format, crm-apis.md section 2):
       store); without it the XML says status 401 while HTTP says 200, as HTTP and XML may
       disagree. optoutcustomer sets optinStatus 5, and a second one answers status 400
       "Customer already opted out"; optincustomer sets 3; getcustomerinfo of an unknown
-      number answers status 404 "customer not found". Answers are text/xml.
+      number answers status 404 "customer not found". Answers are text/xml in the vendor's
+      documented shape: fields directly under ``<response>`` (optoutcustomer and optincustomer:
+      ``timestamp``, ``custName``, as in its sample; getcustomerinfo adds ``custId``,
+      ``subacct``, ``optinStatus``, ``custMobile``).
 
 Experience (the assumed write endpoint and the documented read endpoint, section 1):
   POST /experience/api/xp-unsubscribe/opt-out       ``Authorization: Bearer a:b`` (else 401),
@@ -21,8 +24,12 @@ Control API:
   GET    /_sandbox/calls[?crm=crmtext|experience]  every call received, in order:
          {"calls": [{"crm", "method", "phone_number", "keyword", "records", "since",
          "authorization", "at", "fault"?}]}; method is the CRM Text method, or "opt_out" /
-         "retrieve" for Experience.
-  POST   /_sandbox/reset                            forget calls, customers, records, faults.
+         "retrieve" for Experience; "followed_redirect" when a client followed a "redirect".
+  POST   /_sandbox/reset                            forget calls, customers, records, faults, shape.
+  POST   /_sandbox/crmtext/shape  {"layout": "flat" | "customer", "status_tag": "optinStatus"}
+         the variants seen of CRM Text's answer, until the next reset: fields directly under
+         ``<response>`` (flat, the default) or in a ``<customer>`` child as client libraries
+         read them; the status tag in any case (``optInStatus``, ``OPTINSTATUS``).
   POST   /_sandbox/experience/records  {"records": [...], "page_size": 250, "at": "YYYY-MM-DD HH:MM:SS"}
          store Experience records as if opt-out calls had sent them (each with its own state
          times), received ``at`` (default now); ``page_size`` sets retrieve-opt-out's page size
@@ -30,15 +37,15 @@ Control API:
   POST   /_sandbox/faults  {"crm", "mode", "count": 1, "retry_after": 1, "delay": 1}
          the next ``count`` calls to that CRM fail with ``mode``: "500", "429" (with
          Retry-After), "400", "malformed", "truncated", "billion_laughs", "external_entity"
-         (HTTP 200 with a broken or hostile body), or "slow" (sleeps ``delay`` seconds, then
-         answers normally and does apply the call: "timed out, but it happened"). Only
-         "slow" applies the call. Fault sets queue up in the order posted.
+         (HTTP 200 with a broken or hostile body), "gzip_bomb" (``size_mb``, default 300, of
+         zeros in ~300 KB of gzip), "redirect" (a 302 to a GET that answers success), "answer"
+         (exactly ``body`` with ``http_status``), or, applying the call first: "slow" (sleeps
+         ``delay`` seconds, then answers normally: "timed out, but it happened"), "502_html"
+         (a gateway's 502 page), "drip" (the normal answer, one byte every ``delay`` seconds).
+         Fault sets queue up in the order posted.
   DELETE /_sandbox/faults                           drop pending faults.
 """
 
-import base64
-import binascii
-import json
 import re
 import signal
 import threading
@@ -46,37 +53,19 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
+from . import sandbox_answers as answers
+from .sandbox_answers import basic_keyword, crmtext_xml
+
 CRMS = ("crmtext", "experience")
-MODES = ("500", "429", "400", "slow", "malformed", "truncated", "billion_laughs", "external_entity")
 PAGE_SIZE = 250
 MAX_RECORDS = 250
 CRMTEXT_METHODS = ("optoutcustomer", "getcustomerinfo", "optincustomer")
 _TEN_DIGITS = re.compile(r"[0-9]{10}")
 _BEARER = re.compile(r"^Bearer [^:\s]+:[^:\s]+$")
-
-BILLION_LAUGHS = """<?xml version="1.0"?>
-<!DOCTYPE lolz [
- <!ENTITY lol "lol">
- <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
- <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
- <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
- <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
- <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
- <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]>
-<response op="optoutcustomer" status="200" message="&lol9;"/>
-"""
-EXTERNAL_ENTITY = """<?xml version="1.0"?>
-<!DOCTYPE response [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
-<response op="optoutcustomer" status="200" message="&xxe;"/>
-"""
 
 
 def _now() -> str:
@@ -95,6 +84,7 @@ class _State:
         self.customers: dict[tuple[str, str], dict[str, Any]] = {}  # (keyword, number) -> customer
         self.records: list[tuple[str, dict]] = []  # (received at, record)
         self.page_size = PAGE_SIZE
+        self.shape = {"layout": "flat", "status_tag": "optinStatus"}
         self.faults: dict[str, deque[dict[str, Any]]] = {crm: deque() for crm in CRMS}
 
     def record_call(self, crm: str, method: str, **fields) -> dict[str, Any] | None:
@@ -124,46 +114,55 @@ def create_sandbox_app() -> Flask:
     def crmtext():
         method = request.values.get("method", "")
         number = request.values.get("phone_number", "")
-        keyword = _basic_keyword(request.headers.get("Authorization", ""))
+        keyword = basic_keyword(request.headers.get("Authorization", ""))
         fault = state.record_call("crmtext", method, phone_number=number, keyword=keyword)
-        if fault and fault["mode"] != "slow":
-            return _xml_fault(fault, method)
-        if fault:
+        if fault and fault["mode"] not in answers.APPLYING:
+            return answers.crmtext_fault(fault, method)
+        if fault and fault["mode"] == "slow":
             time.sleep(fault["delay"])
+        answer = crmtext_answer(method, number, keyword)
+        return answers.after(fault, answer) if fault else answer
+
+    def crmtext_answer(method: str, number: str, keyword: str | None) -> Response:
         if keyword is None:
-            return _xml(method, "401", "authentication failed")
+            return crmtext_xml(method, "401", "authentication failed")
         if method not in CRMTEXT_METHODS:
-            return _xml(method, "400", "unknown method")
+            return crmtext_xml(method, "400", "unknown method")
         if not _TEN_DIGITS.fullmatch(number):
-            return _xml(method, "400", "phone_number must be 10 digits")
+            return crmtext_xml(method, "400", "phone_number must be 10 digits")
         with state.lock:
             customer = state.customers.get((keyword, number))
             if method == "getcustomerinfo":
                 if customer is None:
-                    return _xml(method, "404", "customer not found")
+                    return crmtext_xml(method, "404", "customer not found")
             elif method == "optoutcustomer" and customer and customer["optinStatus"] == 5:
-                return _xml(method, "400", "Customer already opted out")
+                return crmtext_xml(method, "400", "Customer already opted out")
             else:
                 if customer is None:
                     customer = {"custId": str(100000 + len(state.customers)), "custMobile": number}
                     state.customers[(keyword, number)] = customer
                 customer["optinStatus"] = 5 if method == "optoutcustomer" else 3
                 customer["timestamp"] = _now()
-            return _xml(method, "200", "ok", dict(customer))
+            return crmtext_xml(method, "200", "ok", dict(customer), shape=dict(state.shape))
 
     @app.post("/experience/api/xp-unsubscribe/opt-out")
     def experience_opt_out():
         body = request.get_json(silent=True)
         recipients = body.get("recipients") if isinstance(body, dict) else None
         fault = state.record_call("experience", "opt_out", records=recipients)
-        if fault and fault["mode"] != "slow":
-            return _json_fault(fault, {"successes": {}, "errors": {}})
-        if fault:
+        if fault and fault["mode"] not in answers.APPLYING:
+            return answers.experience_fault(fault, {"successes": {}, "errors": {}})
+        if fault and fault["mode"] == "slow":
             time.sleep(fault["delay"])
+        answer = experience_answer(recipients)
+        return answers.after(fault, answer) if fault else answer
+
+    def experience_answer(recipients) -> Response:
         if not _BEARER.match(request.headers.get("Authorization", "")):
-            return jsonify("unauthenticated"), 401
+            return Response('"unauthenticated"', status=401, content_type="application/json")
         if not isinstance(recipients, list) or len(recipients) > MAX_RECORDS:
-            return jsonify({"error": f"recipients must be a list of at most {MAX_RECORDS}"}), 400
+            return Response(f'{{"error": "recipients must be a list of at most {MAX_RECORDS}"}}', status=400,
+                            content_type="application/json")
         successes, errors = {}, {}
         received = _now()
         with state.lock:
@@ -180,9 +179,9 @@ def create_sandbox_app() -> Flask:
     def experience_retrieve():
         since, cursor = request.args.get("since"), request.args.get("cursor", "0")
         fault = state.record_call("experience", "retrieve", since=since)
-        if fault and fault["mode"] != "slow":
-            return _json_fault(fault, {"recipients": [], "next_page_url": None})
-        if fault:
+        if fault and fault["mode"] not in answers.APPLYING:
+            return answers.experience_fault(fault, {"recipients": [], "next_page_url": None})
+        if fault and fault["mode"] == "slow":
             time.sleep(fault["delay"])
         if not _BEARER.match(request.headers.get("Authorization", "")):
             return jsonify("unauthenticated"), 401
@@ -225,17 +224,35 @@ def create_sandbox_app() -> Flask:
             stored = len(state.records)
         return jsonify({"records": stored, "page_size": page_size})
 
+    @app.route("/_sandbox/moved", methods=["GET", "POST"])
+    def moved():
+        crm = request.args.get("crm", "")
+        with state.lock:  # logged, not faulted: it shows a client that followed a redirect
+            state.calls.append({"crm": crm, "method": "followed_redirect", "at": datetime.now(UTC).isoformat()})
+        return answers.moved(crm)
+
+    @app.post("/_sandbox/crmtext/shape")
+    def crmtext_shape():
+        spec = request.get_json(silent=True)
+        spec = spec if isinstance(spec, dict) else {}
+        shape = {"layout": spec.get("layout", "flat"), "status_tag": spec.get("status_tag", "optinStatus")}
+        if shape["layout"] not in ("flat", "customer") or str(shape["status_tag"]).casefold() != "optinstatus":
+            return jsonify({"error": "layout is flat or customer; status_tag is optinStatus in any case"}), 400
+        with state.lock:
+            state.shape = shape
+        return jsonify(shape)
+
     @app.post("/_sandbox/faults")
     def add_faults():
         spec = request.get_json(silent=True) or {}
         try:
-            fault = {"mode": str(spec["mode"]), "count": int(spec.get("count", 1)),
-                     "retry_after": spec.get("retry_after", 1), "delay": float(spec.get("delay", 1))}
+            fault = answers.parse(spec)
             crm = spec["crm"]
         except (KeyError, TypeError, ValueError):
-            return jsonify({"error": "crm and mode are required; count and delay are numbers"}), 400
-        if crm not in CRMS or fault["mode"] not in MODES or fault["count"] < 1:
-            return jsonify({"error": f"crm in {CRMS}, mode in {MODES}, count >= 1"}), 400
+            return jsonify({"error": f"crm and mode are required, mode in {answers.MODES}; count >= 1, "
+                                     "delay, http_status and size_mb are numbers"}), 400
+        if crm not in CRMS:
+            return jsonify({"error": f"crm in {CRMS}"}), 400
         with state.lock:
             state.faults[crm].append(fault)
             pending = list(state.faults[crm])
@@ -249,68 +266,6 @@ def create_sandbox_app() -> Flask:
         return jsonify({"faults": []})
 
     return app
-
-
-def _basic_keyword(header: str) -> str | None:
-    """The KEYWORD of a Basic ``user:password:KEYWORD`` credential, or None if malformed."""
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        text = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, _, rest = text.partition(":")
-    password, _, keyword = rest.rpartition(":")
-    return keyword if user and password and keyword else None
-
-
-def _xml(method: str, status: str, message: str, customer: dict | None = None,
-         http_status: int = 200) -> Response:
-    inner = ""
-    if customer is not None:
-        fields = {"custId": customer["custId"], "subacct": "12345", "timestamp": customer["timestamp"],
-                  "optinStatus": customer["optinStatus"], "custName": "",
-                  "custMobile": customer["custMobile"]}
-        inner = "<customer>" + "".join(
-            f"<{k}>{escape(str(v))}</{k}>" if v != "" else f"<{k}/>" for k, v in fields.items()
-        ) + "</customer>"
-    body = f"<response op={quoteattr(method)} status={quoteattr(status)} message={quoteattr(message)}>{inner}</response>"
-    return Response(body, status=http_status, content_type="text/xml; charset=utf-8")
-
-
-def _xml_fault(fault: dict, method: str) -> Response:
-    mode = fault["mode"]
-    if mode == "500":
-        return Response("Internal Server Error", status=500, content_type="text/plain")
-    if mode == "429":
-        return Response("Too Many Requests", status=429, content_type="text/plain",
-                        headers={"Retry-After": str(fault["retry_after"])})
-    if mode == "400":
-        return _xml(method, "400", "bad request (sandbox fault)", http_status=400)
-    body = {
-        "malformed": "<response op=optoutcustomer status=200 <<<",
-        "truncated": f'<response op="{method}" status="200" message="ok"><customer><custId>1</cu',
-        "billion_laughs": BILLION_LAUGHS,
-        "external_entity": EXTERNAL_ENTITY,
-    }[mode]
-    return Response(body, status=200, content_type="text/xml; charset=utf-8")
-
-
-def _json_fault(fault: dict, normal: dict) -> Response | tuple:
-    mode = fault["mode"]
-    if mode == "500":
-        return jsonify({"error": "internal error (sandbox fault)"}), 500
-    if mode == "429":
-        return jsonify({"error": "too many requests"}), 429, {"Retry-After": str(fault["retry_after"])}
-    if mode == "400":
-        return jsonify({"error": "bad request (sandbox fault)"}), 400
-    if mode in ("billion_laughs", "external_entity"):
-        body = BILLION_LAUGHS if mode == "billion_laughs" else EXTERNAL_ENTITY
-        return Response(body, status=200, content_type="application/xml")
-    text = json.dumps(normal)
-    body = "not json {" if mode == "malformed" else text[: len(text) // 2]
-    return Response(body, status=200, content_type="application/json")
 
 
 def serve(host: str = "127.0.0.1", port: int = 9000) -> None:

@@ -20,6 +20,9 @@ from .errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/receiver.db"
 MIN_KEY_BYTES = 32  # of a key that signs: shorter ones can be guessed
+# A worker's lease must outlast one CRM call's whole deadline (a CRM's ``timeout``) by this much,
+# the ledger writes around the call; otherwise a second worker takes the row over mid-call.
+CALL_MARGIN_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,16 @@ def _resolve_env(value: Any, environ: dict[str, str], path: str) -> Any:
     return value
 
 
+def _check_lease(worker: WorkerConfig, tenants: dict[str, TenantConfig], config_path: str) -> None:
+    for tenant in tenants.values():
+        for crm in ("experience", "crmtext"):
+            config = getattr(tenant, crm)
+            if config is not None and worker.lease_seconds <= config.timeout + CALL_MARGIN_SECONDS:
+                raise ConfigError(
+                    f"{config_path}: worker.lease_seconds ({worker.lease_seconds}) must exceed "
+                    f"tenants.{tenant.name}.{crm}.timeout ({config.timeout:g}) + {CALL_MARGIN_SECONDS:g} s")
+
+
 def _instance_secret(instance: Path, name: str, make) -> str:
     """A development secret kept in instance/ so restarts keep it."""
     path = instance / name
@@ -336,6 +349,8 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         )
         for name, t in data.get("tenants", {}).items()
     }
+    worker = WorkerConfig(**data.get("worker", {}))
+    _check_lease(worker, tenants, config_path)
     sources = {}
     for name, s in data.get("sources", {}).items():
         options = {k: v for k, v in s.items() if k not in ("kind", "tenant")}
@@ -364,7 +379,7 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         public_base_url=public_base_url.rstrip("/"),
         tenants=tenants,
         sources=sources,
-        worker=WorkerConfig(**data.get("worker", {})),
+        worker=worker,
         retention=RetentionConfig(**data.get("retention", {})),
         proxy_hops=service.get("proxy_hops", 0),
         forms_rate_limit=service.get("forms_rate_limit", 10),

@@ -1,11 +1,11 @@
 """The worker: claims due deliveries, calls the CRMs, backs off, dead-letters, stops on SIGTERM.
 
-Claims are atomic (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's single writer lock with
-``BEGIN IMMEDIATE``) and leased: a worker killed mid-batch loses its claims when the lease runs
-out. Before every CRM call the lease is renewed in the same transaction that writes the attempt
-as ``started``; a row whose lease was taken over is left to its new owner. An OptOutCustomer whose
-outcome is unknown (timeout, crash mid-call) is never simply repeated: the number's status is asked
-first, so a guest gets at most one confirmation text per opt-out.
+Claims are atomic (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE``) and
+leased: a worker killed mid-batch loses its claims when the lease runs out. Before every CRM call
+the lease is renewed, and the delivery checked still owed, in the transaction that writes the
+attempt as ``started``; a row whose lease was taken over is left to its new owner. An
+OptOutCustomer whose outcome is unknown (timeout, crash mid-call, a gateway's error page) is never
+simply repeated: once that call's deadline has passed, the number's status is asked first.
 """
 
 import logging
@@ -16,27 +16,20 @@ import socket
 import threading
 from collections import defaultdict
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, insert, or_, select, update
 
 from . import metrics
-from .crm.crmtext import CrmTextClient
-from .crm.errors import CrmError, OutcomeUnknown, Permanent, Retryable, backoff_seconds
-from .crm.experience import ExperienceClient, format_time
-from .identities import mask_email, mask_phone
+from .crm.crmtext import OPTED_OUT, CrmTextClient
+from .crm.errors import CrmError, backoff_seconds
+from .crm.experience import ExperienceClient, coalesce
 from .ledger.models import Attempt, Delivery, utcnow
-from .ledger.outbox import DEAD, DONE, PENDING, SKIPPED, SUPERSEDED, owed_states
+from .ledger.outbox import DEAD, DONE, PENDING, Outcome, masked, still_owed
 from .settings import Settings
 from .states import CRMTEXT, EXPERIENCE
 
 log = logging.getLogger(__name__)
-CUSTOMER_OPTED_OUT = 5
-
-
-def masked(identity: str) -> str:
-    return mask_email(identity) if "@" in identity else mask_phone(identity)
 
 
 class Worker:
@@ -70,7 +63,7 @@ class Worker:
         """Claim one batch and deliver it; returns how many deliveries were claimed."""
         claimed = self.claim()
         by_crm: dict[tuple[str, str], list] = defaultdict(list)
-        for row in self._still_owed(claimed):
+        for row in claimed:
             by_crm[(row.crm, row.tenant)].append(row)
         for (crm, tenant), rows in by_crm.items():
             if self.stopping.is_set():
@@ -80,38 +73,18 @@ class Worker:
             except LookupError as exc:  # the tenant or its CRM left the config: nothing will ever deliver these
                 with self.engine.begin() as conn:
                     for row in rows:
-                        self._finish(conn, row, "permanent", detail=str(exc))
+                        self._finish(conn, row, Outcome.PERMANENT, detail=str(exc))
                 continue
             if crm == EXPERIENCE:
                 self.deliver_experience(tenant, rows)
             else:
-                for row in rows:
+                for i, row in enumerate(rows):
                     if self.stopping.is_set():
                         break
-                    self.deliver_crmtext(tenant, row)
+                    if not self.deliver_crmtext(tenant, row):
+                        self._spare(rows[i + 1:])
+                        break
         return len(claimed)
-
-    def _still_owed(self, rows: list) -> list:
-        """Drop what a re-consent lifted since the delivery was owed (skipped, with the reason);
-        an Experience record keeps only the states still owed."""
-        if not rows:
-            return rows
-        kept = []
-        with self.engine.begin() as conn:
-            owed = owed_states(conn, rows)
-            for row in rows:
-                states = owed[row.id]
-                if not states:
-                    conn.execute(update(Delivery).where(Delivery.id == row.id, Delivery.lease_owner == self.owner)
-                                 .values(status=SKIPPED, reason=SUPERSEDED, lease_owner=None, lease_until=None,
-                                         updated_at=utcnow()))
-                    log.info("delivery %s to %s for %s skipped: %s", row.id, row.crm, masked(row.identity), SUPERSEDED)
-                    continue
-                if row.crm == EXPERIENCE and len(states) < len(row.payload["states"]):
-                    payload = {**row.payload, "states": {s: row.payload["states"][s] for s in states}}
-                    row = SimpleNamespace(**{**row._mapping, "payload": payload})
-                kept.append(row)
-        return kept
 
     # -- claiming and leases --------------------------------------------------------------------
 
@@ -132,16 +105,34 @@ class Worker:
                 lease_owner=self.owner, lease_until=now + timedelta(seconds=self.config.lease_seconds)))
             return conn.execute(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
 
-    def _renew(self, conn, ids: list[int]) -> list[int]:
-        """Extend our lease on ``ids``; returns those still ours."""
-        now = utcnow()
-        kept = conn.execute(select(Delivery.id).where(
-            Delivery.id.in_(ids), Delivery.lease_owner == self.owner, Delivery.status == PENDING,
-        ).with_for_update()).scalars().all()
+    def _renew(self, conn, rows: list) -> list:
+        """Extend our lease on ``rows`` just before a call; returns those still ours and still owed,
+        checked in this transaction so that a re-consent (START) committed mid-batch stops the call."""
+        ours = set(conn.execute(select(Delivery.id).where(
+            Delivery.id.in_([row.id for row in rows]), Delivery.lease_owner == self.owner,
+            Delivery.status == PENDING,
+        ).with_for_update()).scalars())
+        kept = still_owed(conn, [row for row in rows if row.id in ours])
         if kept:
-            conn.execute(update(Delivery).where(Delivery.id.in_(kept)).values(
-                lease_until=now + timedelta(seconds=self.config.lease_seconds)))
-        return list(kept)
+            conn.execute(update(Delivery).where(Delivery.id.in_([row.id for row in kept])).values(
+                lease_until=utcnow() + timedelta(seconds=self.config.lease_seconds)))
+        return kept
+
+    def _postpone(self, rows: list, until: datetime, why: str) -> None:
+        """Hand ``rows`` back until ``until`` without counting an attempt."""
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(Delivery).where(Delivery.id.in_([row.id for row in rows]),
+                                                Delivery.lease_owner == self.owner, Delivery.status == PENDING)
+                         .values(next_attempt_at=until, lease_owner=None, lease_until=None, updated_at=utcnow()))
+        log.info("%d deliveries postponed: %s", len(rows), why)
+
+    def _spare(self, rows: list) -> None:
+        """A CRM that failed a call (too slow, unreachable, limiting) costs one deadline per claim:
+        its other rows wait behind the other tenants'."""
+        self._postpone(rows, utcnow() + timedelta(seconds=self.config.backoff_base_seconds),
+                       "their CRM failed the previous call")
 
     def release(self) -> None:
         """On a clean stop, hand unfinished claims back at once instead of waiting for the lease."""
@@ -156,17 +147,18 @@ class Worker:
         return timedelta(seconds=backoff_seconds(self.config.backoff_base_seconds, self.config.backoff_max_seconds,
                                                  attempts, retry_after))
 
-    def _finish(self, conn, row, outcome: str, *, error: CrmError | None = None, detail: str | None = None,
-                http_status: int | None = None, attempt_id: int | None = None, started: datetime | None = None):
+    def _finish(self, conn, row, outcome: Outcome, *, error: CrmError | None = None, detail: str | None = None,
+                http_status: int | None = None, attempt_id: int | None = None, started: datetime | None = None,
+                not_before: datetime | None = None):
         """Record one attempt's outcome and move the delivery on (done, retry later, or dead)."""
         now = utcnow()
         attempts = row.attempts + 1
         if error is not None:
             detail, http_status = error.detail, error.status
         values: dict[str, Any] = {"attempts": attempts, "updated_at": now, "lease_owner": None, "lease_until": None}
-        if outcome in ("ok", "already"):
+        if outcome in (Outcome.OK, Outcome.ALREADY):
             values.update(status=DONE, last_error=None)
-        elif outcome == "permanent":
+        elif outcome == Outcome.PERMANENT:
             values.update(status=DEAD, last_error=detail)
         else:
             too_old = now - (row.replayed_at or row.created_at) > timedelta(hours=self.config.max_age_hours)
@@ -174,7 +166,8 @@ class Worker:
                 values.update(status=DEAD, last_error=detail)
             else:
                 retry_after = error.retry_after if error is not None else None
-                values.update(last_error=detail, next_attempt_at=now + self._backoff(attempts, retry_after))
+                values.update(last_error=detail, next_attempt_at=max(now + self._backoff(attempts, retry_after),
+                                                                     not_before or now))
         if attempt_id is None:
             conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=started or now, finished_at=now,
                                                 outcome=outcome, http_status=http_status, detail=detail))
@@ -188,12 +181,12 @@ class Worker:
         fields = {"delivery_id": row.id, "crm": row.crm, "tenant": row.tenant, "identity": masked(row.identity),
                   "attempt": attempts, "outcome": outcome, "status": status, "http_status": http_status,
                   "duration_ms": round((now - started).total_seconds() * 1000, 1) if started else None}
-        if detail and outcome != "ok":
+        if detail and outcome != Outcome.OK:
             fields["detail"] = detail
         log.log(logging.WARNING if status == DEAD else logging.INFO, "delivery attempt", extra={"fields": fields})
 
     @staticmethod
-    def _observe(row, outcome: str, status: str, now: datetime) -> None:
+    def _observe(row, outcome: Outcome, status: str, now: datetime) -> None:
         """Count the attempt; a delivery this worker moved to done or dead counts once more."""
         metrics.DELIVERY_ATTEMPTS.labels(row.crm, outcome).inc()
         if status == DONE:
@@ -204,8 +197,7 @@ class Worker:
     def _client(self, crm: str, tenant: str):
         key = (crm, tenant)
         if key not in self._clients:
-            tenant_config = self.settings.tenants.get(tenant)
-            config = getattr(tenant_config, crm, None)
+            config = getattr(self.settings.tenants.get(tenant), crm, None)
             if config is None:
                 raise LookupError(f"tenant {tenant!r} has no {crm} settings in the config")
             self._clients[key] = ExperienceClient(config) if crm == EXPERIENCE else CrmTextClient(config)
@@ -213,103 +205,93 @@ class Worker:
 
     # -- CRM Text -------------------------------------------------------------------------------
 
-    def deliver_crmtext(self, tenant: str, row) -> None:
+    def deliver_crmtext(self, tenant: str, row) -> bool:
+        """Deliver one row; False when CRM Text failed the call (the rest of the claim can wait)."""
         client = self._client(CRMTEXT, tenant)
         ten = row.payload["ten_digits"]
         with self.engine.begin() as conn:
-            if not self._renew(conn, [row.id]):
-                return
-            earlier = set(conn.execute(select(Attempt.outcome).where(
+            if not self._renew(conn, [row]):
+                return True
+            earlier = conn.execute(select(Attempt.outcome, Attempt.started_at).where(
                 Attempt.delivery_id == row.id,
-                Attempt.outcome.in_(("started", "unknown", "ok", "already")))).scalars())
-        if earlier & {"ok", "already"}:
+                Attempt.outcome.in_((Outcome.STARTED, Outcome.UNKNOWN, Outcome.OK, Outcome.ALREADY)))).all()
+        if {a.outcome for a in earlier} & {Outcome.OK, Outcome.ALREADY}:
             # A previous owner's call succeeded after its lease ran out, so it could not mark the
             # row done: calling again would text the guest a second confirmation.
             with self.engine.begin() as conn:
-                self._finish(conn, row, "already", detail="an earlier attempt already delivered it")
-            return
+                self._finish(conn, row, Outcome.ALREADY, detail="an earlier attempt already delivered it")
+            return True
         if earlier:
+            settled = client.settled_after(max(a.started_at for a in earlier))
+            if utcnow() < settled:
+                # That call may still be under way: a status read now could say "not opted out".
+                self._postpone([row], settled, "an earlier call's outcome is not settled yet")
+                return True
             checked = utcnow()
             try:
                 status = client.customer_status(ten)
             except CrmError as exc:
                 with self.engine.begin() as conn:
-                    self._finish(conn, row, "retry", error=exc, started=checked)
-                return
-            if status == CUSTOMER_OPTED_OUT:
+                    self._finish(conn, row, Outcome.RETRY, error=exc, started=checked)
+                return False
+            if status == OPTED_OUT:
                 with self.engine.begin() as conn:
-                    self._finish(conn, row, "already", started=checked,
+                    self._finish(conn, row, Outcome.ALREADY, started=checked,
                                  detail="CRM Text already has the number opted out (checked)")
-                return
+                return True
         with self.engine.begin() as conn:
-            if not self._renew(conn, [row.id]):
-                return
+            if not self._renew(conn, [row]):
+                return True
             started = utcnow()
             attempt_id = conn.execute(insert(Attempt).values(
-                delivery_id=row.id, started_at=started, outcome="started").returning(Attempt.id)).scalar()
+                delivery_id=row.id, started_at=started, outcome=Outcome.STARTED).returning(Attempt.id)).scalar()
+        result, error = None, None
         try:
             result = client.opt_out(ten)
-        except OutcomeUnknown as exc:
-            outcome, error = "unknown", exc
-        except Retryable as exc:
-            outcome, error = "retry", exc
-        except Permanent as exc:
-            outcome, error = "permanent", exc
-        else:
-            outcome, error = ("already" if result.already_done else "ok"), None
+        except CrmError as exc:
+            error = exc
+        outcome = Outcome.of(error) if error else Outcome.ALREADY if result.already_done else Outcome.OK
         with self.engine.begin() as conn:
             self._finish(conn, row, outcome, error=error, attempt_id=attempt_id, started=started,
-                         detail=None if error else result.message)
+                         detail=None if error else result.message,
+                         not_before=client.settled_after(started) if outcome == Outcome.UNKNOWN else None)
+        return error is None
 
     # -- Experience -----------------------------------------------------------------------------
 
     def deliver_experience(self, tenant: str, rows: list) -> None:
         client = self._client(EXPERIENCE, tenant)
         size = self.settings.tenants[tenant].experience.batch_size
-        records, owners = coalesce(rows)
-        for start in range(0, len(records), size):
+        _, groups = coalesce(rows)
+        for start in range(0, len(groups), size):
             if self.stopping.is_set():
                 return
-            self._send_batch(client, records[start:start + size], owners[start:start + size])
+            if not self._send_batch(client, [row for group in groups[start:start + size] for row in group]):
+                self._spare([row for group in groups[start + size:] for row in group])
+                return
 
-    def _send_batch(self, client, records: list[dict], owners: list[list]) -> None:
+    def _send_batch(self, client, rows: list) -> bool:
+        """Send one batch; False when Experience failed the call."""
         with self.engine.begin() as conn:
-            ours = set(self._renew(conn, [row.id for group in owners for row in group]))
-        keep = [i for i, group in enumerate(owners) if all(row.id in ours for row in group)]
-        records, owners = [records[i] for i in keep], [owners[i] for i in keep]
+            rows = self._renew(conn, rows)
+        records, owners = coalesce(rows)
         if not records:
-            return
+            return True
         started = utcnow()
         try:
             failed = client.opt_out(records)
         except CrmError as exc:
-            outcome = "permanent" if isinstance(exc, Permanent) else "retry"
             with self.engine.begin() as conn:
                 for group in owners:
                     for row in group:
-                        self._finish(conn, row, outcome, error=exc, started=started)
-            return
+                        self._finish(conn, row, Outcome.of(exc), error=exc, started=started)
+            return False
         with self.engine.begin() as conn:
             for index, group in enumerate(owners):
                 for row in group:
                     if index in failed:
-                        self._finish(conn, row, "retry", detail=f"record refused: {failed[index]}"[:500], started=started)
+                        detail = f"record refused: {failed[index]}"[:500]
+                        self._finish(conn, row, Outcome.RETRY, detail=detail, started=started)
                     else:
-                        self._finish(conn, row, "ok", started=started, http_status=200)
-
-
-def coalesce(rows: list) -> tuple[list[dict], list[list]]:
-    """One Experience record per customer: several deliveries of one email/phone merge into one."""
-    records: dict[str, dict] = {}
-    owners: dict[str, list] = {}
-    for row in rows:
-        payload = row.payload
-        key = payload.get("email") or payload.get("phone")
-        record = records.setdefault(key, {})
-        for field in ("email", "phone"):
-            if payload.get(field):
-                record.setdefault(field, payload[field])
-        for state, since in payload["states"].items():
-            record.setdefault(state, format_time(datetime.fromisoformat(since)))
-        owners.setdefault(key, []).append(row)
-    return list(records.values()), list(owners.values())
+                        self._finish(conn, row, Outcome.OK, started=started, http_status=200)
+        return True

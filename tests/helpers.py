@@ -30,11 +30,11 @@ public_base_url = "{PUBLIC_BASE_URL}"
 
 [tenants.grand]
 display_name = "Grand Hotel"
-experience = {{ base_url = "{sandbox_url}/experience", partner_token = "env:XP_PARTNER_TOKEN", hotel_token = "grand-hotel" }}
+experience = {{ base_url = "{sandbox_url}/experience", partner_token = "env:XP_PARTNER_TOKEN", hotel_token = "grand-hotel", timeout = 2.0 }}
 crmtext = {{ base_url = "{sandbox_url}/crmtext/smapi/rest", user = "grand", password = "env:CRMTEXT_PASSWORD", keyword = "GRAND", timeout = 2.0 }}
 
 [tenants.smsonly]
-crmtext = {{ base_url = "{sandbox_url}/crmtext/smapi/rest", user = "small", password = "pw", keyword = "SMALL" }}
+crmtext = {{ base_url = "{sandbox_url}/crmtext/smapi/rest", user = "small", password = "pw", keyword = "SMALL", timeout = 2.0 }}
 
 [sources.twilio]
 kind = "twilio"
@@ -48,7 +48,7 @@ tenant = "grand"
 token = "{CRMTEXT_TOKEN}"
 
 [worker]
-lease_seconds = 5
+lease_seconds = 13  # above the default CRM timeouts (Experience 10 s) + 2 s, as settings require
 poll_seconds = 0.1
 backoff_base_seconds = 0.2
 backoff_max_seconds = 1.0

@@ -26,14 +26,13 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
-import urllib3
 
-from ..crm.errors import CrmError, Permanent, backoff_seconds, call, parse_retry_after
+from ..crm.errors import Permanent, Retryable, backoff_seconds, parse_retry_after
+from ..crm.transport import AnswerTooLarge, call, new_session
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE_BYTES = 4 * 1024 * 1024
-CHUNK = 64 * 1024
 RETRIED_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 MAX_KEY = 255  # the ledger's limit on a sender's identifier
 
@@ -141,17 +140,16 @@ class ListClient:
     """GETs one provider's list pages through one pooled session; answers parsed JSON or raises."""
 
     def __init__(self, provider: str, base_url: str, *, auth: tuple[str, str] | None = None,
-                 headers: dict[str, str] | None = None, timeout: float = 10.0, deadline: float = 60.0,
+                 headers: dict[str, str] | None = None, deadline: float = 60.0,
                  max_bytes: int = MAX_PAGE_BYTES, retry: RetryPolicy = RetryPolicy(),
                  session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep):
         self.provider = provider
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
         self.deadline = deadline
         self.max_bytes = max_bytes
         self.retry = retry
         self.sleep = sleep
-        self.session = session or requests.Session()
+        self.session = session or new_session()
         self._auth = auth
         self._headers = {"Accept": "application/json", **(headers or {})}
 
@@ -192,55 +190,33 @@ class ListClient:
         return BadPage(f"{self.provider}: unexpected answer: {what}", provider=self.provider)
 
     def _get_once(self, url: str, params: dict[str, Any] | None) -> Any:
-        started = time.monotonic()
         try:
-            resp = call(self.session, "GET", url, timeout=self.timeout, params=params, auth=self._auth,
-                        headers=self._headers, allow_redirects=False, stream=True)
+            resp = call(self.session, "GET", url, timeout=self.deadline, params=params, auth=self._auth,
+                        headers=self._headers, max_bytes=self.max_bytes)
+        except AnswerTooLarge:
+            raise PageTooLarge(f"{self.provider}: answer exceeds {self.max_bytes} bytes",
+                               provider=self.provider) from None
         except Permanent as exc:  # the request cannot even be built: a setting to fix, not an outage
             raise BackfillError(f"{self.provider}: {exc}", provider=self.provider) from None
-        except CrmError as exc:
+        except Retryable as exc:
+            if exc.status is not None and 300 <= exc.status < 400:
+                raise BadPage(f"{self.provider}: HTTP {exc.status} redirect not followed (check base_url)",
+                              provider=self.provider, status=exc.status) from None
             raise _Retry(str(exc)) from None
-        with resp:
-            status = resp.status_code
-            if status in (401, 403):
-                raise CredentialsRefused(f"{self.provider}: credentials refused (HTTP {status})",
-                                         provider=self.provider, status=status)
-            if status in RETRIED_STATUSES:
-                raise _Retry(f"HTTP {status}", status=status,
-                             retry_after=parse_retry_after(resp.headers.get("Retry-After")))
-            if 300 <= status < 400:
-                raise BadPage(f"{self.provider}: HTTP {status} redirect not followed (check base_url)",
-                              provider=self.provider, status=status)
-            if not 200 <= status < 300:
-                raise BadPage(f"{self.provider}: HTTP {status} from {_where(url)}",
-                              provider=self.provider, status=status)
-            body = self._read(resp, started)
+        status = resp.status_code
+        if status in (401, 403):
+            raise CredentialsRefused(f"{self.provider}: credentials refused (HTTP {status})",
+                                     provider=self.provider, status=status)
+        if status in RETRIED_STATUSES:
+            raise _Retry(f"HTTP {status}", status=status,
+                         retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+        if not 200 <= status < 300:
+            raise BadPage(f"{self.provider}: HTTP {status} from {_where(url)}",
+                          provider=self.provider, status=status)
         try:
-            return json.loads(body)
+            return json.loads(resp.content)
         except ValueError:
-            raise self.bad_page(f"not JSON (HTTP {status}, {len(body)} bytes)") from None
-
-    def _read(self, resp: requests.Response, started: float) -> bytes:
-        """The body, refused past ``max_bytes``; a body still arriving at the deadline is retried."""
-        declared = resp.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise PageTooLarge(f"{self.provider}: answer of {declared} bytes exceeds {self.max_bytes}",
-                               provider=self.provider, status=resp.status_code)
-        chunks, size = [], 0
-        try:
-            # read1: each call returns after one read from the socket, so a server trickling
-            # bytes meets the deadline too (a full-size read would wait for the whole chunk).
-            while chunk := resp.raw.read1(CHUNK, decode_content=True):
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise PageTooLarge(f"{self.provider}: answer exceeds {self.max_bytes} bytes",
-                                       provider=self.provider, status=resp.status_code)
-                if time.monotonic() - started > self.deadline:
-                    raise _Retry(f"answer not complete within {self.deadline:.0f}s")
-                chunks.append(chunk)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise _Retry(f"reading the answer failed ({type(exc).__name__})") from None
-        return b"".join(chunks)
+            raise self.bad_page(f"not JSON (HTTP {status}, {len(resp.content)} bytes)") from None
 
 
 class _Retry(Exception):

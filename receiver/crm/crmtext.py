@@ -4,32 +4,47 @@ Assumptions, kept here so that correcting one is a one-file change (crm-apis.md,
 
 - Every method is a form-encoded POST to the one endpoint, ``method`` in lowercase, auth
   HTTP Basic of ``user:password:KEYWORD`` where KEYWORD is the store's primary keyword.
-- The answer is XML ``<response op=".." status=".." message="..">``. HTTP status and the
-  XML ``status`` attribute may disagree: the XML wins whenever it parses. An answer that
-  does not parse (including any DTD or entity, refused by defusedxml) is retryable; after
-  a 2xx it is OutcomeUnknown, since the opt-out may have been applied.
+- The answer is XML ``<response op=".." status=".." message="..">`` with its fields directly
+  under ``<response>`` (the vendor's sample) or in a ``<customer>`` child (client libraries);
+  tag case varies, so fields are found anywhere under ``<response>``, case ignored. HTTP
+  status and the XML ``status`` may disagree: the XML wins whenever it parses.
+- An answer that does not parse (a gateway's HTML page, any DTD or entity, refused by
+  defusedxml), or an XML status 5xx, is an unknown outcome: a 502 page can hide a call
+  that did apply, so the number's status is asked before OptOutCustomer is sent again.
 - OptOutCustomer on a number already opted out, or unknown to the store, is not documented:
-  a 4xx whose message says "already" or "not found" counts as done (``already_done=True``),
-  never as a failure to retry: the store cannot text a number it does not have.
+  only the answers named in ``DONE_ANSWERS`` count as done (``already_done=True``). Any
+  other 4xx ("Store not found for keyword", "User not found": a wrong keyword or password)
+  is a failure, retried and then dead-lettered with the answer kept.
 - GetCustomerInfo appears only in client code; its answer is taken to have the OptOut
-  answer's shape, ``<customer><optinStatus>`` (1 new, 3 opted-in, 4 pending, 5 opted-out).
-  A 404, or a 4xx whose message says "not found", means an unknown customer.
+  answer's shape plus ``optinStatus`` (1 new, 3 opted-in, 4 pending, 5 opted-out). An
+  answer named in ``NOT_A_CUSTOMER`` means an unknown customer.
 """
 
 import base64
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import requests
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from ..settings import CrmTextConfig
-from .errors import OutcomeUnknown, Retryable, call, parse_retry_after, status_error
+from ..settings import CALL_MARGIN_SECONDS, CrmTextConfig
+from .errors import OutcomeUnknown, Retryable, parse_retry_after
+from .transport import Reply, call, new_session
 
 OPTED_OUT = 5
 _TEN_DIGITS = re.compile(r"[0-9]{10}")
+
+# The only error answers that mean "nothing left to do", compared after folding case and
+# punctuation. The vendor publishes no error list: its sample says only status="4xx"
+# message="reason for Error", and its OptOutCustomer page calls the state "opted-out".
+NOT_A_CUSTOMER = frozenset({"customer not found", "customer does not exist"})
+DONE_ANSWERS = NOT_A_CUSTOMER | {
+    "customer already opted out", "customer is already opted out", "customer has already opted out",
+    "number already opted out", "number is already opted out",
+}
 
 
 @dataclass(frozen=True)
@@ -47,9 +62,12 @@ class _Answer:
     root: ET.Element
     retry_after: float | None
 
-    def error(self):
-        return status_error(self.status, f"CRM Text status {self.status_text}: {self.message}",
-                            detail=self.message, retry_after=self.retry_after)
+    def error(self) -> Retryable:
+        """Never Permanent: an unnamed 4xx is retried, then dead-lettered (a keyword or password can
+        be fixed meanwhile); a 5xx may hide a call that applied."""
+        cls = OutcomeUnknown if self.status >= 500 else Retryable
+        return cls(f"CRM Text status {self.status_text}: {self.message}", status=self.status,
+                   detail=self.message, retry_after=self.retry_after)
 
 
 class CrmTextClient:
@@ -57,7 +75,7 @@ class CrmTextClient:
 
     def __init__(self, config: CrmTextConfig, session: requests.Session | None = None):
         self.config = config
-        self.session = session or requests.Session()
+        self.session = session or new_session()
         secret = f"{config.user}:{config.password}:{config.keyword}".encode()
         # Set per request, not on the session: a shared session may serve several stores.
         self._headers = {
@@ -70,22 +88,27 @@ class CrmTextClient:
         answer = self._post("optoutcustomer", ten_digits)
         if 200 <= answer.status < 300:
             return CrmTextResult(False, answer.status_text, answer.message)
-        if 400 <= answer.status < 500 and _says_done(answer.message):
+        if 400 <= answer.status < 500 and _names(answer.message, DONE_ANSWERS):
             return CrmTextResult(True, answer.status_text, answer.message)
         raise answer.error()
 
     def customer_status(self, ten_digits: str) -> int | None:
         """The number's optinStatus in the store (5 = opted out), or None if unknown."""
         answer = self._post("getcustomerinfo", ten_digits)
-        if answer.status == 404 or (400 <= answer.status < 500 and "not found" in answer.message.lower()):
+        if 400 <= answer.status < 500 and _names(answer.message, NOT_A_CUSTOMER):
             return None
         if not 200 <= answer.status < 300:
             raise answer.error()
-        text = (answer.root.findtext("customer/optinStatus") or "").strip()
-        if not text.isdigit():
-            raise Retryable("CRM Text answer has no customer/optinStatus",
-                            status=answer.status, detail=answer.message)
-        return int(text)
+        found = {(el.text or "").strip() for el in answer.root.iter() if el.tag.casefold() == "optinstatus"}
+        if len(found) != 1 or not found.issubset({"1", "3", "4", "5"}):
+            raise Retryable("CRM Text answer has no single optinStatus", status=answer.status,
+                            detail=answer.message)
+        return int(found.pop())
+
+    def settled_after(self, started: datetime) -> datetime:
+        """When a call started at ``started`` can no longer be applying at the CRM: its deadline plus
+        margin. Asked sooner, GetCustomerInfo could say "not opted out" of a call still under way."""
+        return started + timedelta(seconds=self.config.timeout + CALL_MARGIN_SECONDS)
 
     def _post(self, method: str, ten_digits: str) -> _Answer:
         if not _TEN_DIGITS.fullmatch(ten_digits or ""):
@@ -95,23 +118,25 @@ class CrmTextClient:
         return _parse(resp, method)
 
 
-def _says_done(message: str) -> bool:
-    message = message.lower()
-    return "already" in message or "not found" in message
+def _names(message: str, answers: frozenset[str]) -> bool:
+    return " ".join(re.findall(r"[a-z0-9]+", message.casefold())) in answers
 
 
-def _parse(resp: requests.Response, method: str) -> _Answer:
+def _parse(resp: Reply, method: str) -> _Answer:
     """The XML answer whatever the HTTP status, or the error an unusable body calls for."""
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     try:
         root = fromstring(resp.content, forbid_dtd=True)
         status_text = root.get("status", "").strip()
-        if root.tag != "response" or not status_text.isdigit():
+        if root.tag.casefold() != "response" or not status_text.isdigit():
             raise ValueError("no <response status=...>")
     except (DefusedXmlException, ET.ParseError, ValueError, LookupError) as exc:
-        # After a 2xx (or a gateway timeout) the opt-out may have been applied all the same.
-        cls = OutcomeUnknown if 200 <= resp.status_code < 300 or resp.status_code == 504 else Retryable
+        detail = resp.content[:500].decode("utf-8", "replace")
+        if resp.status_code in (408, 429):  # refused before it reached the store
+            cls: type[Retryable] = Retryable
+        else:
+            # A gateway's error page, or a broken body after the CRM took the call: it may have applied.
+            cls = OutcomeUnknown
         raise cls(f"unusable CRM Text answer to {method} ({type(exc).__name__})",
-                  status=resp.status_code, detail=resp.content[:500].decode("utf-8", "replace"),
-                  retry_after=retry_after) from None
+                  status=resp.status_code, detail=detail, retry_after=retry_after) from None
     return _Answer(int(status_text), status_text, root.get("message", ""), root, retry_after)

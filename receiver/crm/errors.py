@@ -5,9 +5,6 @@ import random
 import time
 from email.utils import parsedate_to_datetime
 
-import requests
-from urllib3.exceptions import MaxRetryError, NewConnectionError, ProxyError
-
 MAX_DETAIL = 500
 MAX_RETRY_AFTER = 3600.0
 
@@ -77,60 +74,24 @@ def status_error(status: int, message: str, *, detail: str = "",
     return cls(message, status=status, detail=detail, retry_after=retry_after)
 
 
-def check_response(resp: requests.Response) -> None:
+def check_response(resp) -> None:
     """Raise the right CrmError unless the HTTP status is 2xx."""
     if 200 <= resp.status_code < 300:
         return
     raise status_error(
         resp.status_code,
-        f"HTTP {resp.status_code} from {_where(resp.url)}",
+        f"HTTP {resp.status_code} from {safe_url(resp.url)}",
         detail=_text(resp),
         retry_after=parse_retry_after(resp.headers.get("Retry-After")),
     )
 
 
-def call(session: requests.Session, method: str, url: str, *, timeout: float,
-         **kw) -> requests.Response:
-    """``session.request`` with every requests failure turned into a CrmError."""
-    where = _where(url)
-    try:
-        return session.request(method, url, timeout=timeout, **kw)
-    except requests.ConnectTimeout as exc:
-        raise Retryable(f"connect timeout to {where}", detail=str(exc)) from exc
-    except requests.ReadTimeout as exc:
-        raise OutcomeUnknown(f"read timeout from {where}", detail=str(exc)) from exc
-    except requests.ConnectionError as exc:
-        if _before_sending(exc):
-            raise Retryable(f"cannot connect to {where}", detail=str(exc)) from exc
-        raise OutcomeUnknown(f"connection lost with {where}", detail=str(exc)) from exc
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as exc:
-        # The request could not even be built: a configuration problem, not a CRM outage.
-        raise Permanent(f"invalid request to {where}", detail=str(exc)) from exc
-    except requests.RequestException as exc:
-        raise OutcomeUnknown(f"failed mid-call with {where}", detail=str(exc)) from exc
-
-
-def _before_sending(exc: requests.ConnectionError) -> bool:
-    """True when the connection was never made, so the CRM cannot have seen the request.
-
-    urllib3 wraps failures to connect in MaxRetryError; a reset or a close after the
-    request went out comes as ProtocolError instead.
-    """
-    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.ProxyError):
-        return True
-    reason = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        return isinstance(reason.reason, NewConnectionError | ProxyError)
-    return False
-
-
-def _where(url: str | None) -> str:
+def safe_url(url: str | None) -> str:
     """Scheme, host and path only: query strings may carry personal data."""
     return (url or "").split("?", 1)[0]
 
 
-def _text(resp: requests.Response) -> str:
+def _text(resp) -> str:
     try:
         return resp.text[:MAX_DETAIL]
     except (UnicodeError, LookupError):

@@ -9,6 +9,10 @@ known (crm-apis.md, section 1), kept here so that correcting it is a one-file ch
 - Auth ``Authorization: Bearer <partner>:<hotel>`` (joined by a colon, not base64).
 - Any 2xx is success, except for the records named in the body's ``errors`` object,
   keyed by email, by phone, or by the record's index as a string; those failed alone.
+  An answer read as neither (not JSON, not an object, ``errors`` naming no record of the
+  batch) is an unknown outcome for the whole batch, never a success.
+- One record per (email, phone): states of one email linked to two phones travel as two
+  records, so each phone's state reaches the CRM before its delivery is done.
 - The read endpoint's ``next_page_url`` omits ``since``: it is added back when missing.
 """
 
@@ -20,7 +24,8 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import requests
 
 from ..settings import ExperienceConfig
-from .errors import OutcomeUnknown, Permanent, Retryable, call, check_response
+from .errors import OutcomeUnknown, Permanent, Retryable, check_response
+from .transport import call, new_session
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -37,7 +42,7 @@ class ExperienceClient:
 
     def __init__(self, config: ExperienceConfig, session: requests.Session | None = None):
         self.config = config
-        self.session = session or requests.Session()
+        self.session = session or new_session()
         self._base = config.base_url.rstrip("/")
         # Set per request, not on the session: a shared session may serve several hotels.
         self._headers = {
@@ -58,12 +63,12 @@ class ExperienceClient:
             return {}
         try:
             body = resp.json()
-        except ValueError:
+            errors = body.get("errors")
+            return _failed_records(records, errors) if errors else {}
+        except (ValueError, AttributeError):
             # Success was said but not readable; sending the states again is harmless.
             raise OutcomeUnknown("unreadable Experience answer to opt-out", status=resp.status_code,
                                  detail=resp.text) from None
-        errors = body.get("errors") if isinstance(body, dict) else None
-        return _failed_records(records, errors) if errors else {}
 
     def retrieve_opt_outs(self, since: str, cursor_url: str | None = None) -> tuple[list[dict], str | None]:
         """One page of unsubscribed customers, and the next page's URL (None on the last)."""
@@ -101,15 +106,22 @@ class ExperienceClient:
 
 
 def _failed_records(records: list[dict], errors: Any) -> dict[int, str]:
-    """Map the answer's ``errors`` (keyed by email, phone or index) back to record indices."""
-    if isinstance(errors, list):
-        errors = {str(key): "error" for key in errors if isinstance(key, str | int)}
+    """Map the answer's ``errors`` (keyed by email, phone or index) back to record indices.
+
+    ValueError when an entry names no record of the batch, or ``errors`` has another shape:
+    reading such an answer as "the rest succeeded" could lose an opt-out.
+    """
+    if isinstance(errors, list) and all(isinstance(key, str | int) for key in errors):
+        errors = {str(key): "error" for key in errors}
     if not isinstance(errors, dict):
-        return {}
+        raise ValueError("errors is neither an object nor a list of keys")
     failed: dict[int, str] = {}
     for key, error in errors.items():
+        indices = _indices(records, str(key).strip())
+        if not indices:
+            raise ValueError("errors names no record of the batch")
         text = error if isinstance(error, str) else json.dumps(error, default=str)
-        for index in _indices(records, str(key).strip()):
+        for index in indices:
             failed[index] = text[:500]
     return failed
 
@@ -127,3 +139,18 @@ def _indices(records: list[dict], key: str) -> list[int]:
 
 def _digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit())
+
+
+def coalesce(rows: list) -> tuple[list[dict], list[list]]:
+    """One record per (email, phone): deliveries of one customer merge, but an email linked to two
+    phones gives two records, so neither phone's state is dropped."""
+    records: dict[tuple, dict] = {}
+    owners: dict[tuple, list] = {}
+    for row in rows:
+        payload = row.payload
+        key = (payload.get("email"), payload.get("phone"))
+        record = records.setdefault(key, {field: payload[field] for field in ("email", "phone") if payload.get(field)})
+        for state, since in payload["states"].items():
+            record.setdefault(state, format_time(datetime.fromisoformat(since)))
+        owners.setdefault(key, []).append(row)
+    return list(records.values()), list(owners.values())

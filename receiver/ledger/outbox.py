@@ -1,19 +1,43 @@
 """Which CRM deliveries a change of state owes (contract, "Where each state goes")."""
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
+from types import SimpleNamespace
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from ..identities import us_ten_digits
+from ..crm.errors import CrmError, OutcomeUnknown, Permanent
+from ..identities import mask_email, mask_phone, us_ten_digits
 from ..settings import TenantConfig
 from ..signals import Signal
 from ..states import CRMTEXT, DELIVERED_TO, EXPERIENCE, SMS_BAN, SMS_STATES
-from .models import Consent
+from .models import Consent, Delivery, utcnow
+
+log = logging.getLogger(__name__)
 
 PENDING, DONE, SKIPPED, DEAD = "pending", "done", "skipped", "dead"
 NO_EMAIL = "no email known for this phone (sms_records = email-only)"
 SUPERSEDED = "no longer owed: a re-consent lifted the state (or a later signal set it again) before delivery"
+
+
+class Outcome(StrEnum):
+    """What one CRM attempt came to (``attempts.outcome``); STARTED is written before the call."""
+
+    STARTED = "started"
+    OK = "ok"
+    ALREADY = "already"  # the CRM had it already: done, no second call
+    RETRY = "retry"
+    UNKNOWN = "unknown"  # the call may have been applied: check before calling again
+    PERMANENT = "permanent"
+
+    @classmethod
+    def of(cls, error: CrmError) -> "Outcome":
+        """The outcome of a call that failed with ``error``."""
+        if isinstance(error, Permanent):
+            return cls.PERMANENT
+        return cls.UNKNOWN if isinstance(error, OutcomeUnknown) else cls.RETRY
 
 
 @dataclass(frozen=True)
@@ -63,3 +87,27 @@ def owed_states(conn, deliveries) -> dict[int, list[str]]:
         states = [SMS_BAN] if d.crm == CRMTEXT else list(d.payload["states"])
         owed[d.id] = [s for s in states if (d.identity, s, d.signal_id) in held]
     return owed
+
+
+def masked(identity: str) -> str:
+    """A delivery's identity as logs show it."""
+    return mask_email(identity) if "@" in identity else mask_phone(identity)
+
+
+def still_owed(conn, rows: list) -> list:
+    """The rows that still owe something, an Experience row trimmed to the states it still owes;
+    the others are marked skipped as superseded (their lease released)."""
+    owed = owed_states(conn, rows) if rows else {}
+    kept = []
+    for row in rows:
+        states = owed[row.id]
+        if not states:
+            conn.execute(update(Delivery).where(Delivery.id == row.id).values(
+                status=SKIPPED, reason=SUPERSEDED, lease_owner=None, lease_until=None, updated_at=utcnow()))
+            log.info("delivery %s to %s for %s skipped: %s", row.id, row.crm, masked(row.identity), SUPERSEDED)
+            continue
+        if row.crm == EXPERIENCE and len(states) < len(row.payload["states"]):
+            payload = {**row.payload, "states": {s: row.payload["states"][s] for s in states}}
+            row = SimpleNamespace(**{**row._mapping, "payload": payload})
+        kept.append(row)
+    return kept

@@ -154,15 +154,15 @@ def test_worker_counts_attempts_latency_and_dead_letters(sandboxed, engine, sand
         assert value(after, count, crm=crm) - value(before, count, crm=crm) == 1
         assert value(after, "receiver_delivery_latency_seconds_sum", crm=crm) >= 0
 
-    sandbox.fault(CRMTEXT, "400")
+    sandbox.fault(EXPERIENCE, "400")  # Experience's 4xx is permanent (CRM Text's is retried first)
     stop(2, phone="+15557654321")
     Worker(settings, engine, owner="w-metrics").run_once()
     dead = worker_samples()
 
-    assert value(dead, "receiver_dead_letters_total", crm=CRMTEXT) - value(after, "receiver_dead_letters_total",
-                                                                           crm=CRMTEXT) == 1
-    assert (value(dead, attempts, crm=CRMTEXT, outcome="permanent")
-            - value(after, attempts, crm=CRMTEXT, outcome="permanent")) == 1
+    assert value(dead, "receiver_dead_letters_total", crm=EXPERIENCE) - value(
+        after, "receiver_dead_letters_total", crm=EXPERIENCE) == 1
+    assert (value(dead, attempts, crm=EXPERIENCE, outcome="permanent")
+            - value(after, attempts, crm=EXPERIENCE, outcome="permanent")) == 1
 
 
 def test_worker_logs_one_masked_json_line_per_attempt(sandboxed, engine, receiver_log):

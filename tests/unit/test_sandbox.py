@@ -1,4 +1,6 @@
 import base64
+import gzip
+import re
 import signal
 import subprocess
 import sys
@@ -31,14 +33,18 @@ def crmtext(client, method, number="5551234567", headers=AUTH):
 def test_crmtext_opt_out_lifecycle(client):
     assert 'status="404" message="customer not found"' in crmtext(client, "getcustomerinfo")
     first = crmtext(client, "optoutcustomer")
-    assert 'status="200"' in first and "<optinStatus>5</optinStatus>" in first
-    assert "<custMobile>5551234567</custMobile>" in first
+    # The vendor's sample: fields directly under <response>, timestamp and custName only.
+    assert re.fullmatch(r'<response op="optoutcustomer" status="200" message="ok">'
+                        r"<timestamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d</timestamp><custName/></response>", first)
     assert 'status="400" message="Customer already opted out"' in crmtext(client, "optoutcustomer")
-    assert "<optinStatus>5</optinStatus>" in crmtext(client, "getcustomerinfo")
-    assert "<optinStatus>3</optinStatus>" in crmtext(client, "optincustomer")
+    info = crmtext(client, "getcustomerinfo")
+    assert "<optinStatus>5</optinStatus>" in info and "<custMobile>5551234567</custMobile>" in info
+    assert "<customer>" not in info
+    assert 'status="200"' in crmtext(client, "optincustomer")
+    assert "<optinStatus>3</optinStatus>" in crmtext(client, "getcustomerinfo")
     calls = client.get("/_sandbox/calls?crm=crmtext").get_json()["calls"]
     assert [c["method"] for c in calls] == ["getcustomerinfo", "optoutcustomer", "optoutcustomer",
-                                            "getcustomerinfo", "optincustomer"]
+                                            "getcustomerinfo", "optincustomer", "getcustomerinfo"]
     assert {c["keyword"] for c in calls} == {"GRAND"} and calls[0]["phone_number"] == "5551234567"
 
 
@@ -109,7 +115,9 @@ def test_faults_apply_to_next_calls_in_order_and_are_recorded(client):
     calls = client.get("/_sandbox/calls?crm=crmtext").get_json()["calls"]
     assert [c.get("fault") for c in calls] == ["500", "500", "429", None]
     # The faulted calls were not applied: the fourth one was the first opt-out.
-    assert "<optinStatus>5</optinStatus>" in crmtext(client, "getcustomerinfo")
+    info = crmtext(client, "getcustomerinfo")
+    assert "<optinStatus>5</optinStatus>" in info and "<custMobile>5551234567</custMobile>" in info
+    assert "<customer>" not in info
 
 
 def test_slow_fault_delays_then_applies(client):
@@ -130,9 +138,64 @@ def test_hostile_and_broken_xml_faults(client, mode, marker):
     assert 'status="404"' in crmtext(client, "getcustomerinfo")
 
 
+@pytest.mark.parametrize("layout", ["flat", "customer"])
+@pytest.mark.parametrize("status_tag", ["optinStatus", "optInStatus", "OPTINSTATUS"])
+def test_crmtext_answer_shape_variants(client, layout, status_tag):
+    assert client.post("/_sandbox/crmtext/shape", json={"layout": layout, "status_tag": status_tag}).status_code == 200
+    crmtext(client, "optoutcustomer")
+    fields = (f"<custId>100000</custId><subacct>12345</subacct><timestamp>[0-9: -]+</timestamp><custName/>"
+              f"<{status_tag}>5</{status_tag}><custMobile>5551234567</custMobile>")
+    if layout == "customer":
+        fields = f"<customer>{fields}</customer>"
+    info = crmtext(client, "getcustomerinfo")
+    assert re.fullmatch(f'<response op="getcustomerinfo" status="200" message="ok">{fields}</response>', info)
+    client.post("/_sandbox/reset")
+    crmtext(client, "optoutcustomer")
+    assert "<customer>" not in crmtext(client, "getcustomerinfo")  # reset: the documented flat shape
+
+
+@pytest.mark.parametrize("spec", [{"layout": "nested"}, {"status_tag": "status"}, {"layout": 3}])
+def test_crmtext_answer_shape_validation(client, spec):
+    assert client.post("/_sandbox/crmtext/shape", json=spec).status_code == 400
+
+
+def test_502_html_and_drip_faults_apply_the_call(client):
+    client.post("/_sandbox/faults", json={"crm": "crmtext", "mode": "502_html"})
+    resp = client.post(CRMTEXT, data={"method": "optoutcustomer", "phone_number": "5551234567"}, headers=AUTH)
+    assert resp.status_code == 502 and resp.mimetype == "text/html" and b"502 Bad Gateway" in resp.data
+    assert "<optinStatus>5</optinStatus>" in crmtext(client, "getcustomerinfo")
+
+    client.post("/_sandbox/faults", json={"crm": "crmtext", "mode": "drip", "delay": 0.01})
+    started = time.monotonic()
+    body = crmtext(client, "optoutcustomer", "5550000000")
+    assert body.startswith('<response op="optoutcustomer" status="200"')
+    assert time.monotonic() - started >= 0.01 * len(body)
+
+
+def test_gzip_bomb_redirect_and_answer_faults(client):
+    client.post("/_sandbox/faults", json={"crm": "experience", "mode": "gzip_bomb", "size_mb": 2})
+    resp = client.post(OPT_OUT, json={"recipients": []}, headers=BEARER)
+    assert resp.headers["Content-Encoding"] == "gzip" and len(resp.data) < 10_000
+    assert gzip.decompress(resp.data) == b"\0" * (2 << 20)
+
+    client.post("/_sandbox/faults", json={"crm": "crmtext", "mode": "redirect"})
+    resp = client.post(CRMTEXT, data={"method": "optoutcustomer", "phone_number": "5551234567"}, headers=AUTH)
+    assert resp.status_code == 302 and resp.headers["Location"] == "/_sandbox/moved?crm=crmtext"
+    assert 'status="200"' in client.get(resp.headers["Location"]).get_data(as_text=True)
+    calls = client.get("/_sandbox/calls?crm=crmtext").get_json()["calls"]
+    assert [c["method"] for c in calls] == ["optoutcustomer", "followed_redirect"]
+    assert 'status="404"' in crmtext(client, "getcustomerinfo")  # not applied
+
+    body = '<response op="optoutcustomer" status="404" message="Store not found for keyword"/>'
+    client.post("/_sandbox/faults", json={"crm": "crmtext", "mode": "answer", "body": body, "http_status": 404})
+    resp = client.post(CRMTEXT, data={"method": "optoutcustomer", "phone_number": "5551234567"}, headers=AUTH)
+    assert (resp.status_code, resp.get_data(as_text=True)) == (404, body)
+
+
 def test_fault_validation_clear_and_reset(client):
     assert client.post("/_sandbox/faults", json={"crm": "x", "mode": "500"}).status_code == 400
     assert client.post("/_sandbox/faults", json={"crm": "experience", "mode": "nope"}).status_code == 400
+    assert client.post("/_sandbox/faults", json={"crm": "crmtext", "mode": "answer", "http_status": 99}).status_code == 400
     client.post("/_sandbox/faults", json={"crm": "experience", "mode": "500"})
     assert client.delete("/_sandbox/faults").status_code == 200
     assert client.post(OPT_OUT, json={"recipients": [{"email": "a@example.com"}]}, headers=BEARER).status_code == 200

@@ -30,7 +30,7 @@ def test_helper_config_loads_into_typed_objects(tmp_path):
     assert settings.tenants["grand"].crmtext.keyword == "GRAND"
     assert settings.sources["twilio"].kind == "twilio"
     assert settings.sources["crmtext"].options["token"] == CRMTEXT_TOKEN
-    assert settings.worker.lease_seconds == 5
+    assert settings.worker.lease_seconds == 13
 
 
 def test_env_indirection_reads_the_named_variable(tmp_path):
@@ -181,9 +181,30 @@ def test_source_secret_of_the_wrong_type(tmp_path, token):
 
 
 def test_worker_option_out_of_range(tmp_path):
-    toml = config_toml().replace("lease_seconds = 5", "lease_seconds = 1")
+    toml = config_toml().replace("lease_seconds = 13", "lease_seconds = 1")
 
     assert "worker.lease_seconds" in refused(tmp_path, toml=toml)
+
+
+@pytest.mark.parametrize("lease, crm, timeout", [(13, "crmtext", 11), (6, "experience", 4)])
+def test_a_lease_not_over_a_call_s_deadline_plus_margin_is_refused(tmp_path, lease, crm, timeout):
+    # Issue 10.14: a lease that ran out mid-call let a second worker take the row and text the guest again.
+    toml = config_toml().replace("lease_seconds = 13", f"lease_seconds = {lease}")
+    old = 'hotel_token = "grand-hotel", timeout = 2.0' if crm == "experience" else 'keyword = "GRAND", timeout = 2.0'
+    toml = toml.replace(old, old.replace("2.0", str(timeout)))
+    message = refused(tmp_path, toml=toml)
+    assert message.endswith(f"worker.lease_seconds ({lease}) must exceed tenants.grand.{crm}.timeout ({timeout}) + 2 s")
+    assert "\n" not in message
+
+
+def test_a_lease_over_every_call_s_deadline_plus_margin_loads(tmp_path):
+    toml = config_toml().replace("lease_seconds = 13", "lease_seconds = 5")  # every test timeout is 2 s
+    assert load(tmp_path, toml=toml).worker.lease_seconds == 5
+
+
+def test_the_default_lease_outlasts_the_default_crm_timeouts(tmp_path):
+    toml = config_toml().replace("lease_seconds = 13", "").replace(", timeout = 2.0", "")
+    assert load(tmp_path, toml=toml).worker.lease_seconds == 30
 
 
 def test_public_base_url_with_a_path_is_refused(tmp_path):

@@ -17,12 +17,12 @@ import pytest
 import requests
 from sqlalchemy import insert, select, update
 
-from receiver.crm.crmtext import CrmTextClient
-from receiver.crm.experience import format_time
+from receiver.crm.crmtext import DONE_ANSWERS, CrmTextClient
+from receiver.crm.experience import ExperienceClient, format_time
 from receiver.ledger.models import Attempt, Consent, Delivery, utcnow
 from receiver.ledger.outbox import DEAD, DONE, PENDING, SKIPPED, SUPERSEDED
 from receiver.ledger.record import Ledger
-from receiver.settings import SourceConfig
+from receiver.settings import CALL_MARGIN_SECONDS, SourceConfig
 from receiver.signals import OPT_IN, OPT_OUT, Inbound, Signal
 from receiver.sources.sms import sms_signal
 from receiver.states import CRMTEXT, EXPERIENCE, MAIL_BAN, MARKETING_DECLINE
@@ -91,6 +91,11 @@ class World:
         with self.engine.begin() as conn:
             conn.execute(update(Delivery).where(Delivery.status == PENDING).values(
                 next_attempt_at=utcnow() - timedelta(seconds=1)))
+
+    def settle_calls(self) -> None:
+        """Move every attempt an hour back: its call's deadline (and margin) is long past."""
+        with self.engine.begin() as conn:
+            conn.execute(update(Attempt).values(started_at=utcnow() - timedelta(hours=1)))
 
     def expire_leases(self) -> None:
         with self.engine.begin() as conn:
@@ -262,15 +267,15 @@ def test_a_refused_record_is_retried_alone(world):
 
 
 def test_server_error_is_retried_with_backoff(world):
-    world.stop(tenant="smsonly")
-    world.sandbox.fault(CRMTEXT, "500")
+    world.email_opt_out(EMAIL, MARKETING_DECLINE)
+    world.sandbox.fault(EXPERIENCE, "500")
     before = utcnow()
     assert world.worker().run_once() == 1
     after = utcnow()
 
-    row = world.delivery(CRMTEXT)
+    row = world.delivery(EXPERIENCE)
     assert (row.status, row.attempts, row.lease_owner, row.lease_until) == (PENDING, 1, None, None)
-    assert row.last_error and "Internal Server Error" in row.last_error
+    assert row.last_error and "internal error" in row.last_error
     assert_backoff(row, 1, before, after)
     [attempt] = world.attempts(row.id)
     assert (attempt.outcome, attempt.http_status) == ("retry", 500)
@@ -283,7 +288,23 @@ def test_server_error_is_retried_with_backoff(world):
     row = world.get(row.id)
     assert (row.status, row.attempts, row.last_error) == (DONE, 2, None)
     assert world.outcomes(row.id) == ["retry", "ok"]
-    assert world.methods() == ["optoutcustomer", "optoutcustomer"]
+    assert len(world.experience_records()) == 2
+
+
+def test_crmtext_server_error_is_an_unknown_outcome_checked_before_calling_again(world):
+    # Issue 11.3: a 5xx or an HTML page from in front of CRM Text can hide a call that applied.
+    world.stop(tenant="smsonly")
+    world.sandbox.fault(CRMTEXT, "502_html")  # applies the call, then answers a gateway's 502 page
+    world.worker().run_once()
+    row = world.delivery(CRMTEXT)
+    [attempt] = world.attempts(row.id)
+    assert (row.status, attempt.outcome, attempt.http_status) == (PENDING, "unknown", 502)
+
+    world.settle_calls()
+    world.make_due()
+    world.worker().run_once()
+    assert world.methods() == ["optoutcustomer", "getcustomerinfo"]  # one confirmation text
+    assert world.get(row.id).status == DONE and world.outcomes(row.id) == ["unknown", "already"]
 
 
 def test_backoff_doubles_and_is_capped(world):
@@ -317,16 +338,32 @@ def test_experience_retry_after_is_honoured(world):
     assert row.next_attempt_at >= before + timedelta(seconds=30)
 
 
-def test_permanent_refusal_is_dead_at_once(world):
+@pytest.mark.parametrize("message", ["Store not found for keyword", "User not found", "Customer not active"])
+def test_a_misleading_crmtext_4xx_is_retried_then_dead_never_done(world, message):
+    # Issue 11.1: a wrong keyword or password answers 4xx with "not found"; counting that as done lost
+    # every opt-out. The vendor's error shape: <response op=".." status="4xx" message="reason for Error">.
+    body = f'<response op="optoutcustomer" status="401" message="{message}"></response>'
     world.stop(tenant="smsonly")
-    world.sandbox.fault(CRMTEXT, "400")
+    world.sandbox.fault(CRMTEXT, "answer", body=body, count=10)
+    row = world.delivery(CRMTEXT)
+    for _ in range(4):  # max_attempts
+        assert world.worker().run_once() == 1
+        world.make_due()
+    row = world.get(row.id)
+    assert (row.status, row.attempts) == (DEAD, 4)
+    assert message in row.last_error
+    assert world.outcomes(row.id) == ["retry"] * 4
+    assert world.methods() == ["optoutcustomer"] * 4
+
+
+@pytest.mark.parametrize("message", sorted(DONE_ANSWERS))
+def test_the_named_crmtext_answers_count_as_done(world, message):
+    body = f'<response op="optoutcustomer" status="400" message="{message.capitalize()}."></response>'
+    world.stop(tenant="smsonly")
+    world.sandbox.fault(CRMTEXT, "answer", body=body)
     world.worker().run_once()
     row = world.delivery(CRMTEXT)
-    assert (row.status, row.attempts, row.lease_owner) == (DEAD, 1, None)
-    assert "bad request (sandbox fault)" in row.last_error
-    assert world.outcomes(row.id) == ["permanent"]
-    world.make_due()
-    assert world.worker().run_once() == 0
+    assert row.status == DONE and world.outcomes(row.id) == ["already"]
 
 
 def test_experience_permanent_refusal_kills_the_batch(world):
@@ -340,9 +377,9 @@ def test_experience_permanent_refusal_kills_the_batch(world):
 
 
 def test_repeated_server_errors_end_dead_after_max_attempts(world):
-    world.stop(tenant="smsonly")
-    world.sandbox.fault(CRMTEXT, "500", count=10)
-    row = world.delivery(CRMTEXT)
+    world.email_opt_out(EMAIL, MARKETING_DECLINE)
+    world.sandbox.fault(EXPERIENCE, "500", count=10)
+    row = world.delivery(EXPERIENCE)
     for attempt in range(1, 5):
         before = utcnow()
         assert world.worker().run_once() == 1
@@ -357,7 +394,7 @@ def test_repeated_server_errors_end_dead_after_max_attempts(world):
     assert world.outcomes(row.id) == ["retry"] * 4
     world.make_due()
     assert world.worker().run_once() == 0
-    assert world.methods() == ["optoutcustomer"] * 4
+    assert len(world.experience_records()) == 4
 
 
 def test_too_old_delivery_is_dead_on_its_next_failure(world):
@@ -366,11 +403,11 @@ def test_too_old_delivery_is_dead_on_its_next_failure(world):
     with world.engine.begin() as conn:  # max_age_hours defaults to 72
         conn.execute(update(Delivery).where(Delivery.id == row.id).values(
             created_at=utcnow() - timedelta(hours=73)))
-    world.sandbox.fault(CRMTEXT, "500")
+    world.sandbox.fault(CRMTEXT, "429")
     world.worker().run_once()
     row = world.get(row.id)
     assert (row.status, row.attempts) == (DEAD, 1)
-    assert "Internal Server Error" in row.last_error
+    assert "Too Many Requests" in row.last_error
 
 
 def test_a_replayed_old_delivery_gets_its_attempts_and_age_back(world):
@@ -382,7 +419,7 @@ def test_a_replayed_old_delivery_gets_its_attempts_and_age_back(world):
         conn.execute(update(Delivery).where(Delivery.id == row.id).values(
             status=DEAD, attempts=10, created_at=utcnow() - timedelta(hours=100)))
     assert replay(world.engine, row.id) == DEAD
-    world.sandbox.fault(CRMTEXT, "500")
+    world.sandbox.fault(CRMTEXT, "429", retry_after=0)
     world.worker().run_once()
     row = world.get(row.id)
     assert (row.status, row.attempts) == (PENDING, 1)  # retried, not dead: the age counts from the replay
@@ -411,6 +448,81 @@ def test_stop_start_stop_before_delivery_texts_once(world):
     assert [d.status for d in world.deliveries(CRMTEXT)] == [SKIPPED, DONE]
 
 
+def start(world: World, phone: str = PHONE, tenant: str = "grand") -> None:
+    world._n += 1
+    world.record(sms_signal(f"SM{world._n}", phone, OPT_IN, keyword="START"), tenant=tenant)
+
+
+def test_a_start_committed_mid_batch_stops_the_opt_out_that_follows(world, monkeypatch):
+    # Issue 10.11: owed-ness was checked once per claim, so this STOP was still sent after START.
+    first, second = "+15551110001", "+15551110002"
+    world.stop(first, tenant="smsonly")
+    world.stop(second, tenant="smsonly")
+    real_opt_out = CrmTextClient.opt_out
+
+    def opt_out_while_the_guest_texts_start(client, ten_digits):
+        if ten_digits == first[2:]:
+            start(world, second, tenant="smsonly")  # committed while the worker is on the first call
+        return real_opt_out(client, ten_digits)
+
+    monkeypatch.setattr(CrmTextClient, "opt_out", opt_out_while_the_guest_texts_start)
+    assert world.worker().run_once() == 2
+    assert [c["phone_number"] for c in world.sandbox.calls(CRMTEXT)] == [first[2:]]
+    one, two = world.deliveries(CRMTEXT)
+    assert world.get(one.id).status == DONE
+    assert (world.get(two.id).status, world.get(two.id).reason) == (SKIPPED, SUPERSEDED)
+    assert world.attempts(two.id) == []
+
+
+def test_a_start_committed_between_experience_batches_trims_the_next_batch(make_world, monkeypatch):
+    world = make_world(batch_size=1)
+    first, second = "+15551110001", "+15551110002"
+    world.stop(first, tenant="grand")
+    world.stop(second, tenant="grand")
+    real_opt_out = ExperienceClient.opt_out
+
+    def opt_out_while_the_guest_texts_start(client, records):
+        if records[0]["phone"] == first:
+            start(world, second)
+        return real_opt_out(client, records)
+
+    monkeypatch.setattr(ExperienceClient, "opt_out", opt_out_while_the_guest_texts_start)
+    worker = world.worker()
+    worker.deliver_experience("grand", [row for row in worker.claim() if row.crm == EXPERIENCE])
+    assert [[r["phone"] for r in batch] for batch in world.experience_records()] == [[first]]
+    assert [world.get(d.id).status for d in world.deliveries(EXPERIENCE)] == [DONE, SKIPPED]
+
+
+def test_an_email_linked_to_two_phones_sends_both_phones_states(world):
+    # Issue 10.8: records were coalesced by email alone, so only one phone's sms_ban reached Experience
+    # while both deliveries were marked done.
+    other = "+15559990000"
+    world.email_opt_out(EMAIL, MARKETING_DECLINE, phone=PHONE)  # link tokens carrying each phone
+    world.email_opt_out(EMAIL, MARKETING_DECLINE, phone=other)
+    world.worker().run_once()
+    world.stop(PHONE)
+    world.stop(other)
+    world.worker().run_once()
+    [batch] = world.experience_records()[1:]
+    assert sorted((r["email"], r["phone"], "sms_ban" in r) for r in batch) == [
+        (EMAIL, PHONE, True), (EMAIL, other, True)]
+    assert {d.status for d in world.deliveries(EXPERIENCE)} == {DONE}
+
+
+def test_an_experience_answer_it_cannot_read_is_never_a_success(world):
+    # Issue 10.9: an `errors` body of an unknown shape counted as success for the whole batch.
+    world.email_opt_out("a@example.com", MARKETING_DECLINE)
+    world.email_opt_out("b@example.com", MARKETING_DECLINE)
+    world.sandbox.fault(EXPERIENCE, "answer", body='{"successes": {}, "errors": "batch refused"}')
+    world.worker().run_once()
+    rows = world.deliveries(EXPERIENCE)
+    assert [(r.status, r.attempts) for r in rows] == [(PENDING, 1), (PENDING, 1)]
+    assert all(world.outcomes(r.id) == ["unknown"] for r in rows)
+    world.make_due()
+    world.worker().run_once()
+    assert {r.status for r in world.deliveries(EXPERIENCE)} == {DONE}
+
+
 # -- unknown outcomes and leases ---------------------------------------------------------------
 
 
@@ -437,6 +549,7 @@ def test_unknown_outcome_is_checked_before_calling_again(make_world):
 
     wait_until_opted_out(world)  # the call timed out for us but happened at the CRM
     seen = len(world.sandbox.calls(CRMTEXT))
+    world.settle_calls()
     world.make_due()
     assert world.worker().run_once() == 1
 
@@ -452,9 +565,40 @@ def test_unknown_outcome_that_did_not_happen_is_sent_again(make_world):
     world.stop(tenant="grand")
     row = world.delivery(CRMTEXT)
     with world.engine.begin() as conn:  # an earlier attempt timed out, the CRM never saw it
-        conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=utcnow(), outcome="unknown"))
+        conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=utcnow() - timedelta(minutes=1),
+                                            outcome="unknown"))
     world.worker().run_once()
     assert world.methods() == ["getcustomerinfo", "optoutcustomer"]
+    assert world.get(row.id).status == DONE
+
+
+def test_the_status_is_not_asked_before_the_unknown_call_s_deadline_has_passed(make_world):
+    # Issue 11.4: asked too soon, getcustomerinfo raced the first call still being applied,
+    # read "not opted out", and a second optoutcustomer texted the guest again.
+    world = make_world(crmtext_timeout=0.5)
+    world.stop(tenant="grand")
+    world.sandbox.fault(CRMTEXT, "slow", delay=1.0)
+    world.worker().run_once()
+    row = world.delivery(CRMTEXT)
+    [attempt] = world.attempts(row.id)
+    settled = attempt.started_at + timedelta(seconds=0.5 + CALL_MARGIN_SECONDS)
+    assert world.get(row.id).next_attempt_at >= settled
+
+    world.make_due()  # due at once, as after a crash or a short backoff
+    assert world.worker().run_once() == 1
+    assert world.methods() == ["optoutcustomer"]  # no status asked yet
+    later = world.get(row.id)
+    assert (later.status, later.attempts, later.lease_owner) == (PENDING, 1, None)
+    assert later.next_attempt_at >= settled
+    assert world.outcomes(row.id) == ["unknown"]
+
+    wait_until_opted_out(world)  # the slow call lands
+    seen = len(world.methods())
+    world.settle_calls()
+    world.make_due()
+    world.worker().run_once()
+    assert world.methods()[seen:] == ["getcustomerinfo"]
+    assert world.methods().count("optoutcustomer") == 1
     assert world.get(row.id).status == DONE
 
 
@@ -465,7 +609,8 @@ def test_crash_takeover_waits_for_the_lease_then_checks_first(world):
     assert len(claimed) == 2 and all(r.lease_owner == "dead" for r in claimed)
     row = world.delivery(CRMTEXT)
     with world.engine.begin() as conn:  # it wrote its attempt as started, then died mid-call
-        conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=utcnow(), outcome="started"))
+        conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=utcnow() - timedelta(seconds=5),
+                                            outcome="started"))
 
     w2 = world.worker("w2")
     assert w2.run_once() == 0
@@ -504,6 +649,7 @@ def test_a_worker_that_dies_after_its_call_is_taken_over_without_a_second_call(w
     w2 = world.worker("w2")
     assert w2.run_once() == 0
     world.expire_leases()
+    world.settle_calls()  # the lease outlasts the call's deadline and margin (settings enforce it)
     assert w2.run_once() == 1
     assert world.methods() == ["optoutcustomer", "getcustomerinfo"]
     row = world.get(row.id)
@@ -521,7 +667,7 @@ def test_a_taken_over_lease_is_left_to_its_new_owner(world):
     assert taken.lease_owner == "B"
 
     with world.engine.begin() as conn:
-        assert a._renew(conn, [row_a.id]) == []
+        assert a._renew(conn, [row_a]) == []
     with world.engine.begin() as conn:  # A's late failure must not reschedule B's row
         a._finish(conn, row_a, "retry", detail="late failure of A")
     a.deliver_crmtext("smsonly", row_a)  # A does not call for a row it lost
@@ -542,7 +688,7 @@ def test_a_call_that_succeeded_after_its_lease_was_lost_is_not_repeated(world):
     a, b = world.worker("A"), world.worker("B")
     [row_a] = a.claim()
     with world.engine.begin() as conn:  # what deliver_crmtext does just before calling
-        assert a._renew(conn, [row_a.id]) == [row_a.id]
+        assert [r.id for r in a._renew(conn, [row_a])] == [row_a.id]
         attempt_id = conn.execute(insert(Attempt).values(
             delivery_id=row_a.id, started_at=utcnow(), outcome="started").returning(Attempt.id)).scalar()
     world.expire_leases()  # A stalls mid-call, its lease runs out and B claims the row

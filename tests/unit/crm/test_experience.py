@@ -1,5 +1,6 @@
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -11,8 +12,9 @@ from receiver.crm.errors import (
     check_response,
     parse_retry_after,
 )
-from receiver.crm.experience import ExperienceClient, _failed_records, format_time
+from receiver.crm.experience import ExperienceClient, _failed_records, coalesce, format_time
 from receiver.settings import ExperienceConfig
+from tests.fake_crm import CannedSession
 
 TODAY = datetime.now(UTC).strftime("%Y-%m-%d")
 
@@ -114,8 +116,34 @@ def test_retrieve_never_follows_another_host(client):
 
 def test_errors_keyed_by_email_phone_or_index():
     batch = [{"email": "A@Example.com"}, {"phone": "+15551234567"}, {"email": "c@example.com"}]
-    errors = {"a@example.com": "bad", "+1 555 123 4567": ["no such phone"], "2": "x", "zz@x.test": "?"}
+    errors = {"a@example.com": "bad", "+1 555 123 4567": ["no such phone"], "2": "x"}
     assert _failed_records(batch, errors) == {0: "bad", 1: '["no such phone"]', 2: "x"}
+
+
+# Issue 10.9: the write endpoint is undocumented; the API's other write endpoints answer
+# {"successes": {...}, "errors": {...}} (crm-apis.md, section 1). Anything else is not understood.
+@pytest.mark.parametrize("body", [
+    {"successes": {}, "errors": {"zz@x.test": "unknown customer"}},  # names no record of the batch
+    {"successes": {}, "errors": "batch rejected"},
+    {"successes": {}, "errors": 3},
+    {"errors": [{"email": "guest0@example.com", "reason": "bad"}]},
+    ["guest0@example.com"],
+    "customer not found",
+])
+def test_an_answer_not_read_as_success_or_named_errors_is_unknown_for_the_batch(body):
+    session = CannedSession(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    client = ExperienceClient(ExperienceConfig(base_url="https://xp.test", partner_token="p", hotel_token="h"),
+                              session)
+    with pytest.raises(OutcomeUnknown):
+        client.opt_out(records(2))
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", b'{"successes": {"0": "a"}, "errors": {}}', b'{"errors": null}'])
+def test_success_answers(body):
+    session = CannedSession(200, body, {"Content-Type": "application/json"})
+    client = ExperienceClient(ExperienceConfig(base_url="https://xp.test", partner_token="p", hotel_token="h"),
+                              session)
+    assert client.opt_out(records(2)) == {}
 
 
 def test_format_time_is_utc():
@@ -159,13 +187,28 @@ def test_retry_after_forms():
 
 @pytest.mark.parametrize("next_page_url", [["a"], 7, {"url": "x"}])
 def test_a_next_page_url_that_is_not_a_string_is_permanent(next_page_url):
-    class OneAnswer(requests.Session):
-        def request(self, method, url, **kwargs):
-            answer = requests.Response()
-            answer.status_code, answer._content = 200, json.dumps(
-                {"recipients": [], "next_page_url": next_page_url}).encode()
-            return answer
-
+    answer = CannedSession(200, json.dumps({"recipients": [], "next_page_url": next_page_url}).encode())
     config = ExperienceConfig(base_url="https://xp.example", partner_token="p", hotel_token="h")
     with pytest.raises(Permanent):
-        ExperienceClient(config, OneAnswer()).retrieve_opt_outs("2026-01-01")
+        ExperienceClient(config, answer).retrieve_opt_outs("2026-01-01")
+
+
+def coalesced_row(email, phone, **states):
+    return SimpleNamespace(payload={"email": email, "phone": phone, "states": states})
+
+
+def test_an_email_linked_to_two_phones_gives_one_record_per_phone():
+    # Issue 10.8: coalesced by email alone, the second phone's sms_ban was never sent.
+    at = "2026-11-22T10:15:00+00:00"
+    rows = [coalesced_row("g@example.com", "+15551230001", sms_ban=at),
+            coalesced_row("g@example.com", "+15551230002", sms_ban=at),
+            coalesced_row("g@example.com", "+15551230001", marketing_decline_sms=at),
+            coalesced_row("g@example.com", None, marketing_decline=at)]
+    records, owners = coalesce(rows)
+    assert records == [
+        {"email": "g@example.com", "phone": "+15551230001", "sms_ban": "2026-11-22 10:15:00",
+         "marketing_decline_sms": "2026-11-22 10:15:00"},
+        {"email": "g@example.com", "phone": "+15551230002", "sms_ban": "2026-11-22 10:15:00"},
+        {"email": "g@example.com", "marketing_decline": "2026-11-22 10:15:00"},
+    ]
+    assert owners == [[rows[0], rows[2]], [rows[1]], [rows[3]]]

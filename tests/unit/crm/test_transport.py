@@ -1,0 +1,113 @@
+"""The CRM clients' HTTP: a total deadline per call, no redirects, answers capped after decompression."""
+
+import gzip
+import time
+import tracemalloc
+
+import pytest
+
+from receiver.crm.errors import OutcomeUnknown, Retryable
+from receiver.crm.transport import MAX_ANSWER_BYTES, call, new_session
+from receiver.sandbox_answers import _bomb
+from tests.fake_crm import CannedSession, RawCrm, drip, http_answer
+
+# The vendor's OptOutCustomer sample answer (vendor/crmtext-optoutcustomer.txt), closed.
+OK_XML = (b'<response op= "optoutcustomer" status= "200" message= "ok">'
+          b"<timestamp>2014-08-11 14:23:36</timestamp><custName>John Queue</custName></response>")
+
+
+def post(url: str, timeout: float = 0.5):
+    return call(new_session(), "POST", url, timeout=timeout, data={"method": "optoutcustomer"})
+
+
+def test_an_answer_dripped_byte_by_byte_is_cut_at_the_deadline():
+    # Issue 10.14: requests' timeout is per read; each byte here comes well within it.
+    crm = RawCrm(drip(http_answer("200 OK", OK_XML), every=0.05))
+    try:
+        started = time.monotonic()
+        with pytest.raises(OutcomeUnknown) as err:
+            post(crm.url, timeout=0.5)
+        assert time.monotonic() - started < 1.0
+        assert "deadline" in str(err.value)
+    finally:
+        crm.close()
+
+
+def test_a_body_dripped_after_prompt_headers_is_cut_at_the_deadline(sandbox):
+    sandbox.fault("crmtext", "drip", delay=0.05)
+    started = time.monotonic()
+    with pytest.raises(OutcomeUnknown):
+        post(f"{sandbox.url}/crmtext/smapi/rest", timeout=0.5)
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_prompt_answer_is_read_whole():
+    crm = RawCrm(lambda conn: conn.sendall(http_answer("200 OK", OK_XML, {"Content-Type": "text/xml"})))
+    try:
+        reply = post(crm.url)
+        assert (reply.status_code, reply.content) == (200, OK_XML)
+        assert reply.text.startswith("<response")
+    finally:
+        crm.close()
+
+
+@pytest.mark.parametrize("status", ["301 Moved Permanently", "302 Found", "303 See Other", "307 Temporary Redirect"])
+def test_a_redirect_is_a_failed_attempt_and_never_followed(status):
+    # Issue 10.15: followed, a 301/302 turned the opt-out POST into a GET whose 200 counted as success.
+    crm = RawCrm(lambda conn: conn.sendall(http_answer(status, b"", {"Location": "/elsewhere"})))
+    try:
+        with pytest.raises(Retryable) as err:
+            post(crm.url)
+        assert not isinstance(err.value, OutcomeUnknown)
+        assert err.value.status == int(status[:3]) and "/elsewhere" in err.value.detail
+        time.sleep(0.1)
+        assert len(crm.requests) == 1 and crm.requests[0].startswith(b"POST ")
+    finally:
+        crm.close()
+
+
+def test_a_gzip_bomb_is_refused(sandbox):
+    # Issue 11.5: 50 MB of zeros in ~50 KB of gzip; read whole it took the worker to hundreds of MB.
+    sandbox.fault("crmtext", "gzip_bomb", size_mb=50)
+    with pytest.raises(OutcomeUnknown) as err:
+        post(f"{sandbox.url}/crmtext/smapi/rest", timeout=5)
+    assert f"over {MAX_ANSWER_BYTES} bytes" in str(err.value)
+
+
+def test_a_gzip_bomb_is_never_inflated_in_memory():
+    session = CannedSession(200, _bomb(50), {"Content-Encoding": "gzip"})  # traced here: no sandbox thread
+    tracemalloc.start()
+    try:
+        with pytest.raises(OutcomeUnknown):
+            call(session, "POST", "https://crm.test/api", timeout=5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MAX_ANSWER_BYTES
+
+
+def test_an_answer_over_the_cap_is_unknown():
+    session = CannedSession(200, b"x" * (MAX_ANSWER_BYTES + 1))
+    with pytest.raises(OutcomeUnknown):
+        call(session, "POST", "https://crm.test/api", timeout=1)
+    at_cap = CannedSession(200, b"x" * MAX_ANSWER_BYTES)
+    assert len(call(at_cap, "POST", "https://crm.test/api", timeout=1).content) == MAX_ANSWER_BYTES
+
+
+def test_gzip_answers_are_inflated_and_broken_ones_are_unknown():
+    body = gzip.compress(OK_XML)
+    assert call(CannedSession(200, body, {"Content-Encoding": "gzip"}), "POST", "https://crm.test/api",
+                timeout=1).content == OK_XML
+    for broken, headers in [(body[:-8], {"Content-Encoding": "gzip"}),  # truncated
+                            (b"not gzip at all", {"Content-Encoding": "gzip"}),
+                            (OK_XML, {"Content-Encoding": "br"})]:  # not what we asked for
+        with pytest.raises(OutcomeUnknown):
+            call(CannedSession(200, broken, headers), "POST", "https://crm.test/api", timeout=1)
+
+
+def test_only_gzip_and_deflate_are_asked_for():
+    session = CannedSession(200, OK_XML)
+    call(session, "POST", "https://crm.test/api", timeout=1, headers={"Accept": "text/xml"})
+    [sent] = session.sent
+    assert sent["headers"] == {"Accept-Encoding": "gzip, deflate", "Accept": "text/xml"}
+    assert sent["allow_redirects"] is False and sent["stream"] is True
