@@ -697,3 +697,16 @@ def test_batch_with_one_malformed_event_is_accepted_not_400(client, engine):
     answer = response.get_json()
     assert answer["status"] == "accepted" and len(answer["event_ids"]) == 3
     assert answer["changes"] == [{"email": "guest@example.com", "states": [MARKETING_DECLINE]}]
+
+
+def test_identical_events_without_sg_event_id_in_one_batch_are_listed_once(client, engine):
+    """The troubleshooting sample's events have no sg_event_id: the same one twice hashes the same,
+    and is one new event, not a duplicate of itself."""
+    processed = json.loads(TROUBLESHOOTING_BODY)[0]
+    unsubscribe = {k: v for k, v in DOCS_OPT_OUT_EVENTS[1].items() if k != "sg_event_id"}
+
+    answer = post(client, [unsubscribe, processed, unsubscribe]).get_json()
+
+    assert answer["status"] == "accepted" and len(answer["event_ids"]) == 2
+    assert answer["event_ids"][0].startswith("sha256:") and "duplicate_event_ids" not in answer
+    assert (count(engine, SignalRow), deliveries(engine)) == (2, 1)
