@@ -16,7 +16,6 @@ import base64
 import binascii
 import hashlib
 import json
-import re
 import time
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -29,7 +28,7 @@ from ..errors import BadRequest, BadSignature
 from ..schemas import is_identifier
 from ..signals import Inbound, Signal
 from ..states import MARKETING_DECLINE
-from .base import JSON, HttpRequest, Source
+from .base import JSON, HttpRequest, Source, unix_seconds
 from .esp import EspOptions, email_signal, unix_time
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -87,9 +86,10 @@ class SendGridSource(Source):
             raise BadSignature(f"{SIGNATURE}: missing")
         if not timestamp:
             raise BadSignature(f"{TIMESTAMP}: missing")
-        if not re.fullmatch(r"[0-9]{1,12}", timestamp):
+        seconds = unix_seconds(timestamp)
+        if seconds is None:
             raise BadSignature(f"{TIMESTAMP}: not Unix seconds")
-        if abs(clock() - int(timestamp)) > TOLERANCE_SECONDS:
+        if abs(clock() - seconds) > TOLERANCE_SECONDS:
             raise BadSignature(f"{TIMESTAMP}: stale (more than 5 minutes from our clock)")
         try:
             der = base64.b64decode(given, validate=True)
