@@ -32,12 +32,11 @@ from ..schemas import identifier, is_identifier
 from ..signals import Inbound, Signal
 from ..states import MARKETING_DECLINE
 from .base import FORM, JSON, MULTIPART, HttpRequest, Secrets, Source, secret_matches, unix_seconds
-from .esp import EspOptions, email_signal, unix_time
+from .esp import COMPLAINT, EspOptions, email_signal, mapped_state, unix_time
 
 MAX_AGE = timedelta(hours=12)
 MAX_AHEAD = timedelta(minutes=5)
 
-COMPLAINT = "complaint"  # stands for the source's `complaint` option
 # event-data.event → the state it adds; every other event is only recorded (`ignored`).
 EVENT_STATES = {
     "unsubscribed": MARKETING_DECLINE,
@@ -140,7 +139,7 @@ class MailgunSource(Source):
         if not isinstance(data, dict):
             raise BadRequest("event-data: missing or not an object", field="event-data")
         event, event_id = _text(data, "event"), _text(data, "id")
-        state = self._state(event)
+        state = mapped_state(EVENT_STATES.get(event), self.options)
         message = data.get("message") if isinstance(data.get("message"), dict) else {}
         headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
         detail = {"event": event, "severity": data.get("severity"), "reason": data.get("reason"),
@@ -162,14 +161,10 @@ class MailgunSource(Source):
         detail = {"event": event, "format": "legacy", "message_id": message_id, "reason": fields.get("reason"),
                   "code": fields.get("code"), "tags": fields.getlist("tag") or fields.getlist("X-Mailgun-Tag")}
         detail = {k: v for k, v in detail.items() if v}
-        state = self._state(event)
+        state = mapped_state(EVENT_STATES.get(event), self.options)
         signal = email_signal(key, recipient, add={state} if state else (), keyword=event,
                               occurred_at=unix_time(int(timestamp)), detail=detail, field="recipient")
         return _inbound(key, signal, timestamp, token)
-
-    def _state(self, event: str) -> str | None:
-        rule = EVENT_STATES.get(event)
-        return self.options["complaint"] if rule == COMPLAINT else rule
 
 
 def _inbound(key: str, signal: Signal, timestamp: str, token: str) -> Inbound:

@@ -31,7 +31,7 @@ from ..schemas import identifier
 from ..signals import Inbound
 from ..states import MARKETING_DECLINE
 from .base import JSON, HttpRequest, Secrets, Source, secret_matches
-from .esp import EspOptions, email_signal
+from .esp import COMPLAINT, EspOptions, email_signal, mapped_state
 
 # The dedup key's visible parts are bounded so that the whole key always fits the ledger's 255:
 # RecordType (Postmark's longest is SubscriptionChange, 18) + MessageID, time and ID + the
@@ -39,7 +39,6 @@ from .esp import EspOptions, email_signal
 MAX_RECORD_TYPE = 32
 MAX_PART = 64
 
-COMPLAINT = "complaint"  # stands for the source's `complaint` option
 # SubscriptionChange with SuppressSending true: SuppressionReason → the state it adds. A null or
 # unknown reason is still a suppression by the ESP, so a marketing decline (contract, ESP mapping).
 SUPPRESSION_REASONS = {
@@ -144,9 +143,8 @@ class PostmarkSource(Source):
         return Inbound(request_key=key, signals=[signal])
 
     def _states(self, rule: str | None) -> set[str]:
-        if rule is None:
-            return set()
-        return {self.options["complaint"] if rule == COMPLAINT else rule}
+        state = mapped_state(rule, self.options)
+        return {state} if state else set()
 
     def _subscription_change(self, record: dict) -> tuple[set[str], set[str]]:
         suppress = record.get("SuppressSending")

@@ -29,13 +29,12 @@ from ..schemas import is_identifier
 from ..signals import Inbound, Signal
 from ..states import MARKETING_DECLINE
 from .base import JSON, HttpRequest, Source, unix_seconds
-from .esp import EspOptions, email_signal, unix_time
+from .esp import COMPLAINT, EspOptions, email_signal, mapped_state, unix_time
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 TOLERANCE_SECONDS = 5 * 60  # contract: 5 minutes both ways
 
-COMPLAINT = "complaint"  # stands for the source's `complaint` option
 # `event` → the state it adds; every other event is only recorded (`ignored`).
 EVENT_STATES = {
     "unsubscribe": MARKETING_DECLINE,
@@ -122,8 +121,7 @@ class SendGridSource(Source):
         name = event.get("event")
         if not is_identifier(name):
             return _unusable(event, f"{path}.event: missing or not a short string")
-        rule = EVENT_STATES.get(name)
-        state = self.options["complaint"] if rule == COMPLAINT else rule
+        state = mapped_state(EVENT_STATES.get(name), self.options)
         detail = {"event": name, **{k: event[k] for k in DETAIL_FIELDS if event.get(k) not in (None, "", [])}}
         event_id = event_id_of(event)
         try:
