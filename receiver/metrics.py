@@ -41,6 +41,9 @@ DELIVERY_ATTEMPTS = Counter(
     "receiver_delivery_attempts", "Delivery attempts by CRM and outcome (ok, already, retry, unknown, permanent).",
     ["crm", "outcome"])
 DEAD_LETTERS = Counter("receiver_dead_letters", "Deliveries given up on (dead).", ["crm"])
+UNUSABLE_OPT_OUTS = Counter(
+    "receiver_unusable_opt_outs",
+    "ESP opt-outs (SendGrid unsubscribe, spam report) recorded as ignored: their address is unusable.", ["source"])
 DELIVERY_LATENCY = Histogram(
     "receiver_delivery_latency_seconds", "From receiving the opt-out to the CRM confirming it.", ["crm"],
     buckets=(0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600))

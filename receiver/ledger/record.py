@@ -101,24 +101,41 @@ class Ledger:
             raise BadSignature("signature token already used for another event")
 
     def _duplicate(self, source: SourceConfig, inbound: Inbound) -> Outcome:
-        """A redelivered request: the first answer's events, every one of them seen before."""
+        """A redelivered request: the first answer's events, every one of them seen before.
+
+        ``original_receipt_id`` is the first answer's receipt when that answer recorded something;
+        when it was a ``duplicate`` itself, the receipt it pointed at (that of the request's first
+        event), so a duplicate never points at another duplicate.
+        """
         try:
             with self.engine.connect() as conn:
                 first = conn.execute(select(Receipt).where(
                     Receipt.source == source.name, Receipt.request_key == inbound.request_key,
                 )).one()
+                original = first.id
+                if first.status == DUPLICATE and first.event_ids:
+                    original = self._recorded_by(conn, source, first.event_ids[0]) or first.id
         except DBAPIError as exc:
             raise Unavailable("the opt-out could not be stored; retry later") from exc
         return Outcome(status=DUPLICATE, receipt_id=new_receipt_id(), received_at=utcnow(),
-                       event_ids=list(first.event_ids), changes=[], original_receipt_id=first.id,
+                       event_ids=list(first.event_ids), changes=[], original_receipt_id=original,
                        duplicate_event_ids=list(first.event_ids))
 
+    def _recorded_by(self, conn, source: SourceConfig, event_id: str) -> str | None:
+        """The receipt that first recorded ``event_id`` (always an ``accepted`` or ``ignored`` one)."""
+        return conn.execute(self._first_receipt, {"b_source": source.name, "b_event_id": event_id}).scalar()
+
     def _apply(self, conn, source, inbound: Inbound, receipt_id, now, digest) -> Outcome:
-        """``event_ids`` lists every event of the request, new or seen before (those are skipped and
-        also listed in ``duplicate_event_ids``); a request of nothing but seen events is a duplicate."""
+        """``event_ids`` lists every event of the request once, new or seen before (those are skipped
+        and also listed in ``duplicate_event_ids``); an id repeated within the request counts once,
+        as its first event. A request of nothing but seen events is a duplicate of the receipt that
+        first recorded its first event."""
         tenant = self.tenants[source.tenant]
-        event_ids, duplicates, changes, kinds = [], [], [], set()
+        event_ids, duplicates, changes, kinds, listed = [], [], [], set(), set()
         for signal in inbound.signals:
+            if signal.event_id in listed:  # e.g. two identical SendGrid events, keyed by their content
+                continue
+            listed.add(signal.event_id)
             inserted = conn.execute(self._add_signal, {
                 "receipt_id": receipt_id, "source": source.name, "tenant": tenant.name,
                 "event_id": signal.event_id, "kind": signal.kind, "keyword": signal.keyword,
@@ -138,8 +155,7 @@ class Ledger:
         original = None
         if duplicates and len(duplicates) == len(event_ids):
             status = DUPLICATE
-            original = conn.execute(self._first_receipt, {
-                "b_source": source.name, "b_event_id": duplicates[0]}).scalar()
+            original = self._recorded_by(conn, source, event_ids[0])
         elif kinds <= {HELP, OTHER}:
             status = IGNORED
         else:

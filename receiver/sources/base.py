@@ -6,7 +6,9 @@ skipped), then ``parse``.
 """
 
 import hmac
+import io
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,6 +17,8 @@ from urllib.parse import parse_qsl
 
 from marshmallow import RAISE, Schema, ValidationError, fields
 from werkzeug.datastructures import Headers, MultiDict
+from werkzeug.formparser import MultiPartParser
+from werkzeug.http import parse_options_header
 
 from ..errors import BadRequest, BadSignature, UnsupportedMediaType
 from ..settings import Settings, SourceConfig
@@ -23,7 +27,11 @@ from ..signals import Inbound
 MAX_BODY = 256 * 1024  # a kind's default cap on its request body
 MAX_DEPTH = 32  # of JSON bodies: providers nest a few levels; more is an attack on the parser
 FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
 JSON = "application/json"
+# A signed Unix-seconds timestamp, exactly as signed: Python's int() and float() also take signs,
+# spaces, underscores and fractions, which would let one signature stand for several headers.
+UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,11 @@ class HttpRequest:
         )
 
     def json(self):
-        """The body as JSON (parsed from the exact bytes the signature covered)."""
+        """The body as JSON (parsed from the exact bytes the signature covered, once: treat it as read-only)."""
+        return self._json
+
+    @cached_property
+    def _json(self):
         try:
             return parse_json(self.body)
         except ValueError:
@@ -65,6 +77,19 @@ class HttpRequest:
             return MultiDict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
         except UnicodeDecodeError:
             raise BadRequest("body: not UTF-8", field="body") from None
+
+    @cached_property
+    def multipart(self) -> MultiDict:
+        """The fields of a multipart/form-data body (files dropped); parsed once."""
+        boundary = parse_options_header(self.headers.get("Content-Type", ""))[1].get("boundary")
+        if not boundary:
+            raise BadRequest("body: multipart without a boundary", field="body")
+        try:
+            fields, _ = MultiPartParser(max_form_memory_size=len(self.body)).parse(
+                io.BytesIO(self.body), boundary.encode("latin-1"), len(self.body))
+        except (ValueError, UnicodeEncodeError):
+            raise BadRequest("body: malformed multipart", field="body") from None
+        return fields
 
 
 def parse_json(data: bytes | str):
@@ -104,6 +129,11 @@ class Secrets(fields.Field):
         if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
             raise ValidationError("must be a non-empty string or a non-empty list of them")
         return value
+
+
+def unix_seconds(value) -> int | None:
+    """A timestamp header or field as signed (``[0-9]{1,12}``) in seconds, else None."""
+    return int(value) if isinstance(value, str) and UNIX_SECONDS.fullmatch(value) else None
 
 
 def secret_matches(given: str | None, expected: Iterable[str]) -> bool:

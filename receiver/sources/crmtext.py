@@ -24,6 +24,10 @@ PACIFIC = ZoneInfo("America/Los_Angeles")
 # What CRM Text's short code acts on by itself; compared as the whole text, trimmed, in any case
 # (a looser match could skip an OptOutCustomer that CRM Text never made for the guest).
 HANDLED_BY_CRMTEXT = frozenset({"STOP", "QUIT"})
+# Why an opt-out's optoutcustomer is skipped or not, kept in the signal's detail for the audit trail.
+OPTOUTCUSTOMER_STATUS = "skipped: optInStatus says Opt-out, CRM Text applied it"
+OPTOUTCUSTOMER_TEXT = "skipped: the text is STOP or QUIT, which CRM Text applies itself"
+OPTOUTCUSTOMER_OWED = "not skipped: neither optInStatus Opt-out nor a STOP or QUIT text"
 
 
 class CrmTextOptions(OptionsSchema):
@@ -61,11 +65,17 @@ class CrmTextSource(Source):
         opted_out = form.get("optinstatus", "").lower() == "opt-out"
         if opted_out and intent != OPT_OUT:
             intent, keyword, review = OPT_OUT, "optInStatus=Opt-out", False
-        applied = opted_out or text.strip().upper() in HANDLED_BY_CRMTEXT
+        detail = {k: form[k] for k in ("custid", "subacct", "keyword") if form.get(k)}
+        applied = False
+        if intent == OPT_OUT:
+            if opted_out:
+                applied, detail["optoutcustomer"] = True, OPTOUTCUSTOMER_STATUS
+            elif text.strip().upper() in HANDLED_BY_CRMTEXT:
+                applied, detail["optoutcustomer"] = True, OPTOUTCUSTOMER_TEXT
+            else:
+                detail["optoutcustomer"] = OPTOUTCUSTOMER_OWED
         signal = sms_signal(
-            msg_id, phone, intent, keyword=keyword, review=review,
-            reported_by=CRMTEXT if intent == OPT_OUT and applied else None,
-            occurred_at=_pacific(form.get("timestamp")),
-            detail={k: form[k] for k in ("custid", "subacct", "keyword") if form.get(k)},
+            msg_id, phone, intent, keyword=keyword, review=review, reported_by=CRMTEXT if applied else None,
+            occurred_at=_pacific(form.get("timestamp")), detail=detail,
         )
         return Inbound(request_key=msg_id, signals=[signal])

@@ -10,10 +10,18 @@ from ..signals import IGNORED_KIND, OPT_IN, OPT_OUT, Signal
 from ..states import MAIL_BAN, MARKETING_DECLINE
 from .base import OptionsSchema
 
+# In a source's mapping table (event → state), the state its `complaint` option names.
+COMPLAINT = "complaint"
+
 
 class EspOptions(OptionsSchema):
     # A spam complaint means "no marketing" by default; a source may treat it as "no email at all".
     complaint = fields.String(load_default=MARKETING_DECLINE, validate=validate.OneOf([MARKETING_DECLINE, MAIL_BAN]))
+
+
+def mapped_state(rule: str | None, options: dict) -> str | None:
+    """A mapping table's entry as the state it adds: COMPLAINT becomes the source's option."""
+    return options["complaint"] if rule == COMPLAINT else rule
 
 
 def email_signal(event_id: str, email, *, add=(), remove=(), keyword: str | None = None,

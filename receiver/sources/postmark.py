@@ -31,11 +31,14 @@ from ..schemas import identifier
 from ..signals import Inbound
 from ..states import MARKETING_DECLINE
 from .base import JSON, HttpRequest, Secrets, Source, secret_matches
-from .esp import EspOptions, email_signal
+from .esp import COMPLAINT, EspOptions, email_signal, mapped_state
 
-MAX_PART = 64  # each visible part of the dedup key; the whole must fit the ledger's 255
+# The dedup key's visible parts are bounded so that the whole key always fits the ledger's 255:
+# RecordType (Postmark's longest is SubscriptionChange, 18) + MessageID, time and ID + the
+# 16-character digest + 4 colons = 32 + 3 × 64 + 16 + 4 = 244.
+MAX_RECORD_TYPE = 32
+MAX_PART = 64
 
-COMPLAINT = "complaint"  # stands for the source's `complaint` option
 # SubscriptionChange with SuppressSending true: SuppressionReason → the state it adds. A null or
 # unknown reason is still a suppression by the ESP, so a marketing decline (contract, ESP mapping).
 SUPPRESSION_REASONS = {
@@ -65,13 +68,14 @@ class PostmarkOptions(EspOptions):
     honour_resubscribe = fields.Boolean(load_default=False)
 
 
-def _part(record: dict, name: str) -> str:
-    """One visible part of the dedup key: a short string or number, or "" when absent."""
+def _part(record: dict, name: str, limit: int = MAX_PART) -> str:
+    """One visible part of the dedup key: a string or number of at most ``limit`` characters that
+    passes the identifier rule, or "" when absent."""
     value = record.get(name)
     if value is None or value == "":
         return ""
-    if isinstance(value, bool) or not isinstance(value, str | int) or len(str(value)) > MAX_PART:
-        raise BadRequest(f"{name}: not a short string or number", field=name)
+    if isinstance(value, bool) or not isinstance(value, str | int) or len(str(value)) > limit:
+        raise BadRequest(f"{name}: not a string or number of at most {limit} characters", field=name)
     return identifier(str(value), name)
 
 
@@ -125,9 +129,9 @@ class PostmarkSource(Source):
         record = request.json()
         if not isinstance(record, dict):
             raise BadRequest("body: must be one JSON object", field="body")
-        record_type = record.get("RecordType")
-        if not isinstance(record_type, str) or not record_type or len(record_type) > MAX_PART:
+        if not isinstance(record.get("RecordType"), str) or not record["RecordType"]:
             raise BadRequest("RecordType: missing or not a string", field="RecordType")
+        record_type = _part(record, "RecordType", MAX_RECORD_TYPE)  # it starts the key and the event id
         rule = self.RECORD_TYPES.get(record_type)
         add, remove = rule(self, record) if rule else (set(), set())
         address_field = ADDRESS_FIELDS.get(record_type, "Recipient")
@@ -139,9 +143,8 @@ class PostmarkSource(Source):
         return Inbound(request_key=key, signals=[signal])
 
     def _states(self, rule: str | None) -> set[str]:
-        if rule is None:
-            return set()
-        return {self.options["complaint"] if rule == COMPLAINT else rule}
+        state = mapped_state(rule, self.options)
+        return {state} if state else set()
 
     def _subscription_change(self, record: dict) -> tuple[set[str], set[str]]:
         suppress = record.get("SuppressSending")

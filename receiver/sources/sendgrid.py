@@ -6,6 +6,9 @@ then drops it, so one odd event would sink every opt-out posted with it. An even
 usable ``sg_event_id`` (SendGrid's own troubleshooting sample has none) is recorded under
 ``sha256:`` + the SHA-256 of its canonical JSON; an event that is not an object, names no event,
 or is an opt-out without a valid address is recorded as ``ignored``, with the reason in its detail.
+Such an opt-out is one a guest asked for and nobody applied, so it is also counted
+(``receiver_unusable_opt_outs_total{source}``) and logged as a warning with the address masked,
+each time a batch carrying it is received.
 
 SendGrid may re-send an event under a new ``sg_event_id``: that is a new signal in the audit
 trail, but the ledger adds a state only once, so an opt-out already in force creates no second
@@ -16,7 +19,7 @@ import base64
 import binascii
 import hashlib
 import json
-import re
+import logging
 import time
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -25,18 +28,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 from marshmallow import ValidationError, fields
 
+from .. import metrics
 from ..errors import BadRequest, BadSignature
+from ..identities import mask_email
 from ..schemas import is_identifier
 from ..signals import Inbound, Signal
 from ..states import MARKETING_DECLINE
-from .base import JSON, HttpRequest, Source
-from .esp import EspOptions, email_signal, unix_time
+from .base import JSON, HttpRequest, Source, unix_seconds
+from .esp import COMPLAINT, EspOptions, email_signal, mapped_state, unix_time
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 TOLERANCE_SECONDS = 5 * 60  # contract: 5 minutes both ways
 
-COMPLAINT = "complaint"  # stands for the source's `complaint` option
 # `event` → the state it adds; every other event is only recorded (`ignored`).
 EVENT_STATES = {
     "unsubscribe": MARKETING_DECLINE,
@@ -45,6 +49,7 @@ EVENT_STATES = {
 }
 DETAIL_FIELDS = ("sg_message_id", "asm_group_id", "category")
 
+log = logging.getLogger(__name__)
 clock = time.time  # the time source; tests freeze it to check SendGrid's recorded vector
 
 
@@ -87,9 +92,10 @@ class SendGridSource(Source):
             raise BadSignature(f"{SIGNATURE}: missing")
         if not timestamp:
             raise BadSignature(f"{TIMESTAMP}: missing")
-        if not re.fullmatch(r"[0-9]{1,12}", timestamp):
+        seconds = unix_seconds(timestamp)
+        if seconds is None:
             raise BadSignature(f"{TIMESTAMP}: not Unix seconds")
-        if abs(clock() - int(timestamp)) > TOLERANCE_SECONDS:
+        if abs(clock() - seconds) > TOLERANCE_SECONDS:
             raise BadSignature(f"{TIMESTAMP}: stale (more than 5 minutes from our clock)")
         try:
             der = base64.b64decode(given, validate=True)
@@ -122,14 +128,17 @@ class SendGridSource(Source):
         name = event.get("event")
         if not is_identifier(name):
             return _unusable(event, f"{path}.event: missing or not a short string")
-        rule = EVENT_STATES.get(name)
-        state = self.options["complaint"] if rule == COMPLAINT else rule
+        state = mapped_state(EVENT_STATES.get(name), self.options)
         detail = {"event": name, **{k: event[k] for k in DETAIL_FIELDS if event.get(k) not in (None, "", [])}}
         event_id = event_id_of(event)
         try:
             return email_signal(event_id, event.get("email"), add={state} if state else (), keyword=name,
                                 occurred_at=unix_time(event.get("timestamp")), detail=detail, field=f"{path}.email")
         except BadRequest as refused:  # an opt-out we cannot apply: kept in the trail, never sinks the batch
+            # ... and shown to the operator: the guest asked to opt out and nothing was applied.
+            metrics.UNUSABLE_OPT_OUTS.labels(self.config.name).inc()
+            log.warning("source %s: %s event %s with an unusable address %r recorded as ignored (%s)",
+                        self.config.name, name, event_id, masked(event.get("email")), refused.message)
             return email_signal(event_id, None, keyword=name, occurred_at=unix_time(event.get("timestamp")),
                                 detail={**detail, "unusable": refused.message})
 
@@ -141,6 +150,15 @@ def event_id_of(event) -> str:
         return given
     canonical = json.dumps(event, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def masked(value) -> str:
+    """An address that could not be used, as a log line may show it."""
+    if value is None or value == "":
+        return "missing"
+    if not isinstance(value, str):
+        return f"a {type(value).__name__}"
+    return mask_email(value) if "@" in value else value[:1] + "***"
 
 
 def _unusable(event, reason: str) -> Signal:

@@ -20,7 +20,7 @@ from ..identities import normalize_email, normalize_phone
 from ..schemas import TEXT_ERRORS, EmailOrPhone, identifier, identifier_field, join, load, text
 from ..signals import OPT_IN, OPT_OUT, Inbound, Signal
 from ..states import STATES
-from .base import JSON, HttpRequest, OptionsSchema, Secrets, Source
+from .base import JSON, HttpRequest, OptionsSchema, Secrets, Source, unix_seconds
 
 HEADERS = ("id", "timestamp", "signature")  # after the prefix: webhook- (the spec's), or svix-
 MAX_EVENTS = 1000
@@ -108,6 +108,10 @@ class StandardWebhooksSource(Source):
         for name, value in given.items():
             if not value:
                 raise BadSignature(f"{prefix}{name}: missing")
+        # The library reads the timestamp with float() and signs its floor: without this check
+        # 1795515300.9 (or " 1795515300", "1_795_515_300") would pass with 1795515300's signature.
+        if unix_seconds(given["timestamp"]) is None:
+            raise BadSignature(f"{prefix}timestamp: not Unix seconds")
         # The library gives up at the first entry it cannot split or decode, even when a valid one
         # follows: hand it only the well-formed v1 entries (the others could never match anyway).
         signatures = " ".join(entry for entry in given["signature"].split() if _v1_entry(entry))

@@ -74,10 +74,11 @@ class TwilioSource(Source):
 
     def parse(self, request: HttpRequest) -> Inbound:
         form = request.form
-        sid = form.get("MessageSid") or form.get("SmsMessageSid")
+        field = "MessageSid" if form.get("MessageSid") else "SmsMessageSid"  # errors name the field read
+        sid = form.get(field)
         if not sid:
             raise BadRequest("MessageSid: missing", field="MessageSid")
-        identifier(sid, "MessageSid")
+        identifier(sid, field)
         phone = normalize_phone(form.get("From", "").removeprefix("whatsapp:"), field="From")
         text = form.get("Body", "")
         intent, keyword, review = classify(text, self.options.get("extra_opt_out", ()))

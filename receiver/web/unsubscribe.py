@@ -22,11 +22,12 @@ from ..ledger.ratelimit import rate_limited
 from ..links import ALL, Link, rate_key
 from ..services import services
 from ..signals import OPT_OUT
+from ..sources.base import FORM, MULTIPART
 from ..states import MAIL_BAN, MARKETING_DECLINE, MARKETING_DECLINE_SMS, SMS_BAN, STATES
 from .answers import EMAIL_LINK, LANGUAGES, answer_json, page_language, receipt_headers, record_own
 
 bp = Blueprint("unsubscribe", __name__)
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+FORM_TYPES = (FORM, MULTIPART)
 LABELS = {
     MARKETING_DECLINE: lazy_gettext("Marketing emails (offers, newsletters)"),
     MAIL_BAN: lazy_gettext("All emails, booking confirmations included"),

@@ -120,11 +120,12 @@ def post_mailgun(client, event_id: str):
     return client.post("/hooks/mailgun", data=json.dumps(body), content_type="application/json")
 
 
-def post_postmark(client, message_id: str):
-    # Postmark's SubscriptionChange webhook, inbound-formats.md Appendix A.
-    body = {"RecordType": "SubscriptionChange", "MessageID": message_id, "ServerID": 123456,
-            "MessageStream": "broadcast", "ChangedAt": "2026-11-24T10:15:00Z", "Recipient": "guest@example.com",
-            "Origin": "Recipient", "SuppressSending": True, "SuppressionReason": "ManualSuppression"}
+def post_postmark(client, value: str, field: str = "MessageID"):
+    # Postmark's SubscriptionChange webhook, inbound-formats.md Appendix A, with ``field`` set to ``value``.
+    body = {"RecordType": "SubscriptionChange", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+            "ServerID": 123456, "MessageStream": "broadcast", "ChangedAt": "2026-11-24T10:15:00Z",
+            "Recipient": "guest@example.com", "Origin": "Recipient", "SuppressSending": True,
+            "SuppressionReason": "ManualSuppression", field: value}
     auth = base64.b64encode(POSTMARK_AUTH.encode()).decode()
     return client.post("/hooks/postmark", data=json.dumps(body), content_type="application/json",
                        headers={"Authorization": f"Basic {auth}"})
@@ -137,6 +138,7 @@ CASES = {
     "partner event id": (lambda client, value: post_partner(client, event_id=value), "id", True),
     "mailgun event-data.id": (post_mailgun, "event-data.id", True),
     "postmark MessageID": (post_postmark, "MessageID", True),
+    "postmark RecordType": (lambda client, value: post_postmark(client, value, "RecordType"), "RecordType", True),
 }
 
 
@@ -170,7 +172,7 @@ def test_unusable_sg_event_id_is_keyed_by_content_not_refused(client, engine, ba
         assert conn.execute(select(SignalRow.event_id)).scalar().startswith("sha256:")
 
 
-@pytest.mark.parametrize("case", [name for name in CASES if name != "postmark MessageID"] + ["sendgrid sg_event_id"])
+@pytest.mark.parametrize("case", [name for name in CASES if not name.startswith("postmark")] + ["sendgrid sg_event_id"])
 def test_identifier_of_255_characters_is_recorded(client, engine, case):
     post = post_sendgrid if case == "sendgrid sg_event_id" else CASES[case][0]
 

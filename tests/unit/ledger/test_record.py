@@ -394,4 +394,65 @@ def test_new_request_of_only_seen_events_is_a_duplicate_of_their_first_receipt(l
 
     retry = ledger.record(source, resent, b"")  # the same new request again: answered from its receipt
 
-    assert (retry.status, retry.event_ids, retry.original_receipt_id) == (DUPLICATE, ["evt_1"], outcome.receipt_id)
+    # ... pointing at the receipt that recorded the event, never at the duplicate answer before it
+    assert (retry.status, retry.event_ids, retry.original_receipt_id) == (DUPLICATE, ["evt_1"], first.receipt_id)
+    assert retry.duplicate_event_ids == ["evt_1"]
+
+
+def optout(event_id: str, email: str) -> Signal:
+    return Signal(event_id=event_id, kind=OPT_OUT, email=email, add=frozenset({MARKETING_DECLINE}))
+
+
+def test_events_seen_in_several_requests_point_at_the_receipt_of_the_first_event(ledger, engine):
+    source = SourceConfig(name="booking-engine", kind="standard-webhooks", tenant="grand", options={})
+    first = ledger.record(source, Inbound(request_key="msg_1", signals=[optout("evt_1", EMAIL)]), b"")
+    second = ledger.record(source, Inbound(request_key="msg_2", signals=[optout("evt_2", "b@example.com")]), b"")
+    resent = Inbound(request_key="msg_3", signals=[optout("evt_2", "b@example.com"), optout("evt_1", EMAIL)])
+
+    outcome = ledger.record(source, resent, b"")
+    retry = ledger.record(source, resent, b"")
+
+    assert outcome.status == retry.status == DUPLICATE
+    assert outcome.event_ids == retry.event_ids == ["evt_2", "evt_1"]
+    # The receipt that first recorded the request's first event, on the first answer and on retries.
+    assert outcome.original_receipt_id == retry.original_receipt_id == second.receipt_id != first.receipt_id
+    statuses = {r.id: r.status for r in rows(engine, Receipt)}
+    assert statuses[outcome.original_receipt_id] == ACCEPTED
+
+
+def test_retry_of_a_partly_seen_request_points_at_its_own_first_answer(ledger, engine):
+    source = SourceConfig(name="booking-engine", kind="standard-webhooks", tenant="grand", options={})
+    ledger.record(source, Inbound(request_key="msg_1", signals=[optout("evt_1", EMAIL)]), b"")
+    batch = Inbound(request_key="msg_2", signals=[optout("evt_1", EMAIL), optout("evt_2", "b@example.com")])
+    answer = ledger.record(source, batch, b"")
+
+    retry = ledger.record(source, batch, b"")
+
+    assert answer.status == ACCEPTED
+    assert (retry.status, retry.original_receipt_id) == (DUPLICATE, answer.receipt_id)
+    assert retry.event_ids == retry.duplicate_event_ids == ["evt_1", "evt_2"]
+
+
+def test_an_event_id_repeated_in_one_request_counts_once_as_its_first_event(ledger, engine):
+    source = SourceConfig(name="sendgrid", kind="sendgrid", tenant="grand", options={})
+    first_copy, second_copy = optout("sha256:abc", EMAIL), optout("sha256:abc", "other@example.com")
+    batch = Inbound(request_key="batch", signals=[first_copy, second_copy, optout("sg_2", "b@example.com")])
+
+    outcome = ledger.record(source, batch, b"")
+
+    assert outcome.status == ACCEPTED
+    assert outcome.event_ids == ["sha256:abc", "sg_2"]
+    assert outcome.duplicate_event_ids == []
+    assert {s.event_id: s.email for s in rows(engine, SignalRow)} == {"sha256:abc": EMAIL, "sg_2": "b@example.com"}
+    [receipt] = rows(engine, Receipt)
+    assert receipt.event_ids == ["sha256:abc", "sg_2"]
+
+
+def test_a_request_of_one_event_twice_is_accepted_not_duplicate(ledger, engine):
+    source = SourceConfig(name="sendgrid", kind="sendgrid", tenant="grand", options={})
+    batch = Inbound(request_key="batch", signals=[optout("sha256:abc", EMAIL), optout("sha256:abc", EMAIL)])
+
+    outcome = ledger.record(source, batch, b"")
+
+    assert (outcome.status, outcome.event_ids, outcome.duplicate_event_ids) == (ACCEPTED, ["sha256:abc"], [])
+    assert outcome.changes == [{"email": EMAIL, "states": [MARKETING_DECLINE]}]

@@ -12,7 +12,12 @@ from receiver.errors import BadRequest, BadSignature, UnsupportedMediaType
 from receiver.signals import HELP, OPT_IN, OPT_OUT, OTHER
 from receiver.sources import base
 from receiver.sources.base import HttpRequest
-from receiver.sources.crmtext import CrmTextSource
+from receiver.sources.crmtext import (
+    OPTOUTCUSTOMER_OWED,
+    OPTOUTCUSTOMER_STATUS,
+    OPTOUTCUSTOMER_TEXT,
+    CrmTextSource,
+)
 from receiver.states import CRMTEXT, SMS_BAN
 from tests.helpers import CRMTEXT_TOKEN, make_settings
 
@@ -56,7 +61,8 @@ def test_appendix_a_payload(settings):
     assert signal.add == {SMS_BAN}
     assert signal.reported_by == CRMTEXT
     assert signal.occurred_at == datetime(2026, 11, 22, 15, 15, 2, tzinfo=UTC)  # PST is UTC-8
-    assert signal.detail == {"custid": "112233", "subacct": "12345", "keyword": "GRAND"}
+    assert signal.detail == {"custid": "112233", "subacct": "12345", "keyword": "GRAND",
+                             "optoutcustomer": OPTOUTCUSTOMER_STATUS}
 
 
 @pytest.mark.parametrize("query", ["", "token=", "token=wrong", f"token={CRMTEXT_TOKEN}x",
@@ -154,6 +160,23 @@ def test_other_intents_are_not_reported_by_crmtext(settings, text, kind):
     assert signal.kind == kind
     assert signal.reported_by is None
     assert signal.add == frozenset()
+    assert "optoutcustomer" not in signal.detail  # no opt-out, nothing to send or skip
+
+
+@pytest.mark.parametrize("text, status, why", [
+    ("STOP", "Opt-out", OPTOUTCUSTOMER_STATUS),  # both: the status is what CRM Text itself reports
+    ("please stop texting me", "Opt-out", OPTOUTCUSTOMER_STATUS),
+    (" quit ", "Opt-in", OPTOUTCUSTOMER_TEXT),
+    ("UNSUBSCRIBE", "Opt-in", OPTOUTCUSTOMER_OWED),
+    ("please stop texting me", "", OPTOUTCUSTOMER_OWED),
+])
+def test_detail_says_why_optoutcustomer_is_skipped_or_not(settings, text, status, why):
+    """For the audit trail: which part of the CRM Text callback rule decided."""
+    [signal] = crmtext(settings).handle(http(message(message=text, optInStatus=status))).signals
+
+    assert signal.kind == OPT_OUT
+    assert signal.detail["optoutcustomer"] == why
+    assert (signal.reported_by == CRMTEXT) == why.startswith("skipped")
 
 
 def test_extra_opt_out_words_from_config(settings):

@@ -12,11 +12,12 @@ import pytest
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 from werkzeug.datastructures import Headers, MultiDict
+from werkzeug.formparser import MultiPartParser
 
 from receiver.errors import BadRequest, BadSignature, UnsupportedMediaType
 from receiver.ledger.models import Consent, Delivery, Receipt, ReplayNonce, SignalRow
 from receiver.signals import OPT_OUT, OTHER
-from receiver.sources import validate_source_options
+from receiver.sources import base, validate_source_options
 from receiver.sources.base import HttpRequest
 from receiver.sources.mailgun import MailgunSource
 from receiver.states import MAIL_BAN, MARKETING_DECLINE
@@ -262,6 +263,18 @@ def test_timestamps_within_the_window_are_accepted(source_settings, age):
 def test_stale_or_future_timestamps_are_refused(source_settings, age):
     with pytest.raises(BadSignature, match="stale"):
         mailgun(source_settings).handle(http(body(age=age)))
+
+
+def test_stale_json_hook_names_the_signature_blocks_timestamp(source_settings):
+    with pytest.raises(BadSignature, match=r"^signature\.timestamp: stale"):
+        mailgun(source_settings).handle(http(body(age=13 * 3600)))
+
+
+@pytest.mark.parametrize("token", ["tok\x00en" * 5, "tok\x85en" * 5, "t" * 256])
+def test_token_that_cannot_be_a_nonce_is_a_bad_signature(source_settings, token):
+    """The token is stored as the replay nonce: the identifier rule, else a 503 on PostgreSQL."""
+    with pytest.raises(BadSignature, match=r"^signature\.token: "):
+        mailgun(source_settings).handle(http(body(token=token)))
 
 
 @pytest.mark.parametrize("key", ["someone-else", SIGNING_KEY + " ", ""])
@@ -739,6 +752,51 @@ def test_legacy_forged_or_stale_is_401(source_settings, change, message):
 
     with pytest.raises(BadSignature, match=message):
         mailgun(source_settings).handle(legacy_http(content))
+
+
+def test_legacy_stale_post_names_its_own_timestamp_field(source_settings):
+    """A legacy post's timestamp is the top-level ``timestamp`` field: no ``signature.`` block."""
+    content = urlencoded(legacy_fields(LEGACY_UNSUBSCRIBED, age=13 * 3600))
+
+    with pytest.raises(BadSignature, match=r"^timestamp: stale"):
+        mailgun(source_settings).handle(legacy_http(content))
+
+
+@pytest.mark.parametrize("event", ["unsubscribed\x85", "unsub\x9bscribed", "x" * 256, "\x7f"])
+@pytest.mark.parametrize("encode, mimetype", [(urlencoded, "application/x-www-form-urlencoded"),
+                                              (multipart, "multipart/form-data")])
+def test_legacy_event_follows_the_identifier_rule(source_settings, event, encode, mimetype):
+    fields = [("event", event), *[(n, v) for n, v in legacy_fields(LEGACY_UNSUBSCRIBED) if n != "event"]]
+
+    with pytest.raises(BadRequest) as caught:
+        mailgun(source_settings).handle(legacy_http(encode(fields), mimetype))
+
+    assert caught.value.field == "event"
+
+
+@pytest.mark.parametrize("mimetype", ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_each_body_is_parsed_once(source_settings, monkeypatch, mimetype):
+    """verify and parse both read the signed fields: the request keeps what it parsed."""
+    calls = []
+
+    def counting(name, original):
+        def parse(*args, **kwargs):
+            calls.append(name)
+            return original(*args, **kwargs)
+        return parse
+
+    for owner, name in [(base, "parse_json"), (base, "parse_qsl"), (MultiPartParser, "parse")]:
+        monkeypatch.setattr(owner, name, counting(name, getattr(owner, name)))
+    if mimetype == "application/json":
+        request = http(body())
+    else:
+        encode = multipart if mimetype == "multipart/form-data" else urlencoded
+        request = legacy_http(encode(legacy_fields(LEGACY_UNSUBSCRIBED)), mimetype)
+
+    [signal] = mailgun(source_settings).handle(request).signals
+
+    assert signal.add == {MARKETING_DECLINE}
+    assert len(calls) == 1, calls
 
 
 @pytest.mark.parametrize("missing", ["timestamp", "token", "signature"])

@@ -284,7 +284,7 @@ def test_malformed_key_parts_are_bad_requests_naming_them(source_settings, name,
     assert caught.value.field == name
 
 
-@pytest.mark.parametrize("record_type", [None, "", 5, "x" * 65])
+@pytest.mark.parametrize("record_type", [None, "", 5, "x" * 33, "Bounce\x00", "Bounce\x85", "\ud800"])
 def test_missing_record_type_is_a_bad_request(source_settings, record_type):
     with pytest.raises(BadRequest) as caught:
         postmark(source_settings).handle(http({**APPENDIX_A, "RecordType": record_type}))
@@ -374,6 +374,17 @@ def test_option_defaults():
     assert (options["honour_resubscribe"], options["complaint"]) == (False, MARKETING_DECLINE)
 
 
+# Every visible part of the key at its longest: a RecordType Postmark may add later (32), and
+# MessageID, ReceivedAt and ID of 64 characters each.
+LONGEST_KEY_RECORD = {**OPEN, "RecordType": "R" * 32, "MessageID": "m" * 64, "ReceivedAt": "t" * 64, "ID": "i" * 64}
+
+
+def test_longest_key_fits_the_ledgers_255_characters(source_settings):
+    key = postmark(source_settings).handle(http(LONGEST_KEY_RECORD)).request_key
+
+    assert len(key) <= 255
+
+
 # --- through POST /hooks/<source> and the ledger -----------------------------------------------
 
 
@@ -427,6 +438,33 @@ def test_simultaneous_manual_suppressions_of_two_guests_are_both_recorded(client
 
     assert answers == ["accepted", "accepted"]
     assert states(engine) == {("one@example.com", MARKETING_DECLINE), ("two@example.com", MARKETING_DECLINE)}
+
+
+def test_longest_key_is_recorded_on_every_database(client, engine):
+    """On PostgreSQL a key over the 255-character column was a 503 that Postmark retries for hours."""
+    response = post(client, LONGEST_KEY_RECORD)
+
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "ignored"
+    assert count(engine, SignalRow) == 1
+
+
+def test_a_key_over_255_characters_is_400_not_503(client, engine):
+    """Parts of 64 characters each made a key of 276: over the column, a 503 on PostgreSQL."""
+    response = post(client, {**LONGEST_KEY_RECORD, "RecordType": "R" * 64})
+
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("RecordType: ")
+
+
+@pytest.mark.parametrize("record_type", ["Bounce\x00", "SubscriptionChange\x1b", "x" * 33])
+def test_record_type_is_refused_the_same_on_every_database(client, engine, record_type):
+    """A NUL in RecordType reached PostgreSQL, which cannot store it: a 503 retried for hours."""
+    response = post(client, {**APPENDIX_A, "RecordType": record_type})
+
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith("RecordType: ")
+    assert count(engine, Receipt) == 0
 
 
 @pytest.mark.parametrize("credentials", ["postmark:wrong", "", ROTATED])

@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from werkzeug.datastructures import Headers, MultiDict
 
@@ -697,3 +698,39 @@ def test_batch_with_one_malformed_event_is_accepted_not_400(client, engine):
     answer = response.get_json()
     assert answer["status"] == "accepted" and len(answer["event_ids"]) == 3
     assert answer["changes"] == [{"email": "guest@example.com", "states": [MARKETING_DECLINE]}]
+
+
+def test_identical_events_without_sg_event_id_in_one_batch_are_listed_once(client, engine):
+    """The troubleshooting sample's events have no sg_event_id: the same one twice hashes the same,
+    and is one new event, not a duplicate of itself."""
+    processed = json.loads(TROUBLESHOOTING_BODY)[0]
+    unsubscribe = {k: v for k, v in DOCS_OPT_OUT_EVENTS[1].items() if k != "sg_event_id"}
+
+    answer = post(client, [unsubscribe, processed, unsubscribe]).get_json()
+
+    assert answer["status"] == "accepted" and len(answer["event_ids"]) == 2
+    assert answer["event_ids"][0].startswith("sha256:") and "duplicate_event_ids" not in answer
+    assert (count(engine, SignalRow), deliveries(engine)) == (2, 1)
+
+
+def unusable_count(client) -> float:
+    samples = text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+    return sum(s.value for family in samples for s in family.samples
+               if s.name == "receiver_unusable_opt_outs_total" and s.labels == {"source": "sendgrid"})
+
+
+def test_unusable_opt_out_is_counted_and_logged_masked(client, engine, receiver_log):
+    """Recorded as ignored, as before, but no longer silently: a guest asked and nothing was applied.
+    The events are SendGrid's documented unsubscribe and spamreport (DOCS_OPT_OUT_EVENTS)."""
+    before = unusable_count(client)
+    batch = [{**DOCS_OPT_OUT_EVENTS[1], "email": "example@@test.com"},
+             {**DOCS_OPT_OUT_EVENTS[0], "email": None}, DOCS_OPT_OUT_EVENTS[2]]
+
+    answer = post(client, batch).get_json()
+
+    assert (answer["status"], answer["changes"]) == ("ignored", [])
+    assert unusable_count(client) - before == 2
+    log = receiver_log()
+    assert "example@@test.com" not in log and "e***@test.com" in log
+    assert "zz_BjPgU_5pS-J8vlfB1sg==" in log and "unsubscribe" in log and "missing" in log
+    assert log.count("unusable address") == 2

@@ -259,6 +259,17 @@ def test_unreadable_timestamp_is_401(source, timestamp):
         source.handle(http(body, headers))
 
 
+@pytest.mark.parametrize("variant", ["{}.9", "{}.0", " {}", "+{}", "{}e0", "{:_}"])
+def test_timestamp_must_be_exactly_the_signed_digits(source, monkeypatch, variant):
+    """The library reads the header with float() and signs its floor: the appendix's signature, made
+    for 1795515300, also verified with 1795515300.9. Only the digits that were signed are accepted."""
+    freeze_library_clock(monkeypatch, APPENDIX_TIMESTAMP + 30)
+    headers = {**APPENDIX_HEADERS, "webhook-timestamp": variant.format(APPENDIX_TIMESTAMP)}
+
+    with pytest.raises(BadSignature, match="^webhook-timestamp: not Unix seconds"):
+        source.handle(http(APPENDIX_BODY, headers))
+
+
 def test_body_that_is_not_utf8_is_401(source):
     body = b'{"id": "\xff"}'
     headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(datetime.now(UTC).timestamp())),

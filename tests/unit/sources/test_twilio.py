@@ -257,6 +257,19 @@ def test_sms_message_sid_is_the_fallback(settings):
     assert twilio(settings).handle(signed(params)).request_key == "SM" + "a" * 32
 
 
+@pytest.mark.parametrize("sid", ["SM\x01" + "0" * 31, "S" * 256])
+def test_bad_sms_message_sid_names_the_field_it_came_from(settings, sid):
+    """Older integrations post only SmsMessageSid (Twilio's deprecated name): the error names it."""
+    params = twilio_sms(sid=sid)
+    del params["MessageSid"]
+
+    with pytest.raises(BadRequest) as caught:
+        twilio(settings).handle(signed(params))
+
+    assert caught.value.field == "SmsMessageSid"
+    assert caught.value.message.startswith("SmsMessageSid: ")
+
+
 def test_bad_from_is_a_bad_request_naming_it(settings):
     with pytest.raises(BadRequest) as caught:
         twilio(settings).handle(signed(twilio_sms(phone="not a number")))
