@@ -1,0 +1,1 @@
+"""Compliance: legal deadline clocks per opt-out and the tamper-evident hash chain (issue 15)."""
