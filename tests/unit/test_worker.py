@@ -17,8 +17,10 @@ import pytest
 import requests
 from sqlalchemy import insert, select, update
 
+from receiver.crm import lanes
 from receiver.crm.crmtext import DONE_ANSWERS, CrmTextClient
 from receiver.crm.delivery import Outcome, Report
+from receiver.crm.errors import Retryable
 from receiver.crm.experience import ExperienceClient, format_time
 from receiver.crm.lanes import Lane
 from receiver.ledger.leases import TAKEN_OVER
@@ -798,3 +800,31 @@ def test_deliveries_of_a_tenant_that_left_the_config_are_dead_lettered_not_block
         rows = conn.execute(select(Delivery.status, Delivery.last_error)).all()
     assert {r.status for r in rows} == {"dead"}
     assert all("no experience" in r.last_error or "no crmtext" in r.last_error for r in rows)
+
+
+def test_the_worker_records_each_step_of_a_lane_before_the_next_and_stops_the_lane_on_a_failed_call(
+        world, monkeypatch):
+    # Issue 12.2: the worker only loops; a lane's protocol (crm/) yields steps of reports, and the
+    # worker finishes each before the protocol goes on, handing the rest back after a failed call.
+    phones = ["+15551110001", "+15551110002", "+15551110003"]
+    for phone in phones:
+        world.stop(phone, tenant="smsonly")
+    seen = []
+
+    class Scripted:
+        def deliver(self, batch, books):
+            first, second, _ = batch
+            yield [Report(first, Outcome.OK, started=books.now())]
+            seen.append(world.get(first.id).status)
+            yield [Report(second, Outcome.RETRY, error=Retryable("unavailable", status=503))]
+            raise AssertionError("resumed after its CRM failed a call")
+
+    monkeypatch.setitem(lanes.PROTOCOLS, CRMTEXT, lambda config: Scripted())
+    before = utcnow()
+    assert world.worker().run_once() == 3
+    first, second, third = world.deliveries(CRMTEXT)
+    assert seen == [DONE]
+    assert (world.get(second.id).status, world.outcomes(second.id)) == (PENDING, ["retry"])
+    rest = world.get(third.id)
+    assert (rest.status, rest.attempts, rest.lease_owner) == (PENDING, 0, None)
+    assert rest.next_attempt_at > before and world.sandbox.calls(CRMTEXT) == []
