@@ -1,1 +1,1 @@
-"""One client per CRM (experience, crmtext) and the errors they raise (errors)."""
+"""One module per CRM (experience, crmtext): its client and its delivery protocol; what they share."""

@@ -1,4 +1,4 @@
-"""CRM Text SMS API client: OptOutCustomer and GetCustomerInfo for one store (keyword).
+"""CRM Text: the SMS API client (OptOutCustomer, GetCustomerInfo) and its delivery protocol.
 
 Assumptions, kept here so that correcting one is a one-file change (crm-apis.md, section 2):
 
@@ -18,11 +18,17 @@ Assumptions, kept here so that correcting one is a one-file change (crm-apis.md,
 - GetCustomerInfo appears only in client code; its answer is taken to have the OptOut
   answer's shape plus ``optinStatus`` (1 new, 3 opted-in, 4 pending, 5 opted-out). An
   answer named in ``NOT_A_CUSTOMER`` means an unknown customer.
+
+Delivery (``CrmTextDelivery``): one OptOutCustomer per delivery, and CRM Text texts the guest a
+confirmation each time, so a call whose outcome is unknown (timeout, crash mid-call, a gateway's
+error page) is never simply repeated: once that call's deadline has passed, the number's status
+is asked first.
 """
 
 import base64
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,7 +37,8 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from ..settings import CALL_MARGIN_SECONDS, CrmTextConfig
-from .errors import OutcomeUnknown, Retryable, parse_retry_after
+from .delivery import Books, Outcome, Report
+from .errors import CrmError, OutcomeUnknown, Retryable, parse_retry_after
 from .transport import Reply, call, new_session
 
 OPTED_OUT = 5
@@ -140,3 +147,53 @@ def _parse(resp: Reply, method: str) -> _Answer:
         raise cls(f"unusable CRM Text answer to {method} ({type(exc).__name__})",
                   status=resp.status_code, detail=detail, retry_after=retry_after) from None
     return _Answer(int(status_text), status_text, root.get("message", ""), root, retry_after)
+
+
+# Attempts that may have reached CRM Text: a call after them could text the guest a second time.
+MAY_HAVE_APPLIED = (Outcome.STARTED, Outcome.UNKNOWN, Outcome.OK, Outcome.ALREADY)
+
+
+class CrmTextDelivery:
+    """One store's delivery protocol: one row per step, each checked before it is called again."""
+
+    def __init__(self, config: CrmTextConfig):
+        self.client = CrmTextClient(config)
+
+    def deliver(self, batch: list, books: Books) -> Iterator[list[Report]]:
+        for row in batch:
+            yield self._deliver(row, books)
+
+    def _deliver(self, row, books: Books) -> list[Report]:
+        ten = row.payload["ten_digits"]
+        earlier = books.earlier_attempts(row, MAY_HAVE_APPLIED)
+        if earlier is None:
+            return []
+        if {a.outcome for a in earlier} & {Outcome.OK, Outcome.ALREADY}:
+            # A previous owner's call succeeded after its lease ran out, so it could not mark the
+            # row done: calling again would text the guest a second confirmation.
+            return [Report(row, Outcome.ALREADY, detail="an earlier attempt already delivered it")]
+        if earlier:
+            settled = self.client.settled_after(max(a.started_at for a in earlier))
+            if books.now() < settled:
+                # That call may still be under way: a status read now could say "not opted out".
+                books.postpone([row], settled, "an earlier call's outcome is not settled yet")
+                return []
+            checked = books.now()
+            try:
+                status = self.client.customer_status(ten)
+            except CrmError as exc:
+                return [Report(row, Outcome.RETRY, error=exc, started=checked)]
+            if status == OPTED_OUT:
+                return [Report(row, Outcome.ALREADY, started=checked,
+                               detail="CRM Text already has the number opted out (checked)")]
+        started = books.start(row)
+        if started is None:
+            return []
+        try:
+            result = self.client.opt_out(ten)
+        except CrmError as exc:
+            outcome = Outcome.of(exc)
+            return [Report(row, outcome, error=exc, attempt_id=started.attempt_id, started=started.at,
+                           not_before=self.client.settled_after(started.at) if outcome == Outcome.UNKNOWN else None)]
+        return [Report(row, Outcome.ALREADY if result.already_done else Outcome.OK, detail=result.message,
+                       attempt_id=started.attempt_id, started=started.at)]

@@ -1,4 +1,5 @@
-"""Experience CRM API client: write opt-out states in batches, read the unsubscribed list.
+"""Experience CRM: the API client (write opt-out states in batches, read the unsubscribed list)
+and its delivery protocol (deliveries coalesced into records, sent ``batch_size`` at a time).
 
 The write endpoint is not publicly documented. Assumption used until the real contract is
 known (crm-apis.md, section 1), kept here so that correcting it is a one-file change:
@@ -17,6 +18,7 @@ known (crm-apis.md, section 1), kept here so that correcting it is a one-file ch
 """
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -24,7 +26,8 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import requests
 
 from ..settings import ExperienceConfig
-from .errors import OutcomeUnknown, Permanent, Retryable, check_response
+from .delivery import Books, Outcome, Report
+from .errors import CrmError, OutcomeUnknown, Permanent, Retryable, check_response
 from .transport import call, new_session
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -154,3 +157,32 @@ def coalesce(rows: list) -> tuple[list[dict], list[list]]:
             record.setdefault(state, format_time(datetime.fromisoformat(since)))
         owners.setdefault(key, []).append(row)
     return list(records.values()), list(owners.values())
+
+
+class ExperienceDelivery:
+    """One property's delivery protocol: one step per batch of at most ``batch_size`` records."""
+
+    def __init__(self, config: ExperienceConfig):
+        self.client = ExperienceClient(config)
+
+    def deliver(self, batch: list, books: Books) -> Iterator[list[Report]]:
+        size = self.client.config.batch_size
+        _, groups = coalesce(batch)
+        for start in range(0, len(groups), size):
+            yield self._send(books, [row for group in groups[start:start + size] for row in group])
+
+    def _send(self, books: Books, rows: list) -> list[Report]:
+        # Renewed, and trimmed to what each row still owes, just before the call.
+        records, owners = coalesce(books.renew(rows))
+        if not records:
+            return []
+        started = books.now()
+        try:
+            failed = self.client.opt_out(records)
+        except CrmError as exc:
+            return [Report(row, Outcome.of(exc), error=exc, started=started) for group in owners for row in group]
+        return [
+            Report(row, Outcome.RETRY, detail=f"record refused: {failed[index]}"[:500], started=started)
+            if index in failed else Report(row, Outcome.OK, started=started, http_status=200)
+            for index, group in enumerate(owners) for row in group
+        ]

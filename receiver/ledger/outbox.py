@@ -3,12 +3,10 @@
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from types import SimpleNamespace
 
 from sqlalchemy import select, update
 
-from ..crm.errors import CrmError, OutcomeUnknown, Permanent
 from ..identities import mask_email, mask_phone, us_ten_digits
 from ..settings import TenantConfig
 from ..signals import Signal
@@ -20,24 +18,6 @@ log = logging.getLogger(__name__)
 PENDING, DONE, SKIPPED, DEAD = "pending", "done", "skipped", "dead"
 NO_EMAIL = "no email known for this phone (sms_records = email-only)"
 SUPERSEDED = "no longer owed: a re-consent lifted the state (or a later signal set it again) before delivery"
-
-
-class Outcome(StrEnum):
-    """What one CRM attempt came to (``attempts.outcome``); STARTED is written before the call."""
-
-    STARTED = "started"
-    OK = "ok"
-    ALREADY = "already"  # the CRM had it already: done, no second call
-    RETRY = "retry"
-    UNKNOWN = "unknown"  # the call may have been applied: check before calling again
-    PERMANENT = "permanent"
-
-    @classmethod
-    def of(cls, error: CrmError) -> "Outcome":
-        """The outcome of a call that failed with ``error``."""
-        if isinstance(error, Permanent):
-            return cls.PERMANENT
-        return cls.UNKNOWN if isinstance(error, OutcomeUnknown) else cls.RETRY
 
 
 @dataclass(frozen=True)

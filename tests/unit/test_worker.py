@@ -17,8 +17,13 @@ import pytest
 import requests
 from sqlalchemy import insert, select, update
 
+from receiver.crm import lanes
 from receiver.crm.crmtext import DONE_ANSWERS, CrmTextClient
+from receiver.crm.delivery import Outcome, Report
+from receiver.crm.errors import Retryable
 from receiver.crm.experience import ExperienceClient, format_time
+from receiver.crm.lanes import Lane
+from receiver.ledger.leases import TAKEN_OVER
 from receiver.ledger.models import Attempt, Consent, Delivery, utcnow
 from receiver.ledger.outbox import DEAD, DONE, PENDING, SKIPPED, SUPERSEDED
 from receiver.ledger.record import Ledger
@@ -308,12 +313,12 @@ def test_crmtext_server_error_is_an_unknown_outcome_checked_before_calling_again
 
 
 def test_backoff_doubles_and_is_capped(world):
-    worker = world.worker()
+    leases = world.worker().leases
     for attempts in (1, 2, 3, 4, 10):
-        delay = worker._backoff(attempts, None).total_seconds()
+        delay = leases.backoff(attempts, None).total_seconds()
         expected = min(CAP, BASE * 2 ** (attempts - 1))
         assert expected * 0.5 <= delay <= expected
-    assert worker._backoff(1, 30.0) == timedelta(seconds=30)
+    assert leases.backoff(1, 30.0) == timedelta(seconds=30)
 
 
 def test_retry_after_is_honoured_over_a_shorter_backoff(world):
@@ -488,7 +493,7 @@ def test_a_start_committed_between_experience_batches_trims_the_next_batch(make_
 
     monkeypatch.setattr(ExperienceClient, "opt_out", opt_out_while_the_guest_texts_start)
     worker = world.worker()
-    worker.deliver_experience("grand", [row for row in worker.claim() if row.crm == EXPERIENCE])
+    worker.deliver(Lane(EXPERIENCE, "grand"), [row for row in worker.leases.claim() if row.crm == EXPERIENCE])
     assert [[r["phone"] for r in batch] for batch in world.experience_records()] == [[first]]
     assert [world.get(d.id).status for d in world.deliveries(EXPERIENCE)] == [DONE, SKIPPED]
 
@@ -605,7 +610,7 @@ def test_the_status_is_not_asked_before_the_unknown_call_s_deadline_has_passed(m
 def test_crash_takeover_waits_for_the_lease_then_checks_first(world):
     world.stop()
     dead = world.worker("dead")
-    claimed = dead.claim()
+    claimed = dead.leases.claim()
     assert len(claimed) == 2 and all(r.lease_owner == "dead" for r in claimed)
     row = world.delivery(CRMTEXT)
     with world.engine.begin() as conn:  # it wrote its attempt as started, then died mid-call
@@ -660,25 +665,25 @@ def test_a_worker_that_dies_after_its_call_is_taken_over_without_a_second_call(w
 def test_a_taken_over_lease_is_left_to_its_new_owner(world):
     world.stop(tenant="smsonly")
     a, b = world.worker("A"), world.worker("B")
-    [row_a] = a.claim()
+    [row_a] = a.leases.claim()
     world.expire_leases()
-    [row_b] = b.claim()
+    [row_b] = b.leases.claim()
     taken = world.get(row_b.id)
     assert taken.lease_owner == "B"
 
-    with world.engine.begin() as conn:
-        assert a._renew(conn, [row_a]) == []
-    with world.engine.begin() as conn:  # A's late failure must not reschedule B's row
-        a._finish(conn, row_a, "retry", detail="late failure of A")
-    a.deliver_crmtext("smsonly", row_a)  # A does not call for a row it lost
-    a.release()
+    assert a.leases.renew([row_a]) == []
+    # A's late failure must not reschedule B's row
+    assert [f.status for f in a.leases.finish([Report(row_a, Outcome.RETRY, detail="late failure of A")])] == [
+        TAKEN_OVER]
+    a.deliver(Lane(CRMTEXT, "smsonly"), [row_a])  # A does not call for a row it lost
+    a.leases.release()
 
     after = world.get(row_b.id)
     assert (after.status, after.attempts, after.lease_owner, after.lease_until, after.next_attempt_at,
             after.last_error) == (PENDING, 0, "B", taken.lease_until, taken.next_attempt_at, None)
     assert world.sandbox.calls(CRMTEXT) == []
 
-    b.deliver_crmtext("smsonly", row_b)
+    b.deliver(Lane(CRMTEXT, "smsonly"), [row_b])
     assert world.get(row_b.id).status == DONE
     assert world.methods() == ["optoutcustomer"]
 
@@ -686,19 +691,18 @@ def test_a_taken_over_lease_is_left_to_its_new_owner(world):
 def test_a_call_that_succeeded_after_its_lease_was_lost_is_not_repeated(world):
     world.stop(tenant="smsonly")
     a, b = world.worker("A"), world.worker("B")
-    [row_a] = a.claim()
-    with world.engine.begin() as conn:  # what deliver_crmtext does just before calling
-        assert [r.id for r in a._renew(conn, [row_a])] == [row_a.id]
-        attempt_id = conn.execute(insert(Attempt).values(
-            delivery_id=row_a.id, started_at=utcnow(), outcome="started").returning(Attempt.id)).scalar()
+    [row_a] = a.leases.claim()
+    # what CRM Text's protocol does just before calling: renew, then write the attempt as started
+    assert [r.id for r in a.leases.renew([row_a])] == [row_a.id]
+    started = a.leases.start(row_a)
+    assert started is not None and world.outcomes(row_a.id) == ["started"]
     world.expire_leases()  # A stalls mid-call, its lease runs out and B claims the row
-    [row_b] = b.claim()
+    [row_b] = b.leases.claim()
     CrmTextClient(world.settings.tenants["smsonly"].crmtext).opt_out(TEN)  # A's call lands
-    with world.engine.begin() as conn:
-        a._finish(conn, row_a, "ok", attempt_id=attempt_id, detail="ok")
+    a.leases.finish([Report(row_a, Outcome.OK, attempt_id=started.attempt_id, detail="ok")])
     assert world.get(row_a.id).lease_owner == "B"
 
-    b.deliver_crmtext("smsonly", row_b)
+    b.deliver(Lane(CRMTEXT, "smsonly"), [row_b])
     # The guest got one confirmation text; A's recorded success is proof enough, no need to ask.
     assert world.methods() == ["optoutcustomer"]
     assert world.get(row_b.id).status == DONE
@@ -721,13 +725,13 @@ def test_default_owner_fits_the_lease_column(world, monkeypatch):
 def test_release_hands_claims_back(world):
     world.stop()
     w1, w2 = world.worker("w1"), world.worker("w2")
-    assert len(w1.claim()) == 2
+    assert len(w1.leases.claim()) == 2
     assert {d.lease_owner for d in world.deliveries()} == {"w1"}
-    w1.release()
+    w1.leases.release()
     assert {(d.status, d.lease_owner, d.lease_until) for d in world.deliveries()} == {(PENDING, None, None)}
 
-    assert len(w2.claim()) == 2  # at once, without waiting for a lease to run out
-    w1.release()  # only its own claims
+    assert len(w2.leases.claim()) == 2  # at once, without waiting for a lease to run out
+    w1.leases.release()  # only its own claims
     assert {d.lease_owner for d in world.deliveries()} == {"w2"}
 
 
@@ -796,3 +800,31 @@ def test_deliveries_of_a_tenant_that_left_the_config_are_dead_lettered_not_block
         rows = conn.execute(select(Delivery.status, Delivery.last_error)).all()
     assert {r.status for r in rows} == {"dead"}
     assert all("no experience" in r.last_error or "no crmtext" in r.last_error for r in rows)
+
+
+def test_the_worker_records_each_step_of_a_lane_before_the_next_and_stops_the_lane_on_a_failed_call(
+        world, monkeypatch):
+    # Issue 12.2: the worker only loops; a lane's protocol (crm/) yields steps of reports, and the
+    # worker finishes each before the protocol goes on, handing the rest back after a failed call.
+    phones = ["+15551110001", "+15551110002", "+15551110003"]
+    for phone in phones:
+        world.stop(phone, tenant="smsonly")
+    seen = []
+
+    class Scripted:
+        def deliver(self, batch, books):
+            first, second, _ = batch
+            yield [Report(first, Outcome.OK, started=books.now())]
+            seen.append(world.get(first.id).status)
+            yield [Report(second, Outcome.RETRY, error=Retryable("unavailable", status=503))]
+            raise AssertionError("resumed after its CRM failed a call")
+
+    monkeypatch.setitem(lanes.PROTOCOLS, CRMTEXT, lambda config: Scripted())
+    before = utcnow()
+    assert world.worker().run_once() == 3
+    first, second, third = world.deliveries(CRMTEXT)
+    assert seen == [DONE]
+    assert (world.get(second.id).status, world.outcomes(second.id)) == (PENDING, ["retry"])
+    rest = world.get(third.id)
+    assert (rest.status, rest.attempts, rest.lease_owner) == (PENDING, 0, None)
+    assert rest.next_attempt_at > before and world.sandbox.calls(CRMTEXT) == []

@@ -1,0 +1,82 @@
+"""What a CRM's delivery protocol is handed and what it reports: outcomes, reports, the ledger's books.
+
+A protocol (``crmtext.CrmTextDelivery``, ``experience.ExperienceDelivery``) serves one lane, one
+CRM account of one tenant. ``deliver(batch, books)`` yields one step at a time, each a list of
+``Report``s (possibly none), so the worker records each step before the protocol makes its next
+call. It reaches the ledger only through ``Books``; storage stays in ``ledger/leases.py``.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol
+
+from .errors import CrmError, OutcomeUnknown, Permanent
+
+
+class Outcome(StrEnum):
+    """What one CRM attempt came to (``attempts.outcome``); STARTED is written before the call."""
+
+    STARTED = "started"
+    OK = "ok"
+    ALREADY = "already"  # the CRM had it already: done, no second call
+    RETRY = "retry"
+    UNKNOWN = "unknown"  # the call may have been applied: check before calling again
+    PERMANENT = "permanent"
+
+    @classmethod
+    def of(cls, error: CrmError) -> "Outcome":
+        """The outcome of a call that failed with ``error``."""
+        if isinstance(error, Permanent):
+            return cls.PERMANENT
+        return cls.UNKNOWN if isinstance(error, OutcomeUnknown) else cls.RETRY
+
+
+@dataclass
+class Report:
+    """One delivery's attempt, for the ledger to finish: done, retried later, or dead."""
+
+    row: Any  # a claimed ``deliveries`` row
+    outcome: Outcome
+    error: CrmError | None = None  # set when the CRM failed the call: the rest of the batch waits
+    detail: str | None = None
+    http_status: int | None = None
+    attempt_id: int | None = None  # the STARTED attempt written before the call, if any
+    started: datetime | None = None
+    not_before: datetime | None = None  # no retry before this (an unknown call's settling time)
+
+    def __post_init__(self):
+        if self.error is not None:  # the attempt keeps the CRM's own answer
+            self.detail, self.http_status = self.error.detail, self.error.status
+
+
+class Started(NamedTuple):
+    attempt_id: int
+    at: datetime
+
+
+class Books(Protocol):
+    """What a protocol may ask of the ledger about the rows it was handed (``ledger.leases.Leases``)."""
+
+    def now(self) -> datetime:
+        """The ledger's clock, so that times compare with those it wrote."""
+
+    def renew(self, rows: list) -> list:
+        """Extend the lease on ``rows``; returns those still ours and still owed (trimmed to what they owe)."""
+
+    def earlier_attempts(self, row, outcomes: tuple[Outcome, ...]) -> list | None:
+        """Renew ``row`` and read its earlier attempts with these outcomes; None when it is ours or owed no more."""
+
+    def start(self, row) -> Started | None:
+        """Renew ``row`` and write its attempt as STARTED, just before the call; None when it is ours or owed no more."""
+
+    def postpone(self, rows: list, until: datetime, why: str) -> None:
+        """Hand ``rows`` back until ``until`` without counting an attempt."""
+
+
+class LaneDelivery(Protocol):
+    """One lane's delivery protocol: its CRM's client and the rules of calling it."""
+
+    def deliver(self, batch: list, books: Books) -> Iterator[list[Report]]:
+        """Deliver ``batch`` (rows of this lane), yielding the reports of each step."""
