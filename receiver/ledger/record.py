@@ -11,7 +11,7 @@ from ..errors import BadSignature, Unavailable
 from ..receipts import new_receipt_id
 from ..settings import SourceConfig, TenantConfig
 from ..signals import HELP, OTHER, Inbound, Signal
-from ..states import EMAIL_STATES, EXPERIENCE, STATES
+from ..states import EXPERIENCE, STATES, identity_for
 from . import outbox
 from .db import dialect_insert
 from .models import Consent, Delivery, IdentityLink, Receipt, ReplayNonce, SignalRow, utcnow
@@ -31,13 +31,6 @@ class Outcome:
     original_receipt_id: str | None = None
     duplicate_event_ids: list[str] = field(default_factory=list)
     kinds: frozenset[str] = frozenset()
-
-
-def identity_for(signal: Signal, state: str) -> str | None:
-    """Email states belong to the email, SMS states to the phone, each falling back to the other."""
-    if state in EMAIL_STATES:
-        return signal.email or signal.phone
-    return signal.phone or signal.email
 
 
 class Ledger:
@@ -176,14 +169,14 @@ class Ledger:
         # A state read back from Experience's own list holds since the time Experience gives it.
         since = signal.occurred_at if signal.reported_by == EXPERIENCE and signal.occurred_at else now
         for state in (s for s in STATES if s in signal.add):  # a fixed order avoids lock-order deadlocks
-            identity = identity_for(signal, state)
+            identity = identity_for(state, signal.email, signal.phone)
             inserted = conn.execute(self._add_state, {
                 "tenant": tenant.name, "identity": identity, "state": state, "since": since, "signal_id": signal_id,
             }).first()
             if inserted is not None:  # rowcount is not reliable for ON CONFLICT on every driver
                 added.setdefault(identity, []).append(state)
         for state in (s for s in STATES if s in signal.remove):
-            identity = identity_for(signal, state)
+            identity = identity_for(state, signal.email, signal.phone)
             deleted = conn.execute(self._lift_state, {
                 "b_tenant": tenant.name, "b_identity": identity, "b_state": state}).first()
             if deleted is not None:

@@ -16,8 +16,9 @@ from receiver.cli import cli
 from receiver.ledger.models import Consent, Delivery, Receipt, SignalRow, SyncCursor, utcnow
 from receiver.ledger.outbox import PENDING, SKIPPED
 from receiver.ledger.record import Ledger
-from receiver.reconcile import SOURCE, Reconciler, event_id, parse_time
+from receiver.reconcile import SOURCE, Reconciler
 from receiver.signals import OPT_IN, OPT_OUT, Inbound
+from receiver.sources.experience_sync import event_id, parse_time
 from receiver.sources.sms import sms_signal
 from receiver.states import (
     CRMTEXT,
