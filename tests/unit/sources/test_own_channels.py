@@ -13,7 +13,13 @@ from receiver.links import ALL, MARKETING, Link
 from receiver.settings import SourceConfig, TenantConfig
 from receiver.signals import OPT_OUT, OTHER
 from receiver.sources import OWN, email_link, experience_sync, own_source, web_form
-from receiver.states import MAIL_BAN, MARKETING_DECLINE, MARKETING_DECLINE_SMS, SMS_BAN, identity_for
+from receiver.states import (
+    MAIL_BAN,
+    MARKETING_DECLINE,
+    MARKETING_DECLINE_SMS,
+    SMS_BAN,
+    identity_for,
+)
 
 RECEIVER = Path(__file__).resolve().parents[3] / "receiver"
 TENANTS = {"grand": TenantConfig(name="grand")}

@@ -340,7 +340,7 @@ def test_svix_id_is_held_to_the_identifier_rule(source):
 def test_svix_library_verifies_our_receipt(source):
     answer = b'{"receipt_id":"rcpt_01","status":"accepted"}'
 
-    headers = ReceiptSigner(RECEIPT_KEY).headers(answer, receipt_id="rcpt_01", hmac_secrets=source.hmac_secrets())
+    headers = ReceiptSigner([RECEIPT_KEY]).headers(answer, receipt_id="rcpt_01", hmac_secrets=source.hmac_secrets())
 
     SvixWebhook(SECRET).verify(answer, headers)  # raises if it does not hold
 
@@ -514,7 +514,7 @@ def test_secret_without_prefix_is_accepted_as_the_library_does(tmp_path):
 def test_hmac_secrets_let_the_partner_verify_our_receipt_with_its_library(source):
     answer = b'{"receipt_id":"rcpt_01","status":"accepted"}'
 
-    headers = ReceiptSigner(RECEIPT_KEY).headers(answer, receipt_id="rcpt_01", hmac_secrets=source.hmac_secrets())
+    headers = ReceiptSigner([RECEIPT_KEY]).headers(answer, receipt_id="rcpt_01", hmac_secrets=source.hmac_secrets())
 
     assert Webhook(SECRET).verify(answer, headers) == json.loads(answer)
     with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
@@ -525,7 +525,7 @@ def test_every_rotating_secret_signs_the_receipt(tmp_path):
     source = rotating(tmp_path, [NEXT_SECRET, SECRET])
     answer = b'{"status":"ignored"}'
 
-    headers = ReceiptSigner(RECEIPT_KEY).headers(answer, hmac_secrets=source.hmac_secrets())
+    headers = ReceiptSigner([RECEIPT_KEY]).headers(answer, hmac_secrets=source.hmac_secrets())
 
     assert len(source.hmac_secrets()) == 2
     for secret in (NEXT_SECRET, SECRET):
