@@ -12,7 +12,7 @@ from svix.webhooks import Webhook as SvixWebhook
 from werkzeug.datastructures import Headers, MultiDict
 
 from receiver.errors import BadRequest, BadSignature, ConfigError, UnsupportedMediaType
-from receiver.ledger.models import Consent, Receipt, SignalRow
+from receiver.ledger.models import Consent, RequestRecord, SignalRow
 from receiver.receipts import ReceiptSigner
 from receiver.signals import OPT_IN, OPT_OUT
 from receiver.sources.base import HttpRequest
@@ -581,7 +581,7 @@ def test_replayed_webhook_id_is_a_duplicate_with_the_first_event_ids(client, eng
     assert again["event_ids"] == first["event_ids"] == ["evt_00001", "evt_00002"]
     assert again["original_receipt_id"] == first["receipt_id"]
     assert again["changes"] == []
-    assert (count(engine, Receipt), count(engine, SignalRow)) == (1, 2)
+    assert (count(engine, RequestRecord), count(engine, SignalRow)) == (1, 2)
 
 
 def test_new_webhook_id_repeating_an_event_id_skips_that_event(client, engine):
@@ -648,4 +648,4 @@ def test_refusals_store_nothing_and_carry_no_receipt(client, engine):
     assert wrong_type.status_code == 415
     for response in (forged, bad, wrong_type):
         assert "webhook-signature" not in response.headers
-    assert count(engine, Receipt) == 0
+    assert count(engine, RequestRecord) == 0
