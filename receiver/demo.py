@@ -15,8 +15,7 @@ def send_sms(settings: Settings, text: str, phone: str, source: str, url: str | 
     config = settings.sources.get(source)
     if config is None or config.kind != "twilio":
         raise click.UsageError(f"--source {source}: no source of kind twilio with that name in the config")
-    token = config.options["auth_token"]
-    token = token if isinstance(token, str) else token[0]
+    token = config.options["auth_token"][0]  # the current one, while rotating
     path = f"/hooks/{source}"
     params = {
         "MessageSid": "SM" + secrets.token_hex(16),

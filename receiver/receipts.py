@@ -67,8 +67,6 @@ class ReceiptSigner:
     """Signs answers with the first key; publishes every key so rotation never breaks a partner."""
 
     def __init__(self, keys: Sequence[str]):
-        if isinstance(keys, str):
-            keys = [keys]
         if not keys:
             raise ValueError("at least one receipt signing key is required")
         self._private = [_load_key(key, n) for n, key in enumerate(keys, start=1)]

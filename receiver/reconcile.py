@@ -2,18 +2,14 @@
 
 For each tenant with ``experience`` settings, the documented ``retrieve-opt-out`` list is read
 page by page (``next_page_url`` followed as given, ``since`` added when it lacks it) and every
-state of every recipient becomes one signal of source ``experience-sync``. Assumptions:
+state of every recipient becomes one signal of source ``experience-sync`` (how a page becomes
+signals: ``sources/experience_sync.py``). Assumptions:
 
-- Times. Experience writes ``YYYY-MM-DD HH:MM:SS`` without a zone; they are read as UTC. A state
-  holds since that time (the signal's ``occurred_at`` and the consent row's ``since``).
-- Ids. A signal's event id is a hash of tenant, identity (the email for email states, the phone
-  for SMS states), state and the CRM's time, so reading the same state again is a duplicate the
-  ledger drops; a page's request key is a hash of tenant and page content, so an unchanged page
-  is answered from its first receipt. Running twice therefore changes nothing the second time.
-- Direction. The signals carry ``reported_by = experience``: nothing is written back to
-  Experience; towards CRM Text the normal rules apply (a US phone's new ``sms_ban`` is delivered).
-  A state set at Experience before the guest re-consented here (SMS START, ``consent.opt_in``) is
-  recorded as ignored rather than applied again: Experience is never told of a re-consent.
+- Times and ids: see ``sources/experience_sync.py``; a state holds since the time Experience gives
+  (the consent row's ``since``). Running twice changes nothing the second time.
+- Direction. Nothing is written back to Experience; towards CRM Text the normal rules apply (a US
+  phone's new ``sms_ban`` is delivered). A state set at Experience before the guest re-consented
+  here (SMS START, ``consent.opt_in``) is recorded as ignored rather than applied again.
 - Resumable. Each page is recorded in one transaction, then the tenant's row in ``sync_cursors``
   is moved on. A pass that stops (error, crash) resumes at the page it stopped at when the next
   run is given no ``--since``; a page read twice is harmless (see Ids). Once a pass completes,
@@ -24,35 +20,31 @@ state of every recipient becomes one signal of source ``experience-sync``. Assum
   permanent error, or retries used up, stops that tenant only.
 """
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import requests
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .crm.errors import CrmError, Permanent, Retryable, backoff_seconds
-from .crm.experience import TIME_FORMAT, ExperienceClient
+from .crm.experience import ExperienceClient
 from .crm.transport import new_session
 from .errors import ReceiverError
-from .identities import normalize_email, normalize_phone, valid_or_none
 from .ledger.db import dialect_insert
 from .ledger.models import SignalRow, SyncCursor, utcnow
-from .ledger.record import Ledger, identity_for
+from .ledger.record import Ledger
 from .settings import Settings, SourceConfig
-from .signals import OPT_IN, OPT_OUT, OTHER, Inbound, Signal
-from .states import EXPERIENCE, STATES
+from .signals import OPT_IN
+from .sources import experience_sync, own_source
 
 log = logging.getLogger(__name__)
 
-SOURCE = "experience-sync"
+SOURCE = experience_sync.NAME
 FIRST_SINCE = "1970-01-01"
 DATE_FORMAT = "%Y-%m-%d"
-STALE = "set at Experience before a later re-consent here"
 
 
 @dataclass
@@ -89,21 +81,6 @@ def tenants_to_reconcile(settings: Settings, tenant: str | None) -> list[str]:
     return [tenant]
 
 
-def parse_time(value) -> datetime | None:
-    """Experience's ``YYYY-MM-DD HH:MM:SS`` as an aware UTC time, or None when unreadable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.strptime(value.strip(), TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def event_id(tenant: str, identity: str, state: str, at: datetime) -> str:
-    key = "\x1f".join((tenant, identity, state, at.strftime(TIME_FORMAT)))
-    return "xp_" + hashlib.sha256(key.encode()).hexdigest()[:40]
-
-
 class Reconciler:
     def __init__(self, settings: Settings, engine: Engine, *, session: requests.Session | None = None,
                  sleep=time.sleep):
@@ -123,7 +100,7 @@ class Reconciler:
         elif since is None:
             since = cursor.since if cursor is not None else FIRST_SINCE
         summary = Summary(tenant, since, resumed=url is not None)
-        source = SourceConfig(name=SOURCE, kind=SOURCE, tenant=tenant)
+        source = own_source(SOURCE, tenant)
         seen = set()
         try:
             while True:
@@ -174,50 +151,18 @@ class Reconciler:
     # -- the ledger -------------------------------------------------------------------------------
 
     def _record_page(self, source: SourceConfig, recipients: list[dict], summary: Summary) -> None:
+        page = experience_sync.read_page(source.tenant, recipients,
+                                         lambda emails, phones: self._lifted(source.tenant, emails, phones))
         summary.pages += 1
         summary.recipients += len(recipients)
-        signals = self._signals(source.tenant, recipients, summary)
-        summary.states += len(signals)
-        if not signals:
+        summary.skipped += page.skipped
+        summary.states += len(page.inbound.signals)
+        if not page.inbound.signals:
             return
-        content = json.dumps(recipients, sort_keys=True, separators=(",", ":"), default=str).encode()
-        request_key = f"{source.tenant}:{hashlib.sha256(content).hexdigest()}"
-        outcome = self.ledger.record(source, Inbound(request_key, signals), content)
+        outcome = self.ledger.record(source, page.inbound, page.evidence)
         if outcome.original_receipt_id is None:
             summary.new_signals += len(outcome.event_ids) - len(outcome.duplicate_event_ids)
             summary.changes += sum(len(change.get("states", ())) for change in outcome.changes)
-
-    def _signals(self, tenant: str, recipients: list[dict], summary: Summary) -> list[Signal]:
-        """One signal per state of each recipient; a state older than a re-consent is not applied."""
-        people = []
-        for record in recipients:
-            email = valid_or_none(normalize_email, record.get("email"))
-            phone = valid_or_none(normalize_phone, record.get("phone"))
-            if email or phone:
-                people.append((record, email, phone))
-            else:
-                summary.skipped += 1
-        lifted = self._lifted(tenant, {e for _, e, _ in people if e}, {p for _, _, p in people if p})
-        signals = []
-        for record, email, phone in people:
-            who = Signal(event_id="", kind=OPT_OUT, email=email, phone=phone)
-            for state in STATES:
-                if state not in record:
-                    continue
-                at = parse_time(record[state])
-                if at is None:
-                    summary.skipped += 1
-                    continue
-                identity = identity_for(who, state)
-                lifted_at = lifted.get((identity, state))
-                stale = lifted_at is not None and at <= lifted_at
-                signals.append(Signal(
-                    event_id=event_id(tenant, identity, state, at), kind=OTHER if stale else OPT_OUT,
-                    email=email, phone=phone, add=frozenset() if stale else frozenset({state}),
-                    reported_by=EXPERIENCE, occurred_at=at,
-                    detail={"state": state, "set_at": record[state], **({"ignored": STALE} if stale else {})},
-                ))
-        return signals
 
     def _lifted(self, tenant: str, emails: set[str], phones: set[str]) -> dict[tuple[str, str], datetime]:
         """When each state of these identities was last removed here (re-consent), if ever."""

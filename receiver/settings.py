@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from .errors import ConfigError
+from .rotation import comma_list
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/receiver.db"
 MIN_KEY_BYTES = 32  # of a key that signs: shorter ones can be guessed
@@ -262,11 +263,16 @@ def _database_url(raw: str | None, instance: Path) -> str:
     return url
 
 
+def _key_list(name: str, raw: str) -> tuple[str, ...]:
+    try:
+        return comma_list(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
 def _secret_keys(raw: str) -> tuple[str, ...]:
     """SECRET_KEY's comma-separated keys (rotation): none empty, each long enough not to be guessed."""
-    keys = tuple(key.strip() for key in raw.split(","))
-    if not all(keys):
-        raise ConfigError("SECRET_KEY: an empty key in the list (a stray comma?)")
+    keys = _key_list("SECRET_KEY", raw)
     for position, key in enumerate(keys, 1):
         if len(key.encode()) < MIN_KEY_BYTES:
             raise ConfigError(f"SECRET_KEY: key #{position} is shorter than {MIN_KEY_BYTES} bytes "
@@ -277,9 +283,7 @@ def _secret_keys(raw: str) -> tuple[str, ...]:
 def _receipt_keys(raw: str) -> tuple[str, ...]:
     from .receipts import decode_seed
 
-    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
-    if not keys:
-        raise ConfigError("RECEIPT_SIGNING_KEY: empty")
+    keys = _key_list("RECEIPT_SIGNING_KEY", raw)
     for position, key in enumerate(keys, 1):
         try:
             decode_seed(key, position)

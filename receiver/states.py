@@ -36,3 +36,10 @@ def may_receive(states) -> dict[str, bool]:
     """{"marketing_email": …, "transactional_email": …, "marketing_sms": …, "transactional_sms": …}."""
     held = set(states)
     return {channel: not (held & blocking) for channel, blocking in CHANNELS.items()}
+
+
+def identity_for(state: str, email: str | None, phone: str | None) -> str | None:
+    """Whose a state is: email states belong to the email, SMS states to the phone, each falling back to the other."""
+    if state in EMAIL_STATES:
+        return email or phone
+    return phone or email

@@ -44,8 +44,10 @@ class Base(DeclarativeBase):
     pass
 
 
-class Receipt(Base):
-    """One answered request; (source, request_key) unique makes a redelivery a duplicate."""
+class RequestRecord(Base):
+    """One answered request, under the receipt id of its first answer; (source, request_key) unique
+    makes a redelivery a duplicate. ("Receipt" is the signed answer, receipts.py; the table keeps its
+    name ``receipts``, as renaming it would need a migration of every deployed ledger.)"""
 
     __tablename__ = "receipts"
     __table_args__ = (UniqueConstraint("source", "request_key", name="uq_receipts_source_request_key"),)

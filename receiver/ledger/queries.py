@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select, update
 
 from ..errors import BadRequest, Conflict
-from .models import Attempt, Consent, Delivery, Receipt, SignalRow, utcnow
+from .models import Attempt, Consent, Delivery, RequestRecord, SignalRow, utcnow
 from .outbox import DEAD, PENDING, SKIPPED, SUPERSEDED, owed_states
 
 MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number names no row (and SQLite cannot bind it)
@@ -65,7 +65,8 @@ def guest_states(engine: Engine, tenant: str, *identities) -> dict[str, datetime
 
 def events_page(engine: Engine, *, tenant=None, email=None, phone=None, since=None, after: int = 0,
                 limit: int = 100) -> tuple[list, int | None]:
-    query = (select(SignalRow.__table__, Receipt.status).join(Receipt, Receipt.id == SignalRow.receipt_id)
+    query = (select(SignalRow.__table__, RequestRecord.status)
+             .join(RequestRecord, RequestRecord.id == SignalRow.receipt_id)
              .where(SignalRow.id > after).order_by(SignalRow.id).limit(limit + 1))
     for column, value in ((SignalRow.tenant, tenant), (SignalRow.email, email), (SignalRow.phone, phone)):
         if value is not None:

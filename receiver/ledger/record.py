@@ -11,10 +11,10 @@ from ..errors import BadSignature, Unavailable
 from ..receipts import new_receipt_id
 from ..settings import SourceConfig, TenantConfig
 from ..signals import HELP, OTHER, Inbound, Signal
-from ..states import EMAIL_STATES, EXPERIENCE, STATES
+from ..states import EXPERIENCE, STATES, identity_for
 from . import outbox
 from .db import dialect_insert
-from .models import Consent, Delivery, IdentityLink, Receipt, ReplayNonce, SignalRow, utcnow
+from .models import Consent, Delivery, IdentityLink, ReplayNonce, RequestRecord, SignalRow, utcnow
 
 ACCEPTED, DUPLICATE, IGNORED = "accepted", "duplicate", "ignored"
 
@@ -33,22 +33,15 @@ class Outcome:
     kinds: frozenset[str] = frozenset()
 
 
-def identity_for(signal: Signal, state: str) -> str | None:
-    """Email states belong to the email, SMS states to the phone, each falling back to the other."""
-    if state in EMAIL_STATES:
-        return signal.email or signal.phone
-    return signal.phone or signal.email
-
-
 class Ledger:
     def __init__(self, engine: Engine, tenants: dict[str, TenantConfig]):
         self.engine = engine
         self.tenants = tenants
         self._insert = dialect_insert(engine)
         # Built once: building a statement per request cost more than running it (bench/ingest.py).
-        receipts, signals, consent = Receipt.__table__, SignalRow.__table__, Consent.__table__
-        self._add_receipt = insert(receipts)
-        self._finish_receipt = update(receipts).where(receipts.c.id == bindparam("b_id")).values(
+        requests, signals, consent = RequestRecord.__table__, SignalRow.__table__, Consent.__table__
+        self._add_request = insert(requests)
+        self._finish_request = update(requests).where(requests.c.id == bindparam("b_id")).values(
             status=bindparam("status"), event_ids=bindparam("event_ids"), changes=bindparam("changes"))
         self._add_signal = self._insert(signals).on_conflict_do_nothing().returning(signals.c.id)
         self._signal_changes = update(signals).where(signals.c.id == bindparam("b_id")).values(
@@ -72,7 +65,7 @@ class Ledger:
         digest = hashlib.sha256(evidence).hexdigest()
         try:
             with self.engine.begin() as conn:
-                conn.execute(self._add_receipt, {
+                conn.execute(self._add_request, {
                     "id": receipt_id, "source": source.name, "tenant": source.tenant,
                     "request_key": inbound.request_key, "status": ACCEPTED, "received_at": now,
                     "evidence_sha256": digest, "event_ids": [], "changes": [],
@@ -80,7 +73,7 @@ class Ledger:
                 if inbound.nonce:
                     self._use_nonce(conn, source, inbound, now)
                 outcome = self._apply(conn, source, inbound, receipt_id, now, digest)
-                conn.execute(self._finish_receipt, {"b_id": receipt_id, "status": outcome.status,
+                conn.execute(self._finish_request, {"b_id": receipt_id, "status": outcome.status,
                                                     "event_ids": outcome.event_ids, "changes": outcome.changes})
             return outcome
         except IntegrityError:
@@ -109,8 +102,8 @@ class Ledger:
         """
         try:
             with self.engine.connect() as conn:
-                first = conn.execute(select(Receipt).where(
-                    Receipt.source == source.name, Receipt.request_key == inbound.request_key,
+                first = conn.execute(select(RequestRecord).where(
+                    RequestRecord.source == source.name, RequestRecord.request_key == inbound.request_key,
                 )).one()
                 original = first.id
                 if first.status == DUPLICATE and first.event_ids:
@@ -176,14 +169,14 @@ class Ledger:
         # A state read back from Experience's own list holds since the time Experience gives it.
         since = signal.occurred_at if signal.reported_by == EXPERIENCE and signal.occurred_at else now
         for state in (s for s in STATES if s in signal.add):  # a fixed order avoids lock-order deadlocks
-            identity = identity_for(signal, state)
+            identity = identity_for(state, signal.email, signal.phone)
             inserted = conn.execute(self._add_state, {
                 "tenant": tenant.name, "identity": identity, "state": state, "since": since, "signal_id": signal_id,
             }).first()
             if inserted is not None:  # rowcount is not reliable for ON CONFLICT on every driver
                 added.setdefault(identity, []).append(state)
         for state in (s for s in STATES if s in signal.remove):
-            identity = identity_for(signal, state)
+            identity = identity_for(state, signal.email, signal.phone)
             deleted = conn.execute(self._lift_state, {
                 "b_tenant": tenant.name, "b_identity": identity, "b_state": state}).first()
             if deleted is not None:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, delete, exists, select
 
 from ..settings import RetentionConfig
 from ..signals import HELP, OTHER
-from .models import Attempt, Delivery, RateHit, Receipt, ReplayNonce, SignalRow, utcnow
+from .models import Attempt, Delivery, RateHit, ReplayNonce, RequestRecord, SignalRow, utcnow
 from .outbox import PENDING
 
 
@@ -29,9 +29,9 @@ def prune(engine: Engine, config: RetentionConfig, now: datetime | None = None) 
         removed["ignored_signals"] = conn.execute(delete(SignalRow).where(
             SignalRow.kind.in_((HELP, OTHER)), SignalRow.review.is_(False), SignalRow.received_at < signals_before,
         )).rowcount
-        removed["empty_receipts"] = conn.execute(delete(Receipt).where(
-            Receipt.received_at < signals_before,
-            ~exists(select(SignalRow.id).where(SignalRow.receipt_id == Receipt.id)),
+        removed["empty_receipts"] = conn.execute(delete(RequestRecord).where(
+            RequestRecord.received_at < signals_before,
+            ~exists(select(SignalRow.id).where(SignalRow.receipt_id == RequestRecord.id)),
         )).rowcount
         finished = select(Delivery.id).where(Delivery.status != PENDING)
         removed["attempts"] = conn.execute(delete(Attempt).where(

@@ -1,7 +1,13 @@
-"""The registry of source kinds: adding a kind is one module and one line here."""
+"""The registry of source kinds: adding a kind is one module and one line here.
+
+Configured sources are the senders' webhooks (``KINDS``). The receiver's own channels
+(``OWN``) need no configuration: every tenant has each of them, under the channel's name.
+"""
 
 from marshmallow import ValidationError
 
+from ..settings import SourceConfig
+from . import email_link, experience_sync, web_form
 from .base import Source
 from .crmtext import CrmTextSource
 from .mailgun import MailgunSource
@@ -18,6 +24,7 @@ KINDS: dict[str, type[Source]] = {
     MailgunSource.kind: MailgunSource,
     PostmarkSource.kind: PostmarkSource,
 }
+OWN = frozenset({email_link.NAME, web_form.NAME, experience_sync.NAME})
 
 
 def validate_source_options(kind: str, options: dict) -> dict:
@@ -25,3 +32,10 @@ def validate_source_options(kind: str, options: dict) -> dict:
     if kind not in KINDS:
         raise ValidationError({"kind": [f"unknown kind {kind!r}; known: {', '.join(sorted(KINDS))}"]})
     return KINDS[kind].options_schema().load(options)
+
+
+def own_source(name: str, tenant: str) -> SourceConfig:
+    """The config of one of the receiver's own channels for ``tenant``: the channel is its name and kind."""
+    if name not in OWN:
+        raise KeyError(f"{name!r} is not one of the receiver's own channels")
+    return SourceConfig(name=name, kind=name, tenant=tenant)

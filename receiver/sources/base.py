@@ -21,6 +21,7 @@ from werkzeug.formparser import MultiPartParser
 from werkzeug.http import parse_options_header
 
 from ..errors import BadRequest, BadSignature, UnsupportedMediaType
+from ..rotation import secret_list
 from ..settings import Settings, SourceConfig
 from ..signals import Inbound
 
@@ -122,13 +123,20 @@ class OptionsSchema(Schema):
 
 
 class Secrets(fields.Field):
-    """One secret, or a non-empty list of them while rotating; a wrong type fails at start-up."""
+    """One secret, or a non-empty list of them while rotating, loaded as a list; a wrong one fails at start-up.
 
-    def _deserialize(self, value, attr, data, **kwargs):
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
-            raise ValidationError("must be a non-empty string or a non-empty list of them")
-        return value
+    A kind whose secrets need decoding overrides ``convert``, which names a bad entry by its position.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs) -> list:
+        try:
+            values = secret_list(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        return [self.convert(text, position) for position, text in enumerate(values, start=1)]
+
+    def convert(self, text: str, position: int):
+        return text
 
 
 def unix_seconds(value) -> int | None:

@@ -47,8 +47,7 @@ class CrmTextSource(Source):
     options_schema = CrmTextOptions
 
     def verify(self, request: HttpRequest) -> None:
-        token = self.options["token"]
-        if not secret_matches(request.args.get("token"), [token] if isinstance(token, str) else token):
+        if not secret_matches(request.args.get("token"), self.options["token"]):
             raise BadSignature("token: missing or wrong")
 
     def parse(self, request: HttpRequest) -> Inbound:

@@ -115,13 +115,9 @@ class MailgunSource(Source):
     options_schema = MailgunOptions
     content_types = (JSON, FORM, MULTIPART)
 
-    def _signing_keys(self) -> list[str]:
-        key = self.options["signing_key"]
-        return [key] if isinstance(key, str) else list(key)
-
     def verify(self, request: HttpRequest) -> None:
         signed = _signed_fields(request)
-        expected = [signature(key, signed.timestamp, signed.token) for key in self._signing_keys()]
+        expected = [signature(key, signed.timestamp, signed.token) for key in self.options["signing_key"]]
         if not any(secret_matches(candidate, expected) for candidate in signed.given):
             raise BadSignature(f"{signed.where}signature: does not match")
         age = time.time() - int(signed.timestamp)

@@ -56,8 +56,8 @@ TIME_FIELDS = {"SubscriptionChange": "ChangedAt", "Bounce": "BouncedAt", "SpamCo
                "Delivery": "DeliveredAt"}
 
 
-def _user_password(value) -> None:
-    for entry in [value] if isinstance(value, str) else value:
+def _user_password(values: list[str]) -> None:
+    for entry in values:
         user, colon, password = entry.partition(":")
         if not (colon and user and password):  # ":" alone would let "Basic Og==" in
             raise ValidationError('must be "user:password", neither empty (or a list of them)')
@@ -121,8 +121,7 @@ class PostmarkSource(Source):
             given = base64.b64decode(encoded.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             raise BadSignature("Authorization: malformed Basic credentials") from None
-        credentials = self.options["basic_auth"]
-        if not secret_matches(given, [credentials] if isinstance(credentials, str) else credentials):
+        if not secret_matches(given, self.options["basic_auth"]):
             raise BadSignature("Authorization: wrong credentials")
 
     def parse(self, request: HttpRequest) -> Inbound:

@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError
 
 from .. import metrics
 from ..errors import BadRequest, BadSignature
@@ -34,7 +34,7 @@ from ..identities import mask_email
 from ..schemas import is_identifier
 from ..signals import Inbound, Signal
 from ..states import MARKETING_DECLINE
-from .base import JSON, HttpRequest, Source, unix_seconds
+from .base import JSON, HttpRequest, Secrets, Source, unix_seconds
 from .esp import COMPLAINT, EspOptions, email_signal, mapped_state, unix_time
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -53,14 +53,11 @@ log = logging.getLogger(__name__)
 clock = time.time  # the time source; tests freeze it to check SendGrid's recorded vector
 
 
-class PublicKeys(fields.Field):
+class PublicKeys(Secrets):
     """SendGrid's Verification Key (base64 DER SubjectPublicKeyInfo, or PEM); a list while rotating."""
 
-    def _deserialize(self, value, attr, data, **kwargs) -> list[ec.EllipticCurvePublicKey]:
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
-            raise ValidationError("must be a non-empty string or a non-empty list of them")
-        return [load_public_key(text, n) for n, text in enumerate(values, start=1)]
+    def convert(self, text: str, position: int) -> ec.EllipticCurvePublicKey:
+        return load_public_key(text, position)
 
 
 def load_public_key(text: str, position: int = 1) -> ec.EllipticCurvePublicKey:

@@ -49,9 +49,8 @@ def _v1_entry(entry: str) -> bool:
 class WebhookSecrets(Secrets):
     """``whsec_<base64>`` secrets (a list while rotating), decoded once to their raw key bytes."""
 
-    def _deserialize(self, value, attr, data, **kwargs) -> list[bytes]:
-        value = super()._deserialize(value, attr, data, **kwargs)
-        return [_raw_key(text, n) for n, text in enumerate([value] if isinstance(value, str) else value, start=1)]
+    def convert(self, text: str, position: int) -> bytes:
+        return _raw_key(text, position)
 
 
 def _raw_key(text: str, position: int) -> bytes:

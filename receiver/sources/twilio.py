@@ -30,10 +30,6 @@ class TwilioOptions(OptionsSchema):
     extra_opt_out = fields.List(fields.String())
 
 
-def _tokens(value) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
 def signature(token: str, url: str, params: list[tuple[str, str]]) -> str:
     """Twilio's scheme: HMAC-SHA1 over the URL + every name+value, sorted; base64."""
     data = url + "".join(name + value for name, value in sorted(set(params)))
@@ -65,7 +61,7 @@ class TwilioSource(Source):
             url += "?" + request.query_string
         params = list(request.form.items(multi=True))
         expected = [signature(token, candidate, params)
-                    for token in _tokens(self.options["auth_token"]) for candidate in url_variants(url)]
+                    for token in self.options["auth_token"] for candidate in url_variants(url)]
         if not secret_matches(given, expected):
             raise BadSignature("X-Twilio-Signature: does not match")
         account = self.options.get("account_sid")

@@ -2,7 +2,6 @@
 the time format of JSON answers, and the language of HTML pages."""
 
 import json
-import uuid
 from datetime import datetime
 
 from flask import request
@@ -11,12 +10,10 @@ from flask_babel import get_locale
 from .. import metrics
 from ..ledger.record import Outcome
 from ..services import services
-from ..settings import SourceConfig
-from ..signals import Inbound, Signal
+from ..signals import Inbound
+from ..sources import own_source
 from .requestlog import note_outcome
 
-# Channels served by the receiver itself (not configured sources): their name in the audit trail.
-EMAIL_LINK, WEB_FORM = "email-link", "web-form"
 LANGUAGES = {"en": "English", "fr": "Français"}
 
 
@@ -58,12 +55,9 @@ def receipt_headers(body: bytes, outcome: Outcome, hmac_secrets=()) -> dict[str,
     return services().signer.headers(body, receipt_id=outcome.receipt_id, hmac_secrets=list(hmac_secrets))
 
 
-def record_own(channel: str, tenant: str, signal_fields: dict, evidence: bytes) -> Outcome:
-    """Record one opt-out of a channel the receiver serves itself; each request is its own event."""
-    event_id = uuid.uuid4().hex
-    signal = Signal(event_id=event_id, **signal_fields)
-    source = SourceConfig(name=channel, kind=channel, tenant=tenant)
-    outcome = services().ledger.record(source, Inbound(request_key=event_id, signals=[signal]), evidence)
+def record_own(channel: str, tenant: str, inbound: Inbound, evidence: bytes) -> Outcome:
+    """Record and count a request of one of the receiver's own channels (``sources.OWN``)."""
+    outcome = services().ledger.record(own_source(channel, tenant), inbound, evidence)
     counted(channel, channel, outcome)
     return outcome
 

@@ -16,53 +16,21 @@ states asked for); the ledger's receipt records what really changed.
 """
 
 import dataclasses
-from types import SimpleNamespace
 
 from flask import Blueprint, Response, render_template, request
 from flask_babel import gettext as _
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
-from ..errors import BadRequest, NotFound, TooManyRequests, UnsupportedMediaType
-from ..identities import normalize_contact
+from ..errors import BadRequest, TooManyRequests, UnsupportedMediaType
 from ..ledger.ratelimit import client_key, rate_limited
-from ..ledger.record import identity_for
-from ..schemas import TEXT_ERRORS, load, text
 from ..services import services
-from ..signals import OPT_OUT
-from ..states import MARKETING_DECLINE, MARKETING_DECLINE_SMS, STATES
-from .answers import WEB_FORM, answer_json, page_language, receipt_headers, record_own
+from ..signals import Signal
+from ..sources import web_form
+from ..states import STATES, identity_for
+from .answers import answer_json, page_language, receipt_headers, record_own
 
 bp = Blueprint("forms", __name__)
 PATH = "/forms/unsubscribe"
 FORM, JSON = "application/x-www-form-urlencoded", "application/json"
-
-
-class Checkbox(fields.Field):
-    """A checkbox as browsers and scripts send it: on / true / 1 / JSON true; anything else is off."""
-
-    def _deserialize(self, value, attr, data, **kwargs) -> bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            return value.strip().lower() in ("on", "true", "1", "yes")
-        if isinstance(value, int):
-            return value == 1
-        raise ValidationError("must be a checkbox value (on, true, 1)")
-
-
-CHECKBOX_DOC = {"oneOf": [{"type": "boolean"}, {"type": "string"}],
-                "description": "ticked: on, true, 1 or JSON true; neither box sent: both apply"}
-
-
-class UnsubscribeFormSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    tenant = text(1, 64, required=True)
-    email = text(0, 254, load_default=None, allow_none=True)
-    phone = text(0, 64, load_default=None, allow_none=True)
-    email_marketing = Checkbox(load_default=None, allow_none=True, error_messages=TEXT_ERRORS, metadata=CHECKBOX_DOC)
-    sms_marketing = Checkbox(load_default=None, allow_none=True, error_messages=TEXT_ERRORS, metadata=CHECKBOX_DOC)
 
 
 def prefers_html() -> bool:
@@ -100,23 +68,8 @@ def unsubscribe():
         data = request.form.to_dict()
     else:
         raise UnsupportedMediaType(f"content type must be {FORM} or {JSON}")
-    data = load(UnsubscribeFormSchema(), data)
-    tenant = settings.tenants.get(data["tenant"])
-    if tenant is None:
-        raise NotFound(f"tenant: unknown tenant {data['tenant']!r}", field="tenant")
-    email, phone = normalize_contact(data["email"], data["phone"])
-    if not email and not phone:
-        raise BadRequest("email: give an email or a phone (or both)", field="email")
-    boxes = {MARKETING_DECLINE: data["email_marketing"], MARKETING_DECLINE_SMS: data["sms_marketing"]}
-    if not any(boxes.values()):
-        if any(value is not None for value in boxes.values()):
-            raise BadRequest("email_marketing: tick email_marketing or sms_marketing", field="email_marketing")
-        boxes = dict.fromkeys(boxes, True)  # neither box sent: both apply
-    states = frozenset(state for state, ticked in boxes.items() if ticked)
-    outcome = record_own(WEB_FORM, tenant.name, {
-        "kind": OPT_OUT, "email": email, "phone": phone, "add": states, "keyword": "form", "links_identities": False,
-        "detail": {"origin": origin} if origin else {},
-    }, evidence)
+    tenant, inbound = web_form.parse(data, settings.tenants, origin)
+    outcome = record_own(web_form.NAME, tenant.name, inbound, evidence)
 
     if tenant.forms_return_url:
         body = b""
@@ -128,7 +81,7 @@ def unsubscribe():
         response = Response(body, 200, content_type="text/html; charset=utf-8")
     else:
         # What was asked, not what changed: a stranger must not learn whether it was already in force.
-        body = answer_json(WEB_FORM, dataclasses.replace(outcome, changes=_asked(email, phone, states)))
+        body = answer_json(web_form.NAME, dataclasses.replace(outcome, changes=_asked(inbound.signals[0])))
         response = Response(body, 200, content_type=JSON)
     response.headers.update(receipt_headers(body, outcome))
     if origin in tenant.forms_origins:
@@ -138,9 +91,9 @@ def unsubscribe():
     return response
 
 
-def _asked(email: str | None, phone: str | None, states: frozenset[str]) -> list[dict]:
+def _asked(signal: Signal) -> list[dict]:
     """The answer's ``changes`` as if every asked state were new, grouped as the ledger groups them."""
     asked: dict[str, list[str]] = {}
-    for state in (s for s in STATES if s in states):
-        asked.setdefault(identity_for(SimpleNamespace(email=email, phone=phone), state), []).append(state)
+    for state in (s for s in STATES if s in signal.add):
+        asked.setdefault(identity_for(state, signal.email, signal.phone), []).append(state)
     return [{"email" if "@" in identity else "phone": identity, "states": asked[identity]} for identity in sorted(asked)]

@@ -12,9 +12,9 @@ from flask import Blueprint, current_app, jsonify
 from marshmallow import INCLUDE, Schema, fields, validate
 
 from ..sources.standard_webhooks import EventSchema
+from ..sources.web_form import UnsubscribeFormSchema
 from ..states import STATES
 from .admin import LinksBatchSchema, LinkSchema
-from .forms import UnsubscribeFormSchema
 from .operator import ConsentCheckSchema, ConsentQuery, DeliveriesQuery, EventsQuery, ExportQuery
 
 bp = Blueprint("openapi", __name__)

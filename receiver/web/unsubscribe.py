@@ -19,12 +19,12 @@ from ..errors import BadRequest, TooManyRequests, UnsupportedMediaType
 from ..identities import mask_email, mask_phone
 from ..ledger.queries import guest_states
 from ..ledger.ratelimit import rate_limited
-from ..links import ALL, Link, rate_key
+from ..links import Link, rate_key
 from ..services import services
-from ..signals import OPT_OUT
+from ..sources import email_link
 from ..sources.base import FORM, MULTIPART
-from ..states import MAIL_BAN, MARKETING_DECLINE, MARKETING_DECLINE_SMS, SMS_BAN, STATES
-from .answers import EMAIL_LINK, LANGUAGES, answer_json, page_language, receipt_headers, record_own
+from ..states import MAIL_BAN, MARKETING_DECLINE, MARKETING_DECLINE_SMS, SMS_BAN
+from .answers import LANGUAGES, answer_json, page_language, receipt_headers, record_own
 
 bp = Blueprint("unsubscribe", __name__)
 FORM_TYPES = (FORM, MULTIPART)
@@ -54,36 +54,21 @@ def post(token: str):
     if request.mimetype not in FORM_TYPES:
         raise UnsupportedMediaType(f"content type must be {' or '.join(FORM_TYPES)}")
     form = request.form
-    if form.get("List-Unsubscribe") == "One-Click":
-        state = MAIL_BAN if link.scope == ALL else MARKETING_DECLINE
-        outcome = _record(link, {state}, "one-click", evidence)
-        body = answer_json(EMAIL_LINK, outcome)
+    if email_link.is_one_click(form):
+        outcome = record_own(email_link.NAME, link.tenant, email_link.one_click(link), evidence)
+        body = answer_json(email_link.NAME, outcome)
         return Response(body, 200, content_type="application/json", headers=receipt_headers(body, outcome))
-    if "csrf" not in form and "choice" not in form:
-        raise BadRequest("body: expected List-Unsubscribe=One-Click or the page's form", field="body")
+    email_link.check_page_form(form)
     if not services().links.csrf_ok(token, form.get("csrf")):
         raise BadRequest(_("This form has expired or was not sent from our page. Please reload it."), field="csrf")
-    choices = form.getlist("choice")
-    unknown = [c for c in choices if c not in STATES]
-    if unknown:
-        raise BadRequest(f"choice: unknown state {unknown[0]!r}", field="choice")
+    choices = email_link.choices(form)
     if not choices:
         return _page(token, link, problem=_("Choose at least one kind of message to stop."), status=400)
-    outcome = _record(link, set(choices), "page", evidence)
+    outcome = record_own(email_link.NAME, link.tenant, email_link.page_choices(link, choices), evidence)
     response = _page(token, link, saved=True)
     body = response.get_data()
     response.headers.update(receipt_headers(body, outcome))
     return response
-
-
-def _record(link: Link, states: set[str], via: str, evidence: bytes):
-    detail = {"via": via, "scope": link.scope}
-    if link.campaign:
-        detail["campaign"] = link.campaign
-    return record_own(EMAIL_LINK, link.tenant, {
-        "kind": OPT_OUT, "email": link.email, "phone": link.phone, "add": frozenset(states),
-        "keyword": f"link:{via}", "detail": detail,
-    }, evidence)
 
 
 def _page(token: str, link: Link, *, saved: bool = False, problem: str | None = None, status: int = 200):

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from receiver import create_app
-from receiver.ledger.models import Receipt, SignalRow
+from receiver.ledger.models import RequestRecord, SignalRow
 from receiver.sources.base import MAX_BODY, parse_json
 from tests.helpers import config_toml, make_settings, twilio_signature, twilio_sms
 from tests.unit.sources.test_sendgrid import PRIVATE, public_key_b64, sign, source_toml
@@ -48,7 +48,7 @@ def post_chunked(client, path: str, body: bytes, headers: dict):
 
 def stored(engine) -> list:
     with engine.connect() as conn:
-        return conn.execute(select(Receipt.evidence_sha256)).scalars().all()
+        return conn.execute(select(RequestRecord.evidence_sha256)).scalars().all()
 
 
 # --- per-kind caps (10.1) ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
-from receiver.ledger.models import Receipt, SignalRow
+from receiver.ledger.models import RequestRecord, SignalRow
 from tests.helpers import (
     CRMTEXT_TOKEN,
     config_toml,
@@ -144,7 +144,7 @@ CASES = {
 
 def stored(engine) -> int:
     with engine.connect() as conn:
-        return sum(conn.execute(select(func.count()).select_from(model)).scalar() for model in (Receipt, SignalRow))
+        return sum(conn.execute(select(func.count()).select_from(model)).scalar() for model in (RequestRecord, SignalRow))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -195,4 +195,4 @@ def test_bad_webhook_id_is_400_naming_the_header(client, engine, webhook_id):
 def test_webhook_id_of_255_characters_is_recorded(client, engine):
     assert post_partner(client, webhook_id=LONGEST).status_code == 200
     with engine.connect() as conn:
-        assert conn.execute(select(Receipt.request_key)).scalar() == LONGEST
+        assert conn.execute(select(RequestRecord.request_key)).scalar() == LONGEST

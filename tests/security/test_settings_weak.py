@@ -55,7 +55,7 @@ def test_postmark_credentials_with_an_empty_part_are_refused(tmp_path, credentia
 def test_postmark_credentials_with_both_parts_load(tmp_path):
     settings = make_settings(tmp_path, SQLITE, config_toml(extra=POSTMARK_TOML), POSTMARK_WEBHOOK_AUTH="hooks:pw")
 
-    assert settings.sources["postmark"].options["basic_auth"] == "hooks:pw"
+    assert settings.sources["postmark"].options["basic_auth"] == ["hooks:pw"]
     assert base64.b64encode(b":").decode() == "Og=="  # the header the old ":" setting let in
 
 

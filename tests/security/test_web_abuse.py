@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from receiver import create_app
-from receiver.ledger.models import RateHit, Receipt, SignalRow
+from receiver.ledger.models import RateHit, RequestRecord, SignalRow
 from receiver.links import Link, LinkSigner
 from receiver.web.operator import spreadsheet_safe
 from tests.helpers import PUBLIC_BASE_URL, config_toml, make_settings
@@ -93,7 +93,7 @@ def test_the_open_form_answers_the_same_whatever_was_in_force(client, engine, fi
     assert fresh.status_code == 200
     assert shape(again) == shape(fresh)
     with engine.connect() as conn:  # the receipts still record what changed
-        recorded = conn.execute(select(Receipt.changes).order_by(Receipt.received_at, Receipt.id)).scalars().all()
+        recorded = conn.execute(select(RequestRecord.changes).order_by(RequestRecord.received_at, RequestRecord.id)).scalars().all()
     assert recorded[0] and recorded[1] == []
 
 

@@ -13,11 +13,12 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from receiver.cli import cli
-from receiver.ledger.models import Consent, Delivery, Receipt, SignalRow, SyncCursor, utcnow
+from receiver.ledger.models import Consent, Delivery, RequestRecord, SignalRow, SyncCursor, utcnow
 from receiver.ledger.outbox import PENDING, SKIPPED
 from receiver.ledger.record import Ledger
-from receiver.reconcile import SOURCE, Reconciler, event_id, parse_time
+from receiver.reconcile import SOURCE, Reconciler
 from receiver.signals import OPT_IN, OPT_OUT, Inbound
+from receiver.sources.experience_sync import event_id, parse_time
 from receiver.sources.sms import sms_signal
 from receiver.states import (
     CRMTEXT,
@@ -120,10 +121,10 @@ def test_a_second_run_changes_nothing(reconciler, sandbox, engine):
     seed(sandbox, RECORDS)
     started = utcnow()
     reconciler.run("grand")
-    before = [count(engine, model) for model in (Receipt, SignalRow, Consent, Delivery)]
+    before = [count(engine, model) for model in (RequestRecord, SignalRow, Consent, Delivery)]
     again = reconciler.run("grand")
     assert again.error is None and (again.pages, again.states, again.new_signals, again.changes) == (3, 6, 0, 0)
-    assert [count(engine, model) for model in (Receipt, SignalRow, Consent, Delivery)] == before
+    assert [count(engine, model) for model in (RequestRecord, SignalRow, Consent, Delivery)] == before
     # The second pass starts one day before the first one began; an explicit --since is taken as given.
     assert retrieves(sandbox)[-1]["since"] == (started - timedelta(days=1)).strftime("%Y-%m-%d")
     assert reconciler.run("grand", "2020-01-01").new_signals == 0

@@ -29,7 +29,7 @@ def test_helper_config_loads_into_typed_objects(tmp_path):
     assert settings.tenants["smsonly"].experience is None
     assert settings.tenants["grand"].crmtext.keyword == "GRAND"
     assert settings.sources["twilio"].kind == "twilio"
-    assert settings.sources["crmtext"].options["token"] == CRMTEXT_TOKEN
+    assert settings.sources["crmtext"].options["token"] == [CRMTEXT_TOKEN]  # one secret or a list: a list
     assert settings.worker.lease_seconds == 13
 
 
@@ -37,7 +37,7 @@ def test_env_indirection_reads_the_named_variable(tmp_path):
     settings = load(tmp_path, XP_PARTNER_TOKEN="from-the-environment", TWILIO_AUTH_TOKEN="tok")
 
     assert settings.tenants["grand"].experience.partner_token == "from-the-environment"
-    assert settings.sources["twilio"].options["auth_token"] == "tok"
+    assert settings.sources["twilio"].options["auth_token"] == ["tok"]
 
 
 def test_env_indirection_inside_a_list(tmp_path):

@@ -9,7 +9,7 @@ from sqlalchemy import insert
 from receiver import create_app
 from receiver.cli import cli
 from receiver.ledger.health import queue_health
-from receiver.ledger.models import Delivery, Receipt, SignalRow, utcnow
+from receiver.ledger.models import Delivery, RequestRecord, SignalRow, utcnow
 from receiver.ledger.outbox import DEAD, DONE, PENDING, SKIPPED
 from tests.helpers import base_env
 
@@ -20,7 +20,7 @@ def add_deliveries(engine, *rows: tuple[str, timedelta]) -> None:
     """Deliveries of the given statuses, created the given time ago."""
     now = utcnow()
     with engine.begin() as conn:
-        conn.execute(insert(Receipt).values(id="rcpt_status", source="twilio", tenant="grand", request_key="k",
+        conn.execute(insert(RequestRecord).values(id="rcpt_status", source="twilio", tenant="grand", request_key="k",
                                             status="accepted", received_at=now, evidence_sha256="0" * 64))
         signal_id = conn.execute(insert(SignalRow).values(
             receipt_id="rcpt_status", source="twilio", tenant="grand", event_id="e", kind="opt_out",

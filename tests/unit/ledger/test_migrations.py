@@ -10,7 +10,7 @@ from sqlalchemy import insert, inspect, select
 
 from receiver.ledger import queries
 from receiver.ledger.db import alembic_config, make_engine, upgrade
-from receiver.ledger.models import Base, Consent, Delivery, IdentityLink, Receipt, SignalRow
+from receiver.ledger.models import Base, Consent, Delivery, IdentityLink, RequestRecord, SignalRow
 from receiver.states import MAIL_BAN, MARKETING_DECLINE, SMS_BAN
 from tests.helpers import drop_database, fresh_database
 
@@ -70,7 +70,7 @@ def test_consent_signal_id_is_indexed(migrated_to):
 def test_emails_that_differ_only_by_case_become_one_identity(migrated_to):
     url, engine = migrated_to("0006")
     with engine.begin() as conn:  # as 0006 stored them: only the domain lower-cased
-        conn.execute(insert(Receipt), [{
+        conn.execute(insert(RequestRecord), [{
             "id": "rcpt_1", "source": "partner", "tenant": "grand", "request_key": "r1", "status": "accepted",
             "received_at": T1, "evidence_sha256": "0" * 64, "event_ids": [],
             "changes": [{"email": "Guest@example.com", "states": ["marketing_decline"]}]}])
@@ -113,7 +113,7 @@ def test_emails_that_differ_only_by_case_become_one_identity(migrated_to):
             5: None}
         assert conn.execute(select(SignalRow.changes).where(SignalRow.id == 1)).scalar() == [  # reconcile reads it
             {"email": "guest@example.com", "states": ["marketing_decline"]}]
-        assert conn.execute(select(Receipt.changes)).scalar() == [  # a signed answer stays as answered
+        assert conn.execute(select(RequestRecord.changes)).scalar() == [  # a signed answer stays as answered
             {"email": "Guest@example.com", "states": ["marketing_decline"]}]
         assert {d.id: (d.identity, d.payload["email"]) for d in conn.execute(select(Delivery))} == {
             1: ("guest@example.com", "Guest@example.com"),  # sent: its payload is history

@@ -8,7 +8,7 @@ import sqlalchemy.exc
 from sqlalchemy import select
 
 from receiver.errors import Unavailable
-from receiver.ledger.models import Consent, Delivery, IdentityLink, Receipt, SignalRow
+from receiver.ledger.models import Consent, Delivery, IdentityLink, RequestRecord, SignalRow
 from receiver.ledger.outbox import PENDING, SKIPPED
 from receiver.ledger.record import ACCEPTED, DUPLICATE, IGNORED, Ledger
 from receiver.settings import SourceConfig
@@ -69,7 +69,7 @@ def test_stop_is_accepted_with_its_change_and_two_deliveries(ledger, engine, twi
     assert crm_text.payload == {"phone": PHONE, "ten_digits": "5551234567"}
     assert experience.attempts == crm_text.attempts == 0
 
-    [receipt] = rows(engine, Receipt)
+    [receipt] = rows(engine, RequestRecord)
     assert (receipt.id, receipt.source, receipt.tenant, receipt.request_key) == (outcome.receipt_id, "twilio", "grand", "SM1")
     assert (receipt.status, receipt.event_ids, receipt.changes) == (ACCEPTED, ["SM1"], outcome.changes)
     assert receipt.evidence_sha256 == hashlib.sha256(b"Body=STOP").hexdigest()
@@ -83,7 +83,7 @@ def test_stop_is_accepted_with_its_change_and_two_deliveries(ledger, engine, twi
 
 def test_same_request_again_is_a_duplicate_and_stores_nothing(ledger, engine, twilio):
     first = ledger.record(twilio, sms("SM1"), b"Body=STOP")
-    before = {model: len(rows(engine, model)) for model in (Receipt, SignalRow, Consent, Delivery)}
+    before = {model: len(rows(engine, model)) for model in (RequestRecord, SignalRow, Consent, Delivery)}
 
     again = ledger.record(twilio, sms("SM1"), b"Body=STOP")
 
@@ -191,7 +191,7 @@ def test_help_and_other_text_are_ignored_but_recorded(ledger, engine, twilio, te
     assert (outcome.event_ids, outcome.changes) == (["SM1"], [])
     [signal] = rows(engine, SignalRow)
     assert (signal.kind, signal.event_id) == (kind, "SM1")
-    [receipt] = rows(engine, Receipt)
+    [receipt] = rows(engine, RequestRecord)
     assert receipt.status == IGNORED
     assert rows(engine, Delivery) == []
     assert rows(engine, Consent) == []
@@ -324,7 +324,7 @@ def test_commit_failure_is_unavailable_and_leaves_nothing_half_written(ledger, e
         ledger.record(twilio, sms("SM1"), b"")
 
     assert caught.value.status == 503
-    for model in (Receipt, SignalRow, Consent, Delivery, IdentityLink):
+    for model in (RequestRecord, SignalRow, Consent, Delivery, IdentityLink):
         assert rows(engine, model) == [], model.__tablename__
 
     monkeypatch.undo()  # the sender's retry then goes through as new
@@ -354,7 +354,7 @@ def test_concurrent_identical_requests_give_one_accepted_one_duplicate(ledger, e
     duplicate = next(o for o in outcomes if o.status == DUPLICATE)
     assert duplicate.original_receipt_id == accepted.receipt_id
     assert duplicate.event_ids == accepted.event_ids
-    assert len(rows(engine, Receipt)) == 1
+    assert len(rows(engine, RequestRecord)) == 1
     assert len(rows(engine, Delivery)) == 2
 
 
@@ -373,7 +373,7 @@ def test_events_seen_under_another_request_are_listed_as_duplicates(ledger, engi
     assert outcome.duplicate_event_ids == ["evt_1"]
     assert outcome.original_receipt_id is None
     assert outcome.changes == [{"email": "other@example.com", "states": [MARKETING_DECLINE]}]
-    [receipt] = [r for r in rows(engine, Receipt) if r.id == outcome.receipt_id]
+    [receipt] = [r for r in rows(engine, RequestRecord) if r.id == outcome.receipt_id]
     assert receipt.event_ids == ["evt_1", "evt_2"]
 
 
@@ -416,7 +416,7 @@ def test_events_seen_in_several_requests_point_at_the_receipt_of_the_first_event
     assert outcome.event_ids == retry.event_ids == ["evt_2", "evt_1"]
     # The receipt that first recorded the request's first event, on the first answer and on retries.
     assert outcome.original_receipt_id == retry.original_receipt_id == second.receipt_id != first.receipt_id
-    statuses = {r.id: r.status for r in rows(engine, Receipt)}
+    statuses = {r.id: r.status for r in rows(engine, RequestRecord)}
     assert statuses[outcome.original_receipt_id] == ACCEPTED
 
 
@@ -444,7 +444,7 @@ def test_an_event_id_repeated_in_one_request_counts_once_as_its_first_event(ledg
     assert outcome.event_ids == ["sha256:abc", "sg_2"]
     assert outcome.duplicate_event_ids == []
     assert {s.event_id: s.email for s in rows(engine, SignalRow)} == {"sha256:abc": EMAIL, "sg_2": "b@example.com"}
-    [receipt] = rows(engine, Receipt)
+    [receipt] = rows(engine, RequestRecord)
     assert receipt.event_ids == ["sha256:abc", "sg_2"]
 
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
-from receiver.ledger.models import Attempt, Consent, Delivery, Receipt, SignalRow, utcnow
+from receiver.ledger.models import Attempt, Consent, Delivery, RequestRecord, SignalRow, utcnow
 from receiver.ledger.retention import prune
 from receiver.settings import RetentionConfig
 from receiver.signals import Inbound
@@ -26,7 +26,7 @@ def age_everything(engine, days: int) -> None:
     then = utcnow() - timedelta(days=days)
     with engine.begin() as conn:
         conn.execute(update(SignalRow).values(received_at=then))
-        conn.execute(update(Receipt).values(received_at=then))
+        conn.execute(update(RequestRecord).values(received_at=then))
         conn.execute(update(Attempt).values(started_at=then, finished_at=then))
 
 
@@ -51,7 +51,7 @@ def test_prune_keeps_opt_outs_and_forgets_ignored_texts_and_old_attempts(ledger,
     with engine.connect() as conn:
         kept = sorted(conn.execute(select(SignalRow.event_id)).scalars())
     assert kept == ["SM1", "SM4", "SM5"]
-    assert count(engine, Receipt) == 3
+    assert count(engine, RequestRecord) == 3
     assert count(engine, Attempt) == 1
     assert count(engine, Consent) == 0  # START lifted the ban; the evidence of both stays
     assert prune(engine, RetentionConfig(attempts_days=30, ignored_signals_days=30))["ignored_signals"] == 0

@@ -15,7 +15,7 @@ from werkzeug.datastructures import Headers, MultiDict
 from werkzeug.formparser import MultiPartParser
 
 from receiver.errors import BadRequest, BadSignature, UnsupportedMediaType
-from receiver.ledger.models import Consent, Delivery, Receipt, ReplayNonce, SignalRow
+from receiver.ledger.models import Consent, Delivery, ReplayNonce, RequestRecord, SignalRow
 from receiver.signals import OPT_OUT, OTHER
 from receiver.sources import base, validate_source_options
 from receiver.sources.base import HttpRequest
@@ -443,7 +443,7 @@ def test_mailgun_retry_of_the_same_body_is_a_duplicate(client, engine):
     assert again["original_receipt_id"] == first["receipt_id"]
     assert again["receipt_id"] != first["receipt_id"]
     assert (again["event_ids"], again["changes"]) == ([EVENT_ID], [])
-    assert (count(engine, Receipt), count(engine, SignalRow), count(engine, Delivery)) == (1, 1, 1)
+    assert (count(engine, RequestRecord), count(engine, SignalRow), count(engine, Delivery)) == (1, 1, 1)
 
 
 def test_same_signature_with_another_event_id_is_401_and_stores_nothing(client, engine):
@@ -457,7 +457,7 @@ def test_same_signature_with_another_event_id_is_401_and_stores_nothing(client, 
     assert response.status_code == 401
     assert "token" in response.get_json()["error"]
     assert "webhook-signature" not in response.headers
-    assert (count(engine, Receipt), count(engine, SignalRow), count(engine, Consent)) == (1, 1, 1)
+    assert (count(engine, RequestRecord), count(engine, SignalRow), count(engine, Consent)) == (1, 1, 1)
     assert count(engine, ReplayNonce) == 1
 
 
@@ -495,14 +495,14 @@ def test_stale_token_is_401_and_stores_nothing(client, engine):
 
     assert response.status_code == 401
     assert "stale" in response.get_json()["error"]
-    assert count(engine, Receipt) == 0 and count(engine, ReplayNonce) == 0
+    assert count(engine, RequestRecord) == 0 and count(engine, ReplayNonce) == 0
 
 
 def test_forged_signature_is_401_and_stores_nothing(client, engine):
     response = post(client, body(key="guessed-key"))
 
     assert response.status_code == 401
-    assert count(engine, Receipt) == 0
+    assert count(engine, RequestRecord) == 0
 
 
 def test_complaint_with_mail_ban_option_and_rotated_key(client, engine):
@@ -527,7 +527,7 @@ def test_malformed_json_is_400_naming_the_body(client, engine):
 
     assert response.status_code == 400
     assert response.get_json()["field"] == "body"
-    assert count(engine, Receipt) == 0
+    assert count(engine, RequestRecord) == 0
 
 
 def test_missing_event_id_is_400_naming_it(client, engine):
@@ -543,7 +543,7 @@ def test_text_post_is_415(client, engine):
     response = post(client, body(), content_type="text/plain")
 
     assert response.status_code == 415
-    assert count(engine, Receipt) == 0
+    assert count(engine, RequestRecord) == 0
 
 
 # --- django-anymail's recorded JSON payloads ------------------------------------------------------

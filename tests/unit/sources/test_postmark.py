@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import Headers, MultiDict
 
 from receiver.errors import BadRequest, BadSignature, UnsupportedMediaType
-from receiver.ledger.models import Consent, Delivery, Receipt, SignalRow
+from receiver.ledger.models import Consent, Delivery, RequestRecord, SignalRow
 from receiver.signals import OPT_IN, OPT_OUT, OTHER
 from receiver.sources import validate_source_options
 from receiver.sources.base import HttpRequest
@@ -427,7 +427,7 @@ def test_same_record_again_is_a_duplicate(client, engine):
     assert again["status"] == "duplicate"
     assert again["original_receipt_id"] == first["receipt_id"]
     assert (again["event_ids"], again["changes"]) == (first["event_ids"], [])
-    assert (count(engine, Receipt), count(engine, SignalRow), count(engine, Delivery)) == (1, 1, 1)
+    assert (count(engine, RequestRecord), count(engine, SignalRow), count(engine, Delivery)) == (1, 1, 1)
 
 
 def test_simultaneous_manual_suppressions_of_two_guests_are_both_recorded(client, engine):
@@ -464,7 +464,7 @@ def test_record_type_is_refused_the_same_on_every_database(client, engine, recor
 
     assert response.status_code == 400
     assert response.get_json()["error"].startswith("RecordType: ")
-    assert count(engine, Receipt) == 0
+    assert count(engine, RequestRecord) == 0
 
 
 @pytest.mark.parametrize("credentials", ["postmark:wrong", "", ROTATED])
@@ -473,14 +473,14 @@ def test_wrong_credentials_are_401_and_store_nothing(client, engine, credentials
 
     assert response.status_code == 401
     assert "webhook-signature" not in response.headers
-    assert count(engine, Receipt) == 0
+    assert count(engine, RequestRecord) == 0
 
 
 def test_missing_authorization_is_401(client, engine):
     response = client.post("/hooks/postmark", data=json.dumps(APPENDIX_A), content_type="application/json")
 
     assert response.status_code == 401
-    assert count(engine, Receipt) == 0
+    assert count(engine, RequestRecord) == 0
 
 
 @pytest.mark.parametrize("record", [BOUNCE, DELIVERY, OPEN, {**APPENDIX_A, "SuppressionReason": "HardBounce"},
@@ -519,14 +519,14 @@ def test_malformed_json_is_400_naming_the_body(client, engine):
     response = post(client, b'{"RecordType": ')
 
     assert (response.status_code, response.get_json()["field"]) == (400, "body")
-    assert count(engine, Receipt) == 0
+    assert count(engine, RequestRecord) == 0
 
 
 def test_form_post_is_415(client, engine):
     response = post(client, json.dumps(APPENDIX_A).encode(), content_type="application/x-www-form-urlencoded")
 
     assert response.status_code == 415
-    assert count(engine, Receipt) == 0
+    assert count(engine, RequestRecord) == 0
 
 
 # --- Bounce of Type "Unsubscribe" (TypeCode 16) ---------------------------------------------------

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import Headers, MultiDict
 
 from receiver.errors import BadRequest, BadSignature, ConfigError, UnsupportedMediaType
-from receiver.ledger.models import Consent, Delivery, Receipt, SignalRow
+from receiver.ledger.models import Consent, Delivery, RequestRecord, SignalRow
 from receiver.signals import OPT_OUT, OTHER
 from receiver.sources import sendgrid
 from receiver.sources.base import HttpRequest
@@ -516,7 +516,7 @@ def test_retried_batch_is_a_duplicate_and_overlapping_events_are_skipped(client,
     assert retry["event_ids"] == first["event_ids"] == ["sg-0001", "sg-0002"]
     assert retry["original_receipt_id"] == first["receipt_id"]
     assert (overlap["event_ids"], overlap["duplicate_event_ids"]) == (["sg-0002", "sg-0003"], ["sg-0002"])
-    assert (count(engine, Receipt), count(engine, SignalRow)) == (2, 3)
+    assert (count(engine, RequestRecord), count(engine, SignalRow)) == (2, 3)
 
 
 def test_stale_or_forged_batches_store_nothing(client, engine):
@@ -525,7 +525,7 @@ def test_stale_or_forged_batches_store_nothing(client, engine):
 
     assert (stale.status_code, forged.status_code) == (401, 401)
     assert "stale" in stale.get_json()["error"]
-    assert count(engine, Receipt) == 0
+    assert count(engine, RequestRecord) == 0
 
 
 # --- real payloads -----------------------------------------------------------------------------

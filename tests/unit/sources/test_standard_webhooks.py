@@ -12,7 +12,7 @@ from svix.webhooks import Webhook as SvixWebhook
 from werkzeug.datastructures import Headers, MultiDict
 
 from receiver.errors import BadRequest, BadSignature, ConfigError, UnsupportedMediaType
-from receiver.ledger.models import Consent, Receipt, SignalRow
+from receiver.ledger.models import Consent, RequestRecord, SignalRow
 from receiver.receipts import ReceiptSigner
 from receiver.signals import OPT_IN, OPT_OUT
 from receiver.sources.base import HttpRequest
@@ -340,7 +340,7 @@ def test_svix_id_is_held_to_the_identifier_rule(source):
 def test_svix_library_verifies_our_receipt(source):
     answer = b'{"receipt_id":"rcpt_01","status":"accepted"}'
 
-    headers = ReceiptSigner(RECEIPT_KEY).headers(answer, receipt_id="rcpt_01", hmac_secrets=source.hmac_secrets())
+    headers = ReceiptSigner([RECEIPT_KEY]).headers(answer, receipt_id="rcpt_01", hmac_secrets=source.hmac_secrets())
 
     SvixWebhook(SECRET).verify(answer, headers)  # raises if it does not hold
 
@@ -514,7 +514,7 @@ def test_secret_without_prefix_is_accepted_as_the_library_does(tmp_path):
 def test_hmac_secrets_let_the_partner_verify_our_receipt_with_its_library(source):
     answer = b'{"receipt_id":"rcpt_01","status":"accepted"}'
 
-    headers = ReceiptSigner(RECEIPT_KEY).headers(answer, receipt_id="rcpt_01", hmac_secrets=source.hmac_secrets())
+    headers = ReceiptSigner([RECEIPT_KEY]).headers(answer, receipt_id="rcpt_01", hmac_secrets=source.hmac_secrets())
 
     assert Webhook(SECRET).verify(answer, headers) == json.loads(answer)
     with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
@@ -525,7 +525,7 @@ def test_every_rotating_secret_signs_the_receipt(tmp_path):
     source = rotating(tmp_path, [NEXT_SECRET, SECRET])
     answer = b'{"status":"ignored"}'
 
-    headers = ReceiptSigner(RECEIPT_KEY).headers(answer, hmac_secrets=source.hmac_secrets())
+    headers = ReceiptSigner([RECEIPT_KEY]).headers(answer, hmac_secrets=source.hmac_secrets())
 
     assert len(source.hmac_secrets()) == 2
     for secret in (NEXT_SECRET, SECRET):
@@ -581,7 +581,7 @@ def test_replayed_webhook_id_is_a_duplicate_with_the_first_event_ids(client, eng
     assert again["event_ids"] == first["event_ids"] == ["evt_00001", "evt_00002"]
     assert again["original_receipt_id"] == first["receipt_id"]
     assert again["changes"] == []
-    assert (count(engine, Receipt), count(engine, SignalRow)) == (1, 2)
+    assert (count(engine, RequestRecord), count(engine, SignalRow)) == (1, 2)
 
 
 def test_new_webhook_id_repeating_an_event_id_skips_that_event(client, engine):
@@ -648,4 +648,4 @@ def test_refusals_store_nothing_and_carry_no_receipt(client, engine):
     assert wrong_type.status_code == 415
     for response in (forged, bad, wrong_type):
         assert "webhook-signature" not in response.headers
-    assert count(engine, Receipt) == 0
+    assert count(engine, RequestRecord) == 0

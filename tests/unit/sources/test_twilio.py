@@ -11,7 +11,7 @@ from receiver.errors import BadRequest, BadSignature, UnsupportedMediaType
 from receiver.settings import SourceConfig
 from receiver.signals import HELP, OPT_IN, OPT_OUT, OTHER
 from receiver.sources.base import HttpRequest
-from receiver.sources.twilio import TwilioSource
+from receiver.sources.twilio import TwilioOptions, TwilioSource
 from receiver.states import SMS_BAN, SMS_OPT_IN_REMOVES
 from tests.helpers import PUBLIC_BASE_URL, TWILIO_TOKEN, make_settings, twilio_signature, twilio_sms
 
@@ -106,7 +106,7 @@ def test_appendix_b_vectors_match_the_sdk(url, expected):
 @pytest.mark.parametrize("given", ["RSOYDt4T1cUTdK1PDd93/VVr8B8=", "kvajT1Ptam85bY51eRf/AJRuM3w="])
 def test_appendix_b_signature_with_or_without_port_is_accepted(settings, base_url, given):
     settings = dataclasses.replace(settings, public_base_url=base_url)
-    source = TwilioSource(SourceConfig("twilio", "twilio", "grand", {"auth_token": "12345"}), settings)
+    source = TwilioSource(SourceConfig("twilio", "twilio", "grand", TwilioOptions().load({"auth_token": "12345"})), settings)
     request = http(urlencode(APPENDIX_B_PARAMS).encode(), given, path="/myapp.php", query="foo=1&bar=2")
 
     source.verify(request)  # no exception: the signature holds

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from receiver import create_app
-from receiver.ledger.models import Consent, Delivery, Receipt, SignalRow
+from receiver.ledger.models import Consent, Delivery, RequestRecord, SignalRow
 from tests.helpers import CRMTEXT_TOKEN, twilio_signature, twilio_sms, verify_receipt
 
 TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -46,7 +46,7 @@ def count(engine, model) -> int:
 
 
 def nothing_stored(engine) -> bool:
-    return all(count(engine, model) == 0 for model in (Receipt, SignalRow, Consent, Delivery))
+    return all(count(engine, model) == 0 for model in (RequestRecord, SignalRow, Consent, Delivery))
 
 
 def test_twilio_stop_answers_signed_empty_twiml(client, engine):
@@ -59,7 +59,7 @@ def test_twilio_stop_answers_signed_empty_twiml(client, engine):
     assert re.fullmatch(r"\d{10}", response.headers["webhook-timestamp"])
     verify_receipt(client, response)
     with engine.connect() as conn:
-        receipt = conn.execute(select(Receipt)).one()
+        receipt = conn.execute(select(RequestRecord)).one()
     assert (receipt.id, receipt.status) == (response.headers["webhook-id"], "accepted")
     assert count(engine, Delivery) == 2
 
@@ -174,7 +174,7 @@ def test_crmtext_duplicate_has_its_own_receipt(client, engine):
     assert again["event_ids"] == first["event_ids"]
     assert again["changes"] == []
     verify_receipt(client, response)
-    assert count(engine, Receipt) == 1
+    assert count(engine, RequestRecord) == 1
     assert count(engine, Delivery) == 2
 
 
