@@ -1,4 +1,4 @@
-"""What is read back from the ledger: a guest's states, the audit trail, deliveries, the export; replay.
+"""What is read back from the ledger: a guest's states, the audit trail, deliveries, the export.
 
 Lists are keyset-paginated on the row id (ascending, so a client can poll for what is new): a
 cursor is the last id of the previous page, opaque to clients (base64), and a page of ``limit``
@@ -10,11 +10,10 @@ import binascii
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 
-from ..errors import BadRequest, Conflict
-from .models import Attempt, Consent, Delivery, RequestRecord, SignalRow, utcnow
-from .outbox import DEAD, PENDING, SKIPPED, SUPERSEDED, owed_states
+from ..errors import BadRequest
+from .models import Attempt, Consent, Delivery, RequestRecord, SignalRow
 
 MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number names no row (and SQLite cannot bind it)
 
@@ -95,34 +94,6 @@ def deliveries_page(engine: Engine, *, status=None, tenant=None, after: int = 0,
                     Attempt.delivery_id.in_([d.id for d in page])).order_by(Attempt.id)):
                 attempts.setdefault(attempt.delivery_id, []).append(attempt)
     return [(d, attempts.get(d.id, [])) for d in page], next_id
-
-
-def replay(engine: Engine, delivery_id: int) -> str | None:
-    """Put a dead delivery back in the queue; its previous status, or None if there is none.
-
-    Refused (Conflict) when nothing is owed any more — the guest re-consented since, or a later
-    signal owes the state — and for skipped deliveries, whose reasons all still hold: a non-US
-    number, an opt-out CRM Text made (and confirmed) itself, a state no longer owed; one held
-    back for want of an email (``sms_records = "email-only"``) goes out by itself once a link
-    gives the email.
-    Attempts start again from zero (the earlier ones stay in the attempts table) and the age
-    limit counts from ``replayed_at``, so the worker's max_attempts and max_age_hours both start over.
-    """
-    now = utcnow()
-    with engine.begin() as conn:
-        row = conn.execute(select(Delivery.__table__).where(Delivery.id == delivery_id)).first()
-        if row is None:
-            return None
-        if row.status == SKIPPED:
-            raise Conflict(f"delivery {delivery_id} was skipped for a reason that still holds: {row.reason}")
-        if row.status != DEAD:
-            raise Conflict(f"delivery {delivery_id} is {row.status}: only dead deliveries are replayed")
-        if not owed_states(conn, [row])[row.id]:
-            raise Conflict(f"delivery {delivery_id} is owed no more: {SUPERSEDED}")
-        conn.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == row.status).values(
-            status=PENDING, attempts=0, reason=None, next_attempt_at=now, updated_at=now, replayed_at=now,
-            lease_owner=None, lease_until=None))
-    return row.status
 
 
 def export_rows(engine: Engine, *, tenant=None, since=None, batch: int = 2000) -> Iterator[tuple]:

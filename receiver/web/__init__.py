@@ -4,6 +4,7 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
+from marshmallow import Schema, fields
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
@@ -13,28 +14,22 @@ log = logging.getLogger(__name__)
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import (  # noqa: F401 (operator: /v1 routes)
-        admin,
-        bodies,
-        forms,
-        headers,
-        hooks,
-        openapi,
-        operator,
-        ops,
-        requestlog,
-        unsubscribe,
-    )
+    from . import bodies, forms, headers, health, hooks, openapi, requestlog, unsubscribe, v1
 
     app.register_blueprint(requestlog.bp)  # first, so its clock starts before any other hook runs
     app.register_blueprint(bodies.bp)  # then the body, read within its cap before any view
     app.register_blueprint(headers.bp)
-    app.register_blueprint(admin.bp)
+    app.register_blueprint(v1.bp)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(forms.bp)
-    app.register_blueprint(ops.bp)
+    app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+
+
+class ErrorAnswer(Schema):
+    error = fields.String(required=True, metadata={"description": "what is wrong, naming the field first"})
+    field = fields.String(metadata={"description": "the field at fault, when there is one"})
 
 
 def _error(status: int, message: str, field: str | None = None):
@@ -43,7 +38,7 @@ def _error(status: int, message: str, field: str | None = None):
     body = {"error": message}
     if field:
         body["field"] = field
-    return jsonify(body), status
+    return jsonify(ErrorAnswer().dump(body)), status
 
 
 def _wants_html() -> bool:

@@ -1,167 +1,30 @@
-"""GET /openapi.json: the OpenAPI 3 document, built by apispec from the marshmallow schemas.
+"""GET /openapi.json: the OpenAPI 3 document, built by apispec from the endpoints' own marshmallow schemas.
 
-Inputs are described by the very schemas the endpoints load (web/admin.py, web/operator.py,
-web/forms.py, sources/standard_webhooks.py), so the document cannot drift from what is
-enforced; answers are described by the small schemas below. The test suite runs schemathesis
-against this document (tests/unit/web/test_openapi.py).
+Inputs are described by the schemas the endpoints load, answers by the schemas they dump (web/v1/,
+web/answers.py, web/health.py, web/forms.py, sources/standard_webhooks.py), so the document
+cannot drift from what is enforced and answered. The suite runs schemathesis against it, on a
+ledger holding data (tests/unit/web/test_openapi.py).
 """
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify
-from marshmallow import INCLUDE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from ..sources.standard_webhooks import EventSchema
 from ..sources.web_form import UnsubscribeFormSchema
 from ..states import STATES
-from .admin import LinksBatchSchema, LinkSchema
-from .operator import ConsentCheckSchema, ConsentQuery, DeliveriesQuery, EventsQuery, ExportQuery
+from . import ErrorAnswer
+from .answers import ReceiptAnswer
+from .health import HealthAnswer, JwkSet, ReadyAnswer
+from .v1.consent import CheckAnswer, ConsentAnswer, ConsentCheckSchema, ConsentQuery
+from .v1.deliveries import DeliveriesPage, DeliveriesQuery, ReplayAnswer
+from .v1.events import EventsPage, EventsQuery
+from .v1.export import ExportQuery
+from .v1.links import LinkAnswer, LinksAnswer, LinksBatchSchema, LinkSchema
 
 bp = Blueprint("openapi", __name__)
 VERSION = "1.0.0"
-STATUSES = ("accepted", "duplicate", "ignored")
-
-
-# -- answers ---------------------------------------------------------------------------------------
-
-class ErrorAnswer(Schema):
-    error = fields.String(required=True, metadata={"description": "what is wrong, naming the field first"})
-    field = fields.String(metadata={"description": "the field at fault, when there is one"})
-
-
-class Change(Schema):
-    class Meta:
-        unknown = INCLUDE
-
-    email = fields.String()
-    phone = fields.String()
-    states = fields.List(fields.String(validate=validate.OneOf(STATES)))
-    removed = fields.List(fields.String(validate=validate.OneOf(STATES)))
-
-
-class ReceiptAnswer(Schema):
-    receipt_id = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
-    received_at = fields.String(required=True, metadata={"format": "date-time"})
-    source = fields.String(required=True)
-    event_ids = fields.List(fields.String(), required=True)
-    changes = fields.List(fields.Nested(Change), required=True)
-    original_receipt_id = fields.String()
-    duplicate_event_ids = fields.List(fields.String())
-
-
-class ListUnsubscribeHeaders(Schema):
-    list_unsubscribe = fields.String(required=True, data_key="List-Unsubscribe")
-    list_unsubscribe_post = fields.String(required=True, data_key="List-Unsubscribe-Post")
-
-
-class LinkAnswer(Schema):
-    url = fields.String(required=True)
-    headers = fields.Nested(ListUnsubscribeHeaders, required=True)
-
-
-class LinksAnswer(Schema):
-    links = fields.List(fields.Nested(LinkAnswer), required=True)
-
-
-def _states_field(**kwargs) -> fields.Dict:
-    return fields.Dict(keys=fields.String(validate=validate.OneOf(STATES)), values=fields.String(), **kwargs)
-
-
-class ConsentAnswer(Schema):
-    tenant = fields.String(required=True)
-    email = fields.String(required=True, allow_none=True)
-    phone = fields.String(required=True, allow_none=True)
-    states = _states_field(required=True, metadata={"description": "state → the time it was set (UTC)"})
-
-
-class CheckedRecipient(ConsentAnswer):
-    tenant = None
-    marketing_email = fields.Boolean(required=True)
-    transactional_email = fields.Boolean(required=True)
-    marketing_sms = fields.Boolean(required=True)
-    transactional_sms = fields.Boolean(required=True)
-
-
-class CheckAnswer(Schema):
-    tenant = fields.String(required=True)
-    recipients = fields.List(fields.Nested(CheckedRecipient), required=True)
-
-
-class EventItem(Schema):
-    id = fields.Integer(required=True)
-    source = fields.String(required=True)
-    tenant = fields.String(required=True)
-    event_id = fields.String(required=True)
-    kind = fields.String(required=True, validate=validate.OneOf(("opt_out", "opt_in", "help", "other")))
-    keyword = fields.String(allow_none=True)
-    review = fields.Boolean(required=True)
-    email = fields.String(allow_none=True)
-    phone = fields.String(allow_none=True)
-    received_at = fields.String(required=True)
-    occurred_at = fields.String(allow_none=True)
-    receipt_id = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
-    changes = fields.List(fields.Nested(Change), required=True)
-    evidence_sha256 = fields.String(required=True)
-
-
-class EventsPage(Schema):
-    items = fields.List(fields.Nested(EventItem), required=True)
-    next_cursor = fields.String(required=True, allow_none=True)
-
-
-class AttemptItem(Schema):
-    started_at = fields.String(required=True)
-    finished_at = fields.String(allow_none=True)
-    outcome = fields.String(required=True)
-    http_status = fields.Integer(allow_none=True)
-    detail = fields.String(allow_none=True)
-
-
-class DeliveryItem(Schema):
-    id = fields.Integer(required=True)
-    crm = fields.String(required=True, validate=validate.OneOf(("experience", "crmtext")))
-    tenant = fields.String(required=True)
-    identity = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(("pending", "done", "skipped", "dead")))
-    reason = fields.String(allow_none=True)
-    attempts = fields.Integer(required=True)
-    last_error = fields.String(required=True, allow_none=True)
-    created_at = fields.String(required=True)
-    next_attempt_at = fields.String(allow_none=True)
-    attempt_log = fields.List(fields.Nested(AttemptItem), required=True)
-
-
-class DeliveriesPage(Schema):
-    items = fields.List(fields.Nested(DeliveryItem), required=True)
-    next_cursor = fields.String(required=True, allow_none=True)
-
-
-class ReplayAnswer(Schema):
-    id = fields.Integer(required=True)
-    status = fields.String(required=True)
-    previous_status = fields.String(required=True)
-
-
-class HealthAnswer(Schema):
-    class Meta:
-        unknown = INCLUDE
-
-    status = fields.String(required=True)
-
-
-class Jwk(Schema):
-    kty = fields.String(required=True)
-    crv = fields.String(required=True)
-    x = fields.String(required=True)
-    kid = fields.String(required=True)
-    use = fields.String()
-    alg = fields.String()
-
-
-class JwkSet(Schema):
-    keys = fields.List(fields.Nested(Jwk), required=True)
 
 
 class EventsBatch(Schema):
@@ -311,7 +174,7 @@ def build_spec(public_base_url: str) -> dict:
         "summary": "The process runs", "responses": {"200": _json(HealthAnswer, "ok")}}})
     spec.path(path="/readyz", operations={"get": {
         "summary": "The database is reachable and migrated (with the delivery queue's depth)",
-        "responses": {"200": _json(HealthAnswer, "ready"), "503": _json(HealthAnswer, "not ready")}}})
+        "responses": {"200": _json(ReadyAnswer, "ready"), "503": _json(ReadyAnswer, "not ready")}}})
     spec.path(path="/metrics", operations={"get": {
         "summary": "Prometheus metrics (text exposition format)",
         "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})

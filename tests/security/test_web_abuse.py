@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from receiver import create_app
 from receiver.ledger.models import RateHit, RequestRecord, SignalRow
 from receiver.links import Link, LinkSigner
-from receiver.web.operator import spreadsheet_safe
+from receiver.web.v1.export import spreadsheet_safe
 from tests.helpers import PUBLIC_BASE_URL, config_toml, make_settings
 
 ADMIN_TOKEN = "admin-token"

@@ -416,14 +416,14 @@ def test_too_old_delivery_is_dead_on_its_next_failure(world):
 
 
 def test_a_replayed_old_delivery_gets_its_attempts_and_age_back(world):
-    from receiver.ledger.queries import replay
+    from receiver.ledger.actions import replay_delivery
 
     world.stop(tenant="smsonly")
     row = world.delivery(CRMTEXT)
     with world.engine.begin() as conn:
         conn.execute(update(Delivery).where(Delivery.id == row.id).values(
             status=DEAD, attempts=10, created_at=utcnow() - timedelta(hours=100)))
-    assert replay(world.engine, row.id) == DEAD
+    assert replay_delivery(world.engine, row.id) == DEAD
     world.sandbox.fault(CRMTEXT, "429", retry_after=0)
     world.worker().run_once()
     row = world.get(row.id)

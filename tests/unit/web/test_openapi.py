@@ -1,23 +1,31 @@
 """/openapi.json, and schemathesis against it: no 5xx, every answer matches its documented schema.
 
 The app runs in-process (WSGI) on the test database, with the admin token, so /v1 is exercised
-too; the hypothesis database is off so nothing is written to the tree.
+too, on a ledger holding data (signals of each status, deliveries of each status with attempts,
+consent rows) so list items are checked as well; the hypothesis database is off so nothing is
+written to the tree.
 """
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from marshmallow import fields
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import insert, select, update
 
 from receiver import create_app
-from tests.helpers import make_settings
+from receiver.ledger.models import Attempt, Delivery
+from receiver.web.openapi import build_spec
+from receiver.web.v1.events import EventItem
+from tests.helpers import PUBLIC_BASE_URL, make_settings, twilio_signature, twilio_sms
 
 ADMIN = {"Authorization": "Bearer admin-token"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -50,6 +58,56 @@ def test_every_flask_route_is_documented(app):
     assert routes <= documented, routes - documented
 
 
+def test_answers_and_document_come_from_one_schema(client, monkeypatch):
+    """A field added to the schema an answer is dumped with shows in the answer and in the document alike."""
+    monkeypatch.setitem(EventItem._declared_fields, "probe", fields.Constant("seen", required=True))
+    post_sms(client, "+15550000001", "SM" + "1" * 32)
+    [item] = client.get("/v1/events", headers=ADMIN).get_json()["items"]
+    assert item["probe"] == "seen"
+    document = build_spec(PUBLIC_BASE_URL)
+    assert "probe" in document["components"]["schemas"]["EventItem"]["required"]
+
+
+def post_sms(client, phone: str, sid: str, body: str = "STOP") -> None:
+    params = twilio_sms(sid=sid, body=body, phone=phone)
+    resp = client.post("/hooks/twilio", data=params, headers={
+        "X-Twilio-Signature": twilio_signature("/hooks/twilio", params)})
+    assert resp.status_code == 200
+
+
+def fill_the_ledger(app) -> None:
+    """Signals accepted and ignored (and a duplicate receipt); deliveries pending, done, skipped and dead
+    with attempts; consent rows set and lifted."""
+    client = app.test_client()
+    post_sms(client, "+15551230001", "SM" + "a" * 32)
+    post_sms(client, "+15551230001", "SM" + "a" * 32)  # the same message again: a duplicate
+    post_sms(client, "+15551230002", "SM" + "b" * 32)
+    post_sms(client, "+15551230002", "SM" + "c" * 32, body="START")  # lifts a state: `removed` in changes
+    post_sms(client, "+15551230003", "SM" + "d" * 32, body="hello")  # ignored
+    post_sms(client, "+447700900123", "SM" + "e" * 32)  # not a US number: CRM Text's delivery is skipped
+    assert client.post("/forms/unsubscribe", json={"tenant": "grand", "email": "guest@example.com",
+                                                   "email_marketing": True}).status_code == 200
+    engine, when = app.extensions["receiver"].engine, datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        pending = conn.execute(select(Delivery.id).where(Delivery.status == "pending").order_by(Delivery.id)).scalars()
+        done, dead = list(pending)[:2]
+        conn.execute(update(Delivery).where(Delivery.id == done).values(status="done", attempts=1))
+        conn.execute(update(Delivery).where(Delivery.id == dead).values(
+            status="dead", attempts=2, last_error="HTTP 403: account suspended"))
+        conn.execute(insert(Attempt), [
+            {"delivery_id": done, "started_at": when, "finished_at": when, "outcome": "ok", "http_status": 200,
+             "detail": None},
+            {"delivery_id": dead, "started_at": when, "finished_at": when, "outcome": "retry", "http_status": 500,
+             "detail": "HTTP 500"},
+            {"delivery_id": dead, "started_at": when, "finished_at": None, "outcome": "started", "http_status": None,
+             "detail": None}])
+    items = client.get("/v1/deliveries", headers=ADMIN).get_json()["items"]
+    assert {i["status"] for i in items} == {"pending", "done", "skipped", "dead"}
+    events = client.get("/v1/events", headers=ADMIN).get_json()["items"]
+    assert {i["status"] for i in events} == {"accepted", "ignored"}  # a duplicate stores no second signal
+    assert any("removed" in change for i in events for change in i["changes"])
+
+
 @pytest.fixture
 def schema_app(tmp_path_factory, database_url):
     from tests.helpers import empty_tables
@@ -57,12 +115,13 @@ def schema_app(tmp_path_factory, database_url):
     empty_tables(database_url)
     app = create_app(make_settings(tmp_path_factory.mktemp("schemathesis"), database_url,
                                    RECEIVER_ADMIN_TOKEN="admin-token"))
+    fill_the_ledger(app)
     yield app
     app.extensions["receiver"].engine.dispose()
 
 
 def test_the_api_keeps_its_own_document(schema_app):
-    """Every operation, 25 generated requests each; the first failure is reported with its request."""
+    """Every operation, 25 generated requests each, on a ledger holding data; the first failure is reported."""
     schema = schemathesis.openapi.from_wsgi("/openapi.json", schema_app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 17

@@ -204,3 +204,9 @@ def test_skipped_deliveries_are_not_replayed(client, engine):
 
 def test_a_huge_delivery_id_is_not_found(client):
     assert client.post("/v1/deliveries/99999999999999999999999/replay", headers=ADMIN).status_code == 404
+
+
+def test_all_of_v1_is_one_blueprint_in_one_package(app):
+    rules = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/v1/")]
+    assert len(rules) == 7 and {rule.endpoint.split(".")[0] for rule in rules} == {"v1"}
+    assert all(app.view_functions[rule.endpoint].__module__.startswith("receiver.web.v1.") for rule in rules)

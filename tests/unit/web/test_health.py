@@ -111,3 +111,9 @@ def test_receipt_keys_lists_current_then_previous(settings, make_app):
     assert len({key["kid"] for key in keys}) == 2
     old = Ed25519PrivateKey.from_private_bytes(bytes(range(32))).public_key()
     assert b64url_decode(keys[1]["x"]) == old.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def test_health_endpoints_live_in_web_health(app):
+    endpoints = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules()}
+    assert {endpoints[path] for path in ("/healthz", "/readyz", "/metrics", "/.well-known/receipt-keys")} == {
+        "health.healthz", "health.readyz", "health.metrics_exposition", "health.receipt_keys"}

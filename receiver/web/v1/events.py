@@ -1,0 +1,50 @@
+"""GET /v1/events: the audit trail, every signal oldest first, cursor-paginated."""
+
+from flask import jsonify, request
+from marshmallow import Schema, fields, validate
+
+from ...identities import normalize_contact
+from ...ledger import queries
+from ...schemas import load, text
+from ...services import services
+from ..answers import RECEIPT_STATUSES, Change, Time
+from .common import ListQuery, Since, bp, known_tenant, page_of
+
+
+class EventsQuery(ListQuery):
+    tenant = text(1, 64)
+    email = text(3, 254)
+    phone = text(3, 64)
+    since = Since()
+
+
+class EventItem(Schema):
+    id = fields.Integer(required=True)
+    source = fields.String(required=True)
+    tenant = fields.String(required=True)
+    event_id = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(("opt_out", "opt_in", "help", "other")))
+    keyword = fields.String(allow_none=True)
+    review = fields.Boolean(required=True)
+    email = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    received_at = Time(required=True)
+    occurred_at = Time(allow_none=True)
+    receipt_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(RECEIPT_STATUSES))
+    changes = fields.List(fields.Nested(Change), required=True)
+    evidence_sha256 = fields.String(required=True)
+
+
+EventsPage = page_of(EventItem, "EventsPage")
+
+
+@bp.get("/events")
+def events():
+    data = load(EventsQuery(), request.args.to_dict())
+    email, phone = normalize_contact(data.get("email"), data.get("phone"))
+    rows, next_id = queries.events_page(
+        services().engine, tenant=known_tenant(data.get("tenant")), email=email, phone=phone,
+        since=data.get("since"), after=queries.decode_cursor(data.get("cursor")), limit=data["limit"])
+    return jsonify(EventsPage().dump({"items": [row._mapping for row in rows],
+                                      "next_cursor": queries.encode_cursor(next_id)}))
