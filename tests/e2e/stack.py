@@ -144,6 +144,9 @@ class Stack:
                 for r in c.get("records") or [] if r.get("phone") == phone]
 
     def fault(self, crm: str, mode: str, count: int = 1, **extra):
+        """The sandbox's next ``count`` calls to ``crm`` fail, whoever they are for: on an idle queue,
+        so only the deliveries the test makes next meet the fault, not an earlier test's."""
+        self.idle()
         self.http.post(f"{self.sandbox_url}/_sandbox/faults", json={"crm": crm, "mode": mode, "count": count, **extra},
                        timeout=5).raise_for_status()
 
@@ -157,6 +160,13 @@ class Stack:
     def deliveries(self, identity: str) -> list:
         return self.query("SELECT crm, status, reason, attempts, last_error FROM deliveries "
                           "WHERE identity = :identity ORDER BY id", identity=identity)
+
+    def pending(self) -> int:
+        return self.query("SELECT count(*) FROM deliveries WHERE status = 'pending'")[0][0]
+
+    def idle(self, timeout: float = 60.0):
+        """Wait until no delivery at all is pending (the worker must be running)."""
+        wait_until(lambda: self.pending() == 0, timeout=timeout, message="an idle delivery queue")
 
     def settled(self, identity: str, timeout: float = 30.0):
         """Wait until no delivery for ``identity`` is pending; returns them."""

@@ -20,6 +20,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.e2e.stack import ADMIN_TOKEN, ROOT
+from tests.e2e.test_sms import new_phone
 from tests.helpers import PUBLIC_BASE_URL
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -52,10 +53,10 @@ def shoot(driver, name: str, tmp_path: Path) -> None:
 
 
 def test_a_guest_chooses_no_marketing_sms_in_a_browser(stack, browser, tmp_path):
-    email = f"guest-{secrets.token_hex(5)}@example.com"
+    email, phone = f"guest-{secrets.token_hex(5)}@example.com", new_phone()
     resp = stack.http.post(f"{stack.web_url}/v1/links", timeout=10,
                            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                           json={"tenant": "grand", "email": email, "phone": "+15550001111"})
+                           json={"tenant": "grand", "email": email, "phone": phone})
     url = stack.web_url + resp.json()["url"].removeprefix(PUBLIC_BASE_URL)
 
     browser.get(url)
@@ -65,7 +66,7 @@ def test_a_guest_chooses_no_marketing_sms_in_a_browser(stack, browser, tmp_path)
     assert browser.find_element(By.ID, "in-force").text == "You are not opted out of anything yet."
     assert email not in browser.page_source
     shoot(browser, "1-preferences", tmp_path)
-    assert stack.deliveries(email) == [] and stack.deliveries("+15550001111") == []  # opening it changed nothing
+    assert stack.deliveries(email) == [] and stack.deliveries(phone) == []  # opening it changed nothing
 
     browser.find_element(By.CSS_SELECTOR, "input[value=marketing_decline_sms]").click()
     shoot(browser, "2-choice", tmp_path)
@@ -80,9 +81,9 @@ def test_a_guest_chooses_no_marketing_sms_in_a_browser(stack, browser, tmp_path)
     assert box.get_attribute("checked") and not box.is_enabled()
     shoot(browser, "3-confirmation", tmp_path)
 
-    [delivery] = stack.settled("+15550001111")
+    [delivery] = stack.settled(phone)
     assert delivery.crm == "experience" and delivery.status == "done"
-    records = [r for c in stack.calls("experience") for r in c.get("records") or [] if r.get("phone") == "+15550001111"]
+    records = [r for c in stack.calls("experience") for r in c.get("records") or [] if r.get("phone") == phone]
     assert len(records) == 1 and "marketing_decline_sms" in records[0] and records[0]["email"] == email
 
 

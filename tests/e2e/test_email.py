@@ -1,5 +1,6 @@
 """The email channel end to end: links issued through /v1/links, the page, one-click, the plain form,
-through gunicorn (behind a pretend router: proxy_hops = 1), recorded once, delivered to Experience once."""
+through gunicorn (behind a pretend router: proxy_hops = 1 in tests/e2e/shared.py), recorded once,
+delivered to Experience once."""
 
 import itertools
 import re
@@ -7,21 +8,11 @@ import secrets
 
 import pytest
 
+from tests.e2e.shared import SITE
 from tests.e2e.stack import ADMIN_TOKEN
+from tests.e2e.test_sms import new_phone
 from tests.helpers import PUBLIC_BASE_URL
 
-SITE = "https://www.resort.example"
-SERVICE_CONFIG = "proxy_hops = 1\nforms_rate_limit = 5"
-EXTRA_CONFIG = f"""
-[tenants.resort]
-display_name = "Seaside Resort"
-experience = {{ base_url = "SANDBOX_URL/experience", partner_token = "partner", hotel_token = "resort-hotel" }}
-forms_origins = ["{SITE}"]
-
-[tenants.inn]
-experience = {{ base_url = "SANDBOX_URL/experience", partner_token = "partner", hotel_token = "inn-hotel" }}
-forms_return_url = "https://www.inn.example/unsubscribed"
-"""
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
@@ -180,7 +171,7 @@ def test_logs_hold_no_email_and_no_link_token(stack):
 
 
 def test_a_link_with_a_phone_gives_later_sms_opt_outs_their_email(stack):
-    email, phone = new_email(), f"+1555{secrets.randbelow(10**7):07d}"
+    email, phone = new_email(), new_phone()
     stack.http.post(issue(stack, email, phone=phone, tenant="grand"), data=ONE_CLICK, timeout=10,
                     headers={"Content-Type": "application/x-www-form-urlencoded"})
     stack.settled(email)

@@ -1,10 +1,11 @@
 """Operating the service, end to end: /metrics across gunicorn's workers and the delivery worker,
-/readyz's queue, the JSON request lines, masked logs everywhere, and `receiver status`."""
+the queue gauges, the JSON request lines, masked logs everywhere, and `receiver status`."""
 
 import json
 import re
 import subprocess
 import threading
+import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -38,18 +39,21 @@ def stop_without_keepalive(stack, phone: str):
 
 
 def test_a_signed_stop_shows_in_metrics(stack):
+    stack.idle()
     before = scrape(stack)
     assert ("receiver_queue_depth", frozenset()) in before
     assert ("receiver_queue_oldest_pending_age_seconds", frozenset()) in before
     assert ("receiver_deliveries_dead", frozenset()) in before
     assert value(before, "receiver_database_up") == 1
+    assert value(before, "receiver_queue_depth") == 0  # every earlier delivery is settled, none counted
 
     phone = new_phone()
     assert stack.sms("STOP", phone, new_sid()).status_code == 200
     after = scrape(stack)
 
     assert value(after, SIGNALS, **ACCEPTED) == value(before, SIGNALS, **ACCEPTED) + 1
-    assert value(after, "receiver_queue_depth") >= 0
+    # At most this STOP's two deliveries, however far the worker got (exact counts: test_processes.py).
+    assert value(after, "receiver_queue_depth") in (0, 1, 2)
 
 
 def test_counts_add_up_across_gunicorn_workers(stack):
@@ -76,13 +80,14 @@ def test_the_worker_counts_reach_metrics_through_the_shared_directory(stack):
     phone = new_phone()
     stack.sms("STOP", phone, new_sid())
     stack.settled(phone)
+    stack.idle()
 
     samples = scrape(stack)
 
     assert value(samples, "receiver_delivery_attempts_total", crm="crmtext", outcome="ok") >= 1
     assert value(samples, "receiver_delivery_attempts_total", crm="experience", outcome="ok") >= 1
     assert value(samples, "receiver_delivery_latency_seconds_count", crm="crmtext") >= 1
-    assert value(samples, "receiver_queue_depth") >= 0
+    assert value(samples, "receiver_queue_depth") == 0
 
 
 def test_signature_failures_are_counted(stack):
@@ -95,18 +100,12 @@ def test_signature_failures_are_counted(stack):
     assert value(scrape(stack), name, source="twilio") == before + 1
 
 
-def test_readyz_reports_the_queue(stack):
-    body = requests.get(stack.web_url + "/readyz", timeout=5).json()
-
-    assert body["status"] == "ready"
-    assert isinstance(body["queue_depth"], int) and body["queue_depth"] >= 0
-    assert body["oldest_pending_age_seconds"] >= 0
-
-
 def test_request_lines_are_json_and_no_log_holds_a_full_email_or_phone(stack):
     phone, email = new_phone(), "ops.guest@example.com"
+    started = time.perf_counter()
     answer = stack.post_twilio(stack.twilio_params("STOP", phone, new_sid()),
                                headers={"X-Request-ID": "heroku-request-0001"})
+    wall_ms = (time.perf_counter() - started) * 1000
     stack.http.post(stack.web_url + "/forms/unsubscribe", data={"tenant": "grand", "email": email}, timeout=10)
     stack.http.post(stack.web_url + "/hooks/crmtext", params={"token": "guess"}, data={"mobileNum": ten(phone)},
                     timeout=10)
@@ -120,7 +119,7 @@ def test_request_lines_are_json_and_no_log_holds_a_full_email_or_phone(stack):
     [stop] = [line for line in requests_logged if line["request_id"] == "heroku-request-0001"]
     assert (stop["method"], stop["path"], stop["source"], stop["status"], stop["outcome"]) == (
         "POST", "/hooks/twilio", "twilio", 200, "accepted")
-    assert stop["duration_ms"] >= 0
+    assert 0 < stop["duration_ms"] < wall_ms  # measured inside the request the client timed
     refused = [line for line in requests_logged if line.get("source") == "crmtext" and line["status"] == 401]
     assert refused and all("?" not in line["path"] for line in requests_logged)
     assert all(line["request_id"] and "duration_ms" in line for line in requests_logged)

@@ -1,7 +1,6 @@
 """The operator API end to end: the token, look-ups after each channel's opt-out, a dead letter
 after the CRM's permanent refusal and its replay once the fault is cleared, the streamed export."""
 
-import base64
 import json
 import secrets
 import time
@@ -10,16 +9,11 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook
 
+from tests.e2e.shared import PARTNER_SECRET
 from tests.e2e.stack import ADMIN_TOKEN
+from tests.e2e.test_sms import new_phone
 from tests.helpers import PUBLIC_BASE_URL
 
-PARTNER_SECRET = "whsec_" + base64.b64encode(b"operator-partner-secret-012345").decode()
-EXTRA_CONFIG = f"""
-[sources.booking-engine]
-kind = "standard-webhooks"
-tenant = "grand"
-secret = "{PARTNER_SECRET}"
-"""
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
@@ -31,10 +25,6 @@ def consent(stack, **params) -> dict:
     resp = v1(stack, "GET", "/consent", params={"tenant": "grand", **params}, headers=ADMIN)
     assert resp.status_code == 200, resp.text
     return resp.json()["states"]
-
-
-def new_phone() -> str:
-    return f"+1555{secrets.randbelow(10**7):07d}"
 
 
 @pytest.mark.parametrize("method, path", [

@@ -10,47 +10,16 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from standardwebhooks import Webhook
 
-PARTNER_SECRET = "whsec_" + base64.b64encode(b"partner-secret-0123456789abcdef").decode()
-SENDGRID_KEY = ec.generate_private_key(ec.SECP256R1())
-SENDGRID_PUBLIC = base64.b64encode(SENDGRID_KEY.public_key().public_bytes(
-    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
-MAILGUN_KEY = "mailgun-signing-key"
-POSTMARK_AUTH = ("hooks", "postmark-password")
-
-EXTRA_CONFIG = f"""
-[sources.booking-engine]
-kind = "standard-webhooks"
-tenant = "grand"
-secret = "{PARTNER_SECRET}"
-
-[sources.sendgrid]
-kind = "sendgrid"
-tenant = "grand"
-public_key = "{SENDGRID_PUBLIC}"
-
-[sources.mailgun]
-kind = "mailgun"
-tenant = "grand"
-signing_key = "{MAILGUN_KEY}"
-complaint = "mail_ban"
-
-[sources.postmark]
-kind = "postmark"
-tenant = "grand"
-basic_auth = "{POSTMARK_AUTH[0]}:{POSTMARK_AUTH[1]}"
-"""
+from tests.e2e.shared import MAILGUN_KEY, PARTNER_SECRET, POSTMARK_AUTH, SENDGRID_KEY
+from tests.e2e.test_sms import new_phone
 
 
 def new_email() -> str:
     return f"guest-{secrets.token_hex(5)}@example.com"
-
-
-def new_phone() -> str:
-    return f"+1555{secrets.randbelow(10**7):07d}"
 
 
 def partner_event(email=None, phone=None, states=("marketing_decline",), type_="consent.opt_out") -> dict:

@@ -10,6 +10,9 @@ from sqlalchemy import select
 from receiver.ledger.models import Consent, Delivery, SignalRow
 from tests.e2e.stack import BIN, ROOT
 
+# It reads the whole ledger and every Experience call of the sandbox: a stack of its own.
+OWN_STACK = True
+
 US_PHONE, FR_PHONE = "+15557770001", "+33698765432"
 RECORDS = [
     {"email": "ann@example.com", "mail_ban": "2022-01-01 10:10:09", "marketing_decline": "2021-12-26 15:04:06"},
