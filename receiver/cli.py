@@ -66,7 +66,7 @@ def keys_generate():
 def sandbox(host, port):
     """Run the local fake CRMs (Experience JSON, CRM Text XML) that make run and the tests use."""
     from .logs import configure_logging
-    from .sandbox import serve
+    from .dev.sandbox import serve
 
     configure_logging("INFO")
     serve(host=host, port=port)
@@ -117,8 +117,8 @@ def demo():
 @click.option("--url", default=None, help="where the service listens (default: service.public_base_url)")
 def demo_sms(text, phone, source, url):
     """Text TEXT from PHONE, signed as Twilio signs it, and print the signed answer."""
-    from .demo import send_sms
-    from .devrun import DEMO_SECRETS
+    from .dev.demo import send_sms
+    from .dev.run import DEMO_SECRETS
     from .settings import load_settings
 
     send_sms(load_settings(defaults=DEMO_SECRETS), text, phone, source, url)
@@ -128,7 +128,7 @@ def demo_sms(text, phone, source, url):
 @_link_options
 def demo_link(tenant, email, phone, scope, campaign):
     """Print an unsubscribe link of the service make run started (its demo settings)."""
-    from .devrun import DEMO_SECRETS
+    from .dev.run import DEMO_SECRETS
     from .settings import load_settings
 
     _print_link(load_settings(defaults=DEMO_SECRETS), tenant, email, phone, scope, campaign)

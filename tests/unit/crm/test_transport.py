@@ -8,7 +8,7 @@ import pytest
 
 from receiver.crm.errors import OutcomeUnknown, Retryable
 from receiver.crm.transport import MAX_ANSWER_BYTES, call, new_session
-from receiver.sandbox_answers import _bomb
+from receiver.dev.answers import _bomb
 from tests.fake_crm import CannedSession, RawCrm, drip, http_answer
 
 # The vendor's OptOutCustomer sample answer (vendor/crmtext-optoutcustomer.txt), closed.
