@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 from receiver.ledger.db import make_engine, upgrade
 from receiver.ledger.models import Base
 from receiver.settings import load_settings
+from receiver.sources import configure
 
 TWILIO_TOKEN = "test-auth-token"
 CRMTEXT_TOKEN = "callback-token"
@@ -71,9 +72,10 @@ def base_env(database_url: str, config_path: Path) -> dict[str, str]:
 
 
 def make_settings(root: Path, database_url: str, toml: str | None = None, **env):
+    """Settings as a process starts from them: loaded, each source's options checked by its kind."""
     config = root / "receiver.toml"
     config.write_text(toml if toml is not None else config_toml())
-    return load_settings({**base_env(database_url, config), **env}, root=root)
+    return configure(load_settings({**base_env(database_url, config), **env}, root=root))
 
 
 def test_database_base() -> str | None:

@@ -1,7 +1,10 @@
 """The registry of source kinds: adding a kind is one module and one line here."""
 
+from dataclasses import replace
+
 from marshmallow import ValidationError
 
+from ..settings import Settings
 from .base import Source
 from .crmtext import CrmTextSource
 from .mailgun import MailgunSource
@@ -25,3 +28,19 @@ def validate_source_options(kind: str, options: dict) -> dict:
     if kind not in KINDS:
         raise ValidationError({"kind": [f"unknown kind {kind!r}; known: {', '.join(sorted(KINDS))}"]})
     return KINDS[kind].options_schema().load(options)
+
+
+def configure(settings: Settings) -> Settings:
+    """``settings`` with each source's options checked and completed by its kind's own schema.
+
+    Settings keep options as written (loading them imports no source kind); each process applies
+    this once at start, so a bad option stops it with one line naming the option.
+    """
+    checked = {}
+    for name, config in settings.sources.items():
+        try:
+            options = validate_source_options(config.kind, dict(config.options))
+        except ValidationError as exc:
+            raise settings.invalid(exc.messages, f"sources.{name}") from None
+        checked[name] = replace(config, options=options)
+    return replace(settings, sources=checked)
