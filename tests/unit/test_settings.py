@@ -342,3 +342,20 @@ def test_receipt_signing_key_rotation(tmp_path):
     settings = load(tmp_path, RECEIPT_SIGNING_KEY=f"{new},{old}")
 
     assert settings.receipt_keys == (new, old)
+
+
+def test_keys_generate_instance_makes_the_development_secrets_loading_then_reads(tmp_path, monkeypatch):
+    # `receiver keys generate --instance` (what make run runs first) is the explicit step; without it
+    # loading names it (test above).
+    from click.testing import CliRunner
+
+    from receiver.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    made = CliRunner().invoke(cli, ["keys", "generate", "--instance"])
+    again = CliRunner().invoke(cli, ["keys", "generate", "--instance"])
+
+    assert made.exit_code == 0 and made.output.count("made ") == 2
+    assert again.exit_code == 0 and "already" in again.output
+    settings = load_settings(_without_secrets(tmp_path), root=tmp_path)
+    assert (tmp_path / "instance" / "secret_key").read_text().strip() == settings.secret_keys[0]
