@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m receiver.devrun
+	$(BIN)/python -m receiver.dev.run
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

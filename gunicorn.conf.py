@@ -9,20 +9,22 @@ import os
 import sys
 import tempfile
 
-from receiver.errors import ConfigError
-from receiver.settings import load_settings
+# Prometheus multiprocess mode (receiver/metrics.py): prometheus-client chooses file-backed values
+# when it is first imported, so the directory must be in the environment before anything imports it
+# (the source kinds count) and before the workers fork. Set here, it survives a configuration
+# reload (SIGHUP) unchanged.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="receiver-metrics-")
+
+from receiver.errors import ConfigError  # noqa: E402
+from receiver.settings import load_settings  # noqa: E402
+from receiver.sources import configure  # noqa: E402
 
 try:
-    _settings = load_settings()  # validated once in the master: a bad setting stops start-up here
+    _settings = configure(load_settings())  # validated once in the master: a bad setting stops start-up here
 except ConfigError as exc:
     sys.stderr.write(f"receiver: configuration error: {exc}\n")
     sys.exit(2)
-
-# Prometheus multiprocess mode (receiver/metrics.py): prometheus-client chooses file-backed values
-# when it is first imported, so the directory must be in the environment before the workers fork
-# and load the app. Set here, it survives a configuration reload (SIGHUP) unchanged.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="receiver-metrics-")
 
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency

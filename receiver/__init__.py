@@ -10,10 +10,11 @@ from .settings import Settings, load_settings
 def create_app(settings: Settings | None = None) -> Flask:
     from .logs import configure_logging
     from .services import Services
+    from .sources import configure
     from .sources.base import MAX_BODY
     from .web import register_blueprints, register_errorhandlers
 
-    settings = settings or load_settings()
+    settings = settings or configure(load_settings())
     configure_logging(settings.log_level)
     app = Flask(__name__, template_folder="web/templates", instance_path=str(settings.instance_path), instance_relative_config=True)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY)  # what any body may be; web/bodies.py sets each POST's own cap

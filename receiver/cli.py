@@ -1,7 +1,6 @@
 """The ``receiver`` command line: migrations, the worker, keys, the local CRM sandbox, a demo STOP,
 reconciliation with Experience."""
 
-import secrets
 import sys
 
 import click
@@ -9,10 +8,12 @@ import click
 from .errors import ConfigError
 
 
-def _settings():
+def _settings(defaults: dict[str, str] | None = None):
+    """The settings every command starts from: read once, each source's options checked by its kind."""
     from .settings import load_settings
+    from .sources import configure
 
-    return load_settings()
+    return configure(load_settings(defaults=defaults))
 
 
 @click.group()
@@ -52,12 +53,21 @@ def keys():
 
 
 @keys.command("generate")
-def keys_generate():
+@click.option("--instance", is_flag=True,
+              help="keep them in instance/ as development secrets (those not there yet) instead of printing")
+def keys_generate(instance):
     """Print a new RECEIPT_SIGNING_KEY and SECRET_KEY."""
-    from .receipts import generate_signing_key
+    from .keys import keep_in_instance, new_keys
 
-    click.echo(f"RECEIPT_SIGNING_KEY={generate_signing_key()}")
-    click.echo(f"SECRET_KEY={secrets.token_urlsafe(32)}")
+    if not instance:
+        for name, value in new_keys().items():
+            click.echo(f"{name}={value}")
+        return
+    made = keep_in_instance()
+    for path in made:
+        click.echo(f"made {path}")
+    if not made:
+        click.echo("the development secrets are already in instance/")
 
 
 @cli.command()
@@ -65,8 +75,8 @@ def keys_generate():
 @click.option("--port", default=9000, show_default=True, type=int)
 def sandbox(host, port):
     """Run the local fake CRMs (Experience JSON, CRM Text XML) that make run and the tests use."""
+    from .dev.sandbox import serve
     from .logs import configure_logging
-    from .sandbox import serve
 
     configure_logging("INFO")
     serve(host=host, port=port)
@@ -117,21 +127,19 @@ def demo():
 @click.option("--url", default=None, help="where the service listens (default: service.public_base_url)")
 def demo_sms(text, phone, source, url):
     """Text TEXT from PHONE, signed as Twilio signs it, and print the signed answer."""
-    from .demo import send_sms
-    from .devrun import DEMO_SECRETS
-    from .settings import load_settings
+    from .dev.demo import send_sms
+    from .dev.run import DEMO_SECRETS
 
-    send_sms(load_settings(defaults=DEMO_SECRETS), text, phone, source, url)
+    send_sms(_settings(DEMO_SECRETS), text, phone, source, url)
 
 
 @demo.command("link")
 @_link_options
 def demo_link(tenant, email, phone, scope, campaign):
     """Print an unsubscribe link of the service make run started (its demo settings)."""
-    from .devrun import DEMO_SECRETS
-    from .settings import load_settings
+    from .dev.run import DEMO_SECRETS
 
-    _print_link(load_settings(defaults=DEMO_SECRETS), tenant, email, phone, scope, campaign)
+    _print_link(_settings(DEMO_SECRETS), tenant, email, phone, scope, campaign)
 
 
 @cli.command()

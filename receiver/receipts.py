@@ -5,11 +5,12 @@ import binascii
 import hashlib
 import hmac
 import secrets
-import time
 from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from . import clock
 
 RECEIPT_PREFIX = "rcpt_"
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -20,7 +21,7 @@ def new_receipt_id() -> str:
 
     The time comes first so ids sort by creation time (to the millisecond) as plain strings.
     """
-    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    value = (clock.now_ns() // 1_000_000) << 80 | secrets.randbits(80)
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])
@@ -91,7 +92,7 @@ class ReceiptSigner:
         if "." in receipt_id:
             # The full stop separates the signed fields; one inside the id would be ambiguous.
             raise ValueError("receipt id must not contain '.'")
-        stamp = str(int(time.time() if timestamp is None else timestamp))
+        stamp = str(int(clock.now() if timestamp is None else timestamp))
         content = f"{receipt_id}.{stamp}.".encode() + body
         entries = ["v1a," + base64.b64encode(self._private[0].sign(content)).decode()]
         for secret in hmac_secrets:

@@ -5,6 +5,7 @@ import unicodedata
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from .errors import BadRequest
+from .ledger.models import RequestRecord, SignalRow
 
 TEXT_ERRORS = {"required": "missing", "invalid": "not a string", "null": "missing"}
 
@@ -15,7 +16,10 @@ def no_nul(value: str) -> None:
         raise ValidationError("must not contain a NUL character")
 
 
-MAX_IDENTIFIER = 255  # the ledger's key columns (request_key, event_id)
+# Limits of what a sender names, read from the ledger's columns so a rule never outgrows its column:
+# the key columns a sender-chosen id goes into (event_id, request_key), and a tenant's name.
+MAX_IDENTIFIER = min(SignalRow.__table__.c.event_id.type.length, RequestRecord.__table__.c.request_key.type.length)
+MAX_TENANT = SignalRow.__table__.c.tenant.type.length
 # Control characters and lone surrogates: PostgreSQL cannot store a NUL (a 503 the sender retries
 # forever, where SQLite accepts it), a lone surrogate cannot be encoded at all, and the others have
 # no place in an id that is echoed in answers and logs.

@@ -10,10 +10,10 @@ import requests
 from werkzeug.serving import make_server
 
 from receiver import create_app
+from receiver.dev.sandbox import create_sandbox_app
 from receiver.ledger.db import make_engine
 from receiver.ledger.record import Ledger
 from receiver.logs import _HANDLER_NAME, configure_logging
-from receiver.sandbox import create_sandbox_app
 from tests.helpers import drop_database, empty_tables, fresh_database, make_settings
 
 

@@ -3,16 +3,21 @@
 import base64
 import os
 import secrets
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import standardwebhooks.webhooks
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import create_engine, text
 
+from receiver import clock
 from receiver.ledger.db import make_engine, upgrade
 from receiver.ledger.models import Base
 from receiver.settings import load_settings
+from receiver.sources import configure
 
 TWILIO_TOKEN = "test-auth-token"
 CRMTEXT_TOKEN = "callback-token"
@@ -71,9 +76,27 @@ def base_env(database_url: str, config_path: Path) -> dict[str, str]:
 
 
 def make_settings(root: Path, database_url: str, toml: str | None = None, **env):
+    """Settings as a process starts from them: loaded, each source's options checked by its kind."""
     config = root / "receiver.toml"
     config.write_text(toml if toml is not None else config_toml())
-    return load_settings({**base_env(database_url, config), **env}, root=root)
+    return configure(load_settings({**base_env(database_url, config), **env}, root=root))
+
+
+def pin_clock(monkeypatch, at: float | Callable[[], float]) -> None:
+    """Pin the service's clock (receiver.clock) at ``at`` seconds, or at what ``at()`` answers on each read.
+
+    The standardwebhooks library checks its ±5-minute window with its own ``datetime.now()``, so it
+    is pinned too: the one way the suite sets the time.
+    """
+    read = at if callable(at) else (lambda: at)
+
+    class Pinned(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.fromtimestamp(read(), tz)
+
+    monkeypatch.setattr(clock, "now_ns", lambda: round(read() * 1e9))
+    monkeypatch.setattr(standardwebhooks.webhooks, "datetime", Pinned)
 
 
 def test_database_base() -> str | None:

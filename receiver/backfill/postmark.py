@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 
+from .. import clock
 from ..identities import normalize_email, valid_or_none
 from .pages import BackfillItem, ItemKind, ListClient, Page, PageTooLarge, Position, content_key
 
@@ -37,7 +38,7 @@ def server_token(token: str) -> dict[str, str]:
 
 class PostmarkBackfill:
     def __init__(self, client: ListClient, stream: str, *, window_days: int = WINDOW_DAYS,
-                 today=lambda: datetime.now(UTC).date()):
+                 today=lambda: datetime.fromtimestamp(clock.now(), UTC).date()):
         self.client = client
         self.stream = stream
         self.window = max(window_days, 1)

@@ -2,8 +2,9 @@
 
 import math
 import random
-import time
 from email.utils import parsedate_to_datetime
+
+from .. import clock
 
 MAX_DETAIL = 500
 MAX_RETRY_AFTER = 3600.0
@@ -55,7 +56,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
             return None
         if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means the zone was omitted
             return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
+        seconds = when.timestamp() - (clock.now() if now is None else now)
     if not math.isfinite(seconds):
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)

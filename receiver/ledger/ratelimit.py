@@ -3,10 +3,10 @@
 import hashlib
 import ipaddress
 import random
-import time
 
 from sqlalchemy import Engine, delete
 
+from .. import clock
 from .db import dialect_insert
 from .models import RateHit
 
@@ -29,7 +29,7 @@ def rate_limited(engine: Engine, scope: str, client: str, limit: int, now: float
 
     Counted in the database, so the limit holds across gunicorn's worker processes and web dynos.
     """
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     minute = int(now // 60)
     key = f"{scope}:{hashlib.sha256(client.encode()).hexdigest()[:32]}"
     statement = dialect_insert(engine)(RateHit).values(key=key, minute=minute, hits=1)

@@ -4,9 +4,11 @@ Configured sources are the senders' webhooks (``KINDS``). The receiver's own cha
 (``OWN``) need no configuration: every tenant has each of them, under the channel's name.
 """
 
+from dataclasses import replace
+
 from marshmallow import ValidationError
 
-from ..settings import SourceConfig
+from ..settings import Settings, SourceConfig
 from . import email_link, experience_sync, web_form
 from .base import Source
 from .crmtext import CrmTextSource
@@ -39,3 +41,19 @@ def own_source(name: str, tenant: str) -> SourceConfig:
     if name not in OWN:
         raise KeyError(f"{name!r} is not one of the receiver's own channels")
     return SourceConfig(name=name, kind=name, tenant=tenant)
+
+
+def configure(settings: Settings) -> Settings:
+    """``settings`` with each source's options checked and completed by its kind's own schema.
+
+    Settings keep options as written (loading them imports no source kind); each process applies
+    this once at start, so a bad option stops it with one line naming the option.
+    """
+    checked = {}
+    for name, config in settings.sources.items():
+        try:
+            options = validate_source_options(config.kind, dict(config.options))
+        except ValidationError as exc:
+            raise settings.invalid(exc.messages, f"sources.{name}") from None
+        checked[name] = replace(config, options=options)
+    return replace(settings, sources=checked)

@@ -21,12 +21,12 @@ event is a new key, so the token rule refuses it (401) as for JSON hooks.
 import hashlib
 import hmac
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from werkzeug.datastructures import MultiDict
 
+from .. import clock
 from ..errors import BadRequest, BadSignature
 from ..schemas import identifier, is_identifier
 from ..signals import Inbound, Signal
@@ -120,7 +120,7 @@ class MailgunSource(Source):
         expected = [signature(key, signed.timestamp, signed.token) for key in self.options["signing_key"]]
         if not any(secret_matches(candidate, expected) for candidate in signed.given):
             raise BadSignature(f"{signed.where}signature: does not match")
-        age = time.time() - int(signed.timestamp)
+        age = clock.now() - int(signed.timestamp)
         if age > MAX_AGE.total_seconds() or -age > MAX_AHEAD.total_seconds():
             raise BadSignature(f"{signed.where}timestamp: stale (over 12 hours old or ahead of our clock)")
 

@@ -13,10 +13,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from receiver.dev.answers import APPLYING, _bomb
 from receiver.ledger.models import Attempt, Delivery, utcnow
 from receiver.ledger.outbox import DEAD, DONE, PENDING
 from receiver.ledger.record import Ledger
-from receiver.sandbox_answers import APPLYING, _bomb
 from receiver.settings import SourceConfig
 from receiver.signals import OPT_OUT, Inbound
 from receiver.sources.sms import sms_signal

@@ -9,8 +9,8 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from receiver import receipts
 from receiver.receipts import ReceiptSigner, generate_signing_key, new_receipt_id
+from tests.helpers import pin_clock
 
 BODY = b'{"receipt_id":"rcpt_x","status":"accepted"}\n'
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -180,7 +180,7 @@ def test_receipt_ids_are_31_char_ulids():
 
 def test_receipt_id_carries_the_millisecond_time(monkeypatch):
     ms = 1_795_515_300_123
-    monkeypatch.setattr(receipts.time, "time_ns", lambda: ms * 1_000_000 + 456)
+    pin_clock(monkeypatch, ms / 1000 + 0.0005)  # mid-millisecond
     encoded = new_receipt_id()[5:15]
     value = 0
     for char in encoded:
@@ -190,7 +190,7 @@ def test_receipt_id_carries_the_millisecond_time(monkeypatch):
 
 def test_receipt_ids_sort_by_time(monkeypatch):
     clock = iter([1_795_515_300_000, 1_795_515_300_001, 1_795_515_301_000, 1_900_000_000_000])
-    monkeypatch.setattr(receipts.time, "time_ns", lambda: next(clock) * 1_000_000)
+    pin_clock(monkeypatch, lambda: next(clock) / 1000 + 0.0005)
     made = [new_receipt_id() for _ in range(4)]
     assert sorted(made) == made
 

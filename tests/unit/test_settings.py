@@ -1,11 +1,24 @@
 """Settings: environment and TOML read once; every bad setting is one ConfigError naming it."""
 
 import base64
+import dataclasses
+import os
+import subprocess
+import sys
 
 import pytest
 
 from receiver.errors import ConfigError
-from receiver.settings import load_settings
+from receiver.keys import keep_in_instance
+from receiver.settings import (
+    CrmTextConfig,
+    ExperienceConfig,
+    RetentionConfig,
+    ServiceConfig,
+    WorkerConfig,
+    load_settings,
+)
+from receiver.sources import configure
 from tests.helpers import CRMTEXT_TOKEN, PUBLIC_BASE_URL, base_env, config_toml, make_settings
 
 SQLITE = "sqlite:///unused.db"
@@ -235,21 +248,73 @@ def test_port_and_concurrency(tmp_path):
     assert (settings.port, settings.web_concurrency) == (5000, 4)
 
 
-def test_development_secrets_are_generated_once_and_kept(tmp_path):
+def _without_secrets(tmp_path) -> dict[str, str]:
     config = tmp_path / "receiver.toml"
     config.write_text(config_toml())
     env = {**base_env(SQLITE, config), "RECEIVER_ENV": "development"}
     del env["SECRET_KEY"], env["RECEIPT_SIGNING_KEY"]
+    return env
+
+
+def test_development_secrets_are_generated_once_and_kept(tmp_path):
+    env = _without_secrets(tmp_path)
+    made = keep_in_instance(tmp_path / "instance")  # what make run and `receiver keys generate --instance` do
 
     first = load_settings(env, root=tmp_path)
+    assert keep_in_instance(tmp_path / "instance") == []  # never replaced once made
     second = load_settings(env, root=tmp_path)
 
+    assert sorted(p.name for p in made) == ["receipt_signing_key", "secret_key"]
     assert first.secret_keys == second.secret_keys
     assert first.receipt_keys == second.receipt_keys
     assert len(base64.b64decode(first.receipt_keys[0])) == 32
     assert (tmp_path / "instance" / "secret_key").read_text().strip() == first.secret_keys[0]
     assert (tmp_path / "instance" / "receipt_signing_key").read_text().strip() == first.receipt_keys[0]
     assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_loading_writes_nothing_and_names_what_to_run_without_development_secrets(tmp_path):
+    # Issue 12.3: loading wrote development secrets as a side effect (twice per gunicorn start).
+    env = _without_secrets(tmp_path)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env, root=tmp_path)
+
+    assert str(caught.value).startswith("SECRET_KEY: not set")
+    assert "receiver keys generate --instance" in str(caught.value) and "make run" in str(caught.value)
+    assert not (tmp_path / "instance").exists()
+
+
+def test_loading_settings_imports_no_source_kind(tmp_path):
+    # Issue 12.3: loading imported every source adapter (the package's one import cycle); the
+    # registry checks options now. A fresh interpreter shows what loading pulls in.
+    code = ("import sys; from receiver.settings import load_settings; load_settings(); "
+            "print(sorted(m for m in sys.modules if m.startswith('receiver.sources')))")
+    env = {"PATH": os.environ.get("PATH", ""), **base_env(SQLITE, tmp_path / "receiver.toml")}
+    (tmp_path / "receiver.toml").write_text(config_toml())
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_source_options_are_checked_by_the_registry_not_by_loading(tmp_path):
+    toml = config_toml().replace('kind = "crmtext"', 'kind = "crmtext"\ntokn = "typo"')
+    (tmp_path / "receiver.toml").write_text(toml)
+    settings = load_settings(base_env(SQLITE, tmp_path / "receiver.toml"), root=tmp_path)
+
+    assert settings.sources["crmtext"].options["tokn"] == "typo"  # as written
+    with pytest.raises(ConfigError, match=r"receiver\.toml: sources\.crmtext\.tokn: "):
+        configure(settings)
+
+
+@pytest.mark.parametrize("section, setting, default", [
+    (WorkerConfig, "lease_seconds", 30), (ExperienceConfig, "batch_size", 250), (CrmTextConfig, "timeout", 6.0),
+    (RetentionConfig, "attempts_days", 90.0), (ServiceConfig, "forms_rate_limit", 10),
+])
+def test_each_setting_s_default_is_declared_once_and_loading_uses_it(section, setting, default):
+    # Issue 12.3: defaults sat in dataclasses and ranges in separate schemas; the schema is made from the field now.
+    declared = section.Schema().fields[setting]
+    assert declared.load_default == default == {f.name: f.default for f in dataclasses.fields(section)}[setting]
 
 
 def test_secret_key_rotation_list(tmp_path):
@@ -277,3 +342,20 @@ def test_receipt_signing_key_rotation(tmp_path):
     settings = load(tmp_path, RECEIPT_SIGNING_KEY=f"{new},{old}")
 
     assert settings.receipt_keys == (new, old)
+
+
+def test_keys_generate_instance_makes_the_development_secrets_loading_then_reads(tmp_path, monkeypatch):
+    # `receiver keys generate --instance` (what make run runs first) is the explicit step; without it
+    # loading names it (test above).
+    from click.testing import CliRunner
+
+    from receiver.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    made = CliRunner().invoke(cli, ["keys", "generate", "--instance"])
+    again = CliRunner().invoke(cli, ["keys", "generate", "--instance"])
+
+    assert made.exit_code == 0 and made.output.count("made ") == 2
+    assert again.exit_code == 0 and "already" in again.output
+    settings = load_settings(_without_secrets(tmp_path), root=tmp_path)
+    assert (tmp_path / "instance" / "secret_key").read_text().strip() == settings.secret_keys[0]

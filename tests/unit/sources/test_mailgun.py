@@ -21,7 +21,7 @@ from receiver.sources import base, validate_source_options
 from receiver.sources.base import HttpRequest
 from receiver.sources.mailgun import MailgunSource
 from receiver.states import MAIL_BAN, MARKETING_DECLINE
-from tests.helpers import config_toml, empty_tables, make_settings
+from tests.helpers import config_toml, empty_tables, make_settings, pin_clock
 
 SIGNING_KEY = "test-signing-key"
 ROTATED_KEY = "rotated-signing-key"
@@ -158,7 +158,7 @@ def test_appendix_a_vector_is_mailguns_recipe():
 
 
 def test_appendix_a_request_is_a_marketing_decline(source_settings, monkeypatch):
-    monkeypatch.setattr(time, "time", lambda: APPENDIX_A_TIMESTAMP + 30)
+    pin_clock(monkeypatch, APPENDIX_A_TIMESTAMP + 30)
 
     inbound = mailgun(source_settings).handle(http(APPENDIX_A_BODY))
 
@@ -697,7 +697,7 @@ def test_legacy_sample_at_its_own_time_verifies(source_settings, monkeypatch):
     """anymail's sample as posted in 2016 (timestamp 1461261330), our clock set near it."""
     fields = [*LEGACY_DROPPED, ("signature", mailgun_signature(SIGNING_KEY, "1461261330",
                                                                "a3fe1fa1640349ac552b84ddde373014b4c41645830c8dd3fc"))]
-    monkeypatch.setattr(time, "time", lambda: 1461261330 + 3600)
+    pin_clock(monkeypatch, 1461261330 + 3600)
 
     inbound = mailgun(source_settings).handle(legacy_http(urlencoded(fields)))
 

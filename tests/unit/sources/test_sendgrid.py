@@ -17,11 +17,10 @@ from werkzeug.datastructures import Headers, MultiDict
 from receiver.errors import BadRequest, BadSignature, ConfigError, UnsupportedMediaType
 from receiver.ledger.models import Consent, Delivery, RequestRecord, SignalRow
 from receiver.signals import OPT_OUT, OTHER
-from receiver.sources import sendgrid
 from receiver.sources.base import HttpRequest
 from receiver.sources.sendgrid import SendGridSource
 from receiver.states import MAIL_BAN, MARKETING_DECLINE
-from tests.helpers import config_toml, empty_tables, make_settings
+from tests.helpers import config_toml, empty_tables, make_settings, pin_clock
 
 PATH = "/hooks/sendgrid"
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -116,7 +115,7 @@ def refused(source, payload) -> BadRequest:
 # --- SendGrid's own vector ---------------------------------------------------------------------
 
 def test_appendix_vector_verifies_when_the_clock_is_near_its_timestamp(tmp_path, monkeypatch):
-    monkeypatch.setattr(sendgrid, "clock", lambda: int(APPENDIX_TIMESTAMP) + 60)
+    pin_clock(monkeypatch, int(APPENDIX_TIMESTAMP) + 60)
     source = make_source(tmp_path, public_key=APPENDIX_KEY)
 
     inbound = source.handle(http(APPENDIX_BODY, {SIGNATURE: APPENDIX_SIGNATURE, TIMESTAMP: APPENDIX_TIMESTAMP}))
@@ -133,7 +132,7 @@ def test_appendix_vector_verifies_when_the_clock_is_near_its_timestamp(tmp_path,
 
 @pytest.mark.parametrize("body", [APPENDIX_BODY.rstrip(b"\r\n"), APPENDIX_BODY.replace(b"dropped", b"spamreport")])
 def test_appendix_vector_covers_every_body_byte(tmp_path, monkeypatch, body):
-    monkeypatch.setattr(sendgrid, "clock", lambda: int(APPENDIX_TIMESTAMP))
+    pin_clock(monkeypatch, int(APPENDIX_TIMESTAMP))
     source = make_source(tmp_path, public_key=APPENDIX_KEY)
 
     with pytest.raises(BadSignature, match="does not match"):

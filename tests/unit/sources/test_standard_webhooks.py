@@ -18,7 +18,7 @@ from receiver.signals import OPT_IN, OPT_OUT
 from receiver.sources.base import HttpRequest
 from receiver.sources.standard_webhooks import StandardWebhooksSource
 from receiver.states import MAIL_BAN, MARKETING_DECLINE, MARKETING_DECLINE_SMS, SMS_BAN
-from tests.helpers import config_toml, empty_tables, make_settings
+from tests.helpers import config_toml, empty_tables, make_settings, pin_clock
 
 PATH = "/hooks/booking-engine"
 # inbound-formats.md, Appendix A: secret, headers and body exactly as documented.
@@ -95,17 +95,6 @@ def refused(source, payload) -> BadRequest:
     return caught.value
 
 
-def freeze_library_clock(monkeypatch, at: float) -> None:
-    """The library reads datetime.now() for its ±5-minute window; pin it to ``at``."""
-
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return datetime.fromtimestamp(at, tz)
-
-    monkeypatch.setattr(standardwebhooks.webhooks, "datetime", Frozen)
-
-
 APPENDIX_HEADERS = {"webhook-id": APPENDIX_ID, "webhook-timestamp": str(APPENDIX_TIMESTAMP),
                     "webhook-signature": APPENDIX_SIGNATURE}
 
@@ -126,7 +115,7 @@ def test_appendix_b_vector_is_what_the_library_computes():
 
 
 def test_appendix_request_verbatim_is_an_opt_out(source, monkeypatch):
-    freeze_library_clock(monkeypatch, APPENDIX_TIMESTAMP + 30)
+    pin_clock(monkeypatch, APPENDIX_TIMESTAMP + 30)
 
     inbound = source.handle(http(APPENDIX_BODY, APPENDIX_HEADERS))
 
@@ -143,7 +132,7 @@ def test_appendix_request_verbatim_is_an_opt_out(source, monkeypatch):
 
 @pytest.mark.parametrize("offset, message", [(301, "too old"), (-301, "too new")])
 def test_appendix_request_outside_five_minutes_of_our_clock(source, monkeypatch, offset, message):
-    freeze_library_clock(monkeypatch, APPENDIX_TIMESTAMP + offset)
+    pin_clock(monkeypatch, APPENDIX_TIMESTAMP + offset)
 
     with pytest.raises(BadSignature, match=f"webhook-timestamp: message timestamp {message}"):
         source.handle(http(APPENDIX_BODY, APPENDIX_HEADERS))
@@ -263,7 +252,7 @@ def test_unreadable_timestamp_is_401(source, timestamp):
 def test_timestamp_must_be_exactly_the_signed_digits(source, monkeypatch, variant):
     """The library reads the header with float() and signs its floor: the appendix's signature, made
     for 1795515300, also verified with 1795515300.9. Only the digits that were signed are accepted."""
-    freeze_library_clock(monkeypatch, APPENDIX_TIMESTAMP + 30)
+    pin_clock(monkeypatch, APPENDIX_TIMESTAMP + 30)
     headers = {**APPENDIX_HEADERS, "webhook-timestamp": variant.format(APPENDIX_TIMESTAMP)}
 
     with pytest.raises(BadSignature, match="^webhook-timestamp: not Unix seconds"):

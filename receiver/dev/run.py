@@ -1,4 +1,5 @@
-"""``make run``: the sandbox CRMs, the web process and the worker together, with the example config."""
+"""``make run``: development secrets in instance/, then the sandbox CRMs, the web process and the worker together,
+with the example config."""
 
 import os
 import signal
@@ -7,6 +8,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ..keys import keep_in_instance
 
 DEMO_SECRETS = {
     "RECEIVER_CONFIG_FILE": "receiver.example.toml",
@@ -31,6 +34,8 @@ def main() -> None:
     env.setdefault("WEB_CONCURRENCY", "2")
     # Web and worker share one metrics folder, so the worker's counters show in /metrics too.
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="receiver-metrics-"))
+    for path in keep_in_instance():  # what settings read outside production when SECRET_KEY etc. are unset
+        print(f"made the development secret {path}", flush=True)
     bin_dir = Path(sys.executable).parent
     receiver = str(bin_dir / "receiver")
     subprocess.run([receiver, "db", "upgrade"], env=env, check=True)

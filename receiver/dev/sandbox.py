@@ -57,8 +57,8 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
-from . import sandbox_answers as answers
-from .sandbox_answers import basic_keyword, crmtext_xml
+from . import answers
+from .answers import basic_keyword, crmtext_xml
 
 CRMS = ("crmtext", "experience")
 PAGE_SIZE = 250

@@ -6,9 +6,9 @@ from urllib.parse import urlencode
 import click
 import requests
 
-from .identities import normalize_phone
-from .settings import Settings
-from .sources.twilio import signature
+from ..identities import normalize_phone
+from ..settings import Settings
+from ..sources.twilio import signature
 
 
 def send_sms(settings: Settings, text: str, phone: str, source: str, url: str | None) -> None:

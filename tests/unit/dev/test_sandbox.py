@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from receiver.sandbox import create_sandbox_app
+from receiver.dev.sandbox import create_sandbox_app
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"user:pass:GRAND").decode()}
 BEARER = {"Authorization": "Bearer a:b"}
@@ -206,8 +206,8 @@ def test_fault_validation_clear_and_reset(client):
 
 
 def test_serve_stops_cleanly_on_sigterm():
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-c", "from receiver.sandbox import serve; serve(port=0)"],
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen([sys.executable, "-c", "from receiver.dev.sandbox import serve; serve(port=0)"],
                             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline()
