@@ -16,11 +16,18 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from receiver.backfill.mailgun import MailgunBackfill
-from receiver.backfill.pages import BadPage, CredentialsRefused, ItemKind, ListClient, RetryPolicy, flatten
+from receiver.backfill.pages import (
+    BadPage,
+    CredentialsRefused,
+    ItemKind,
+    ListClient,
+    RetryPolicy,
+    flatten,
+)
 from receiver.backfill.postmark import PostmarkBackfill, server_token
 from receiver.backfill.sendgrid import SendGridBackfill, bearer
 from receiver.backfill.twilio import TwilioBackfill
-from receiver.dev.provider_store import DEFAULT_CREDENTIALS, ProviderStore
+from receiver.dev.provider_store import DEFAULT_CREDENTIALS
 from receiver.dev.providers import create_providers_blueprint
 
 from .test_twilio import SAMPLE_OUTBOUND
@@ -225,13 +232,14 @@ def test_controls_seed_over_http_and_name_the_bad_field(fake):
     assert requests.post(f"{url}/reset", timeout=5).json()["twilio"] == {"messages": 0}
 
 
-def test_100000_texts_page_through_and_a_page_costs_only_its_own_size(fake, _served, sleeps):
+def test_100000_entries_page_through_and_a_page_costs_only_its_own_size(fake, _served, sleeps):
     store, start = fake[1], datetime(2026, 1, 1, tzinfo=UTC)
     store.add_texts({"from": "+15005550006", "to": OURS, "body": "STOP", "date_sent": start + timedelta(seconds=n)}
                     for n in range(100_000))
     store.add_sendgrid("unsubscribes", ({"created": 1443651141 + n, "email": f"u{n}@example.com"} for n in range(100_000)))
-    assert sum(1 for _ in flatten(twilio(fake, sleeps, page_size=1000).pages(date(2026, 1, 1)))) == 100_000
-    assert store.requests["twilio"] == 100
+    reader = SendGridBackfill(client(fake, sleeps, "sendgrid", headers=bearer("SG.sandbox-key")))
+    assert sum(1 for _ in flatten(reader.pages(date(2015, 9, 30)))) == 100_000
+    assert store.requests["sendgrid"] == 201 + 2  # 200 full pages of 500, an empty one; groups, spam reports
     web = _served[2].test_client()
     middle = f"SM{50_000:032x}"
     auth = {"Authorization": "Bearer SG.sandbox-key"}
@@ -246,3 +254,6 @@ def test_100000_texts_page_through_and_a_page_costs_only_its_own_size(fake, _ser
         tracemalloc.stop()
     assert twilio_page.json["messages"][0]["sid"] == f"SM{49_999:032x}" and len(sendgrid_page.json) == 20
     assert peak < 300_000  # a copy of either 100,000-entry list alone would be 800 kB
+    last = web.get(f"/2010-04-01/Accounts/{SID}/Messages.json?PageSize=1000&Page=99&PageToken=PA{f'SM{1_001:032x}'}",
+                   auth=(SID, TOKEN)).json
+    assert (len(last["messages"]), last["next_page_uri"]) == (1000, None)  # the oldest thousand end the list
