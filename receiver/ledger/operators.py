@@ -65,7 +65,7 @@ def list_operators(engine: Engine) -> list[OperatorInfo]:
         per: dict[int, int] = {}
         for _, operator_id in conn.execute(select(OperatorToken.id, OperatorToken.operator_id)):
             per[operator_id] = per.get(operator_id, 0) + 1
-        rows = conn.execute(select(Operator).order_by(Operator.email)).scalars().all()
+        rows = conn.execute(select(Operator.__table__).order_by(Operator.email)).all()
     return [OperatorInfo(r.email, r.role, r.tenants, r.disabled_at, per.get(r.id, 0)) for r in rows]
 
 
