@@ -44,6 +44,7 @@ def test_the_document_covers_every_endpoint(client):
     assert set(document["paths"]) >= {
         "/hooks/{source}", "/u/{token}", "/forms/unsubscribe", "/v1/links", "/v1/consent", "/v1/consent/check",
         "/v1/events", "/v1/deliveries", "/v1/deliveries/{delivery_id}/replay", "/v1/export.csv", "/healthz",
+        "/v1/opt-outs", "/v1/review", "/v1/review/{event_id}",
         "/readyz", "/metrics", "/.well-known/receipt-keys"}
     events = {p["name"] for p in document["paths"]["/v1/events"]["get"]["parameters"]}
     assert events == {"tenant", "email", "phone", "since", "cursor", "limit"}  # from EventsQuery itself
@@ -85,6 +86,13 @@ def fill_the_ledger(app) -> None:
     post_sms(client, "+15551230002", "SM" + "c" * 32, body="START")  # lifts a state: `removed` in changes
     post_sms(client, "+15551230003", "SM" + "d" * 32, body="hello")  # ignored
     post_sms(client, "+447700900123", "SM" + "e" * 32)  # not a US number: CRM Text's delivery is skipped
+    post_sms(client, "+15551230004", "SM" + "f" * 32, body="stop by the pool at 5")  # flagged for review
+    post_sms(client, "+15551230005", "SM" + "9" * 32, body="stop by the bar at 6")  # flagged, then decided
+    [_, decided] = client.get("/v1/review", headers=ADMIN).get_json()["items"]
+    assert client.post(f"/v1/review/{decided['id']}", headers=ADMIN, json={"decision": "honour"}).status_code == 200
+    assert client.post("/v1/opt-outs", headers=ADMIN, json={
+        "tenant": "grand", "email": "caller@example.com", "phone": "+15551230006", "channel": "phone-call",
+        "states": ["sms_ban", "marketing_decline"], "note": "guest called"}).status_code == 201
     assert client.post("/forms/unsubscribe", json={"tenant": "grand", "email": "guest@example.com",
                                                    "email_marketing": True}).status_code == 200
     engine, when = app.extensions["receiver"].engine, datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
