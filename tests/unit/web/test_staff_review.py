@@ -117,7 +117,7 @@ def test_honour_bans_sms_cites_the_original_and_reaches_crm_text(app, engine_of,
     sms(client, "stop by the pool at 5")
     sms(client, "STOP", sid="SM" + "8" * 32, phone="+15550000001")  # an opt-out: not for review
     [item] = client.get("/v1/review", headers=agent).get_json()["items"]
-    assert (item["source"], item["text"], item["phone"], item["decision"]) == ("twilio", "stop", PHONE, None)
+    assert (item["source"], item["text"], item["phone"], item["decision"]) == ("twilio", "stop by the pool at 5", PHONE, None)
 
     resp = client.post(f"/v1/review/{item['id']}", headers=agent, json={"decision": "honour", "note": "called"})
     assert resp.status_code == 200
