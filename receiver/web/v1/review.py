@@ -85,7 +85,15 @@ def review_queue():
 @bp.post("/review/<int:event_id>")
 @allow(Permission.DECIDE_REVIEW)
 def decide(event_id: int):
-    data = load(DecisionSchema(), json_body())
+    answer = apply_decision(event_id, json_body(), request.get_data(cache=True))
+    body = json.dumps(DecisionAnswer().dump(answer), separators=(",", ":")).encode()
+    return Response(body, 200, content_type="application/json",
+                    headers=services().signer.headers(body, receipt_id=answer["receipt_id"], hmac_secrets=[]))
+
+
+def apply_decision(event_id: int, fields: dict, evidence: bytes) -> dict:
+    """What /v1 and the console do with a decision; the answer's fields (DecisionAnswer)."""
+    data = load(DecisionSchema(), fields)
     who, engine = principal(), services().engine
     original = review.flagged(engine, event_id) if event_id <= queries.MAX_ID else None
     if original is None or not who.can_see(original.tenant):  # another hotel's item is not there
@@ -103,11 +111,8 @@ def decide(event_id: int):
             review.decide(conn, event_id, original.tenant, review.HONOUR, data["note"], who.name, receipt_id, now)
 
         outcome = services().ledger.record(own_source(review_source.NAME, original.tenant), inbound,
-                                           request.get_data(cache=True), also=store_decision)
+                                           evidence, also=store_decision)
         counted(review_source.NAME, review_source.NAME, outcome)
         receipt_id, changes = outcome.receipt_id, outcome.changes
-    body = json.dumps(DecisionAnswer().dump({
-        "id": event_id, "decision": data["decision"], "note": data["note"], "operator": who.name,
-        "receipt_id": receipt_id, "changes": changes}), separators=(",", ":")).encode()
-    return Response(body, 200, content_type="application/json",
-                    headers=services().signer.headers(body, receipt_id=receipt_id, hmac_secrets=[]))
+    return {"id": event_id, "decision": data["decision"], "note": data["note"], "operator": who.name,
+            "receipt_id": receipt_id, "changes": changes}
