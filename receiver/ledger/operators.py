@@ -85,3 +85,21 @@ def principal_for_token(engine: Engine, token: str) -> Principal | None:
 def any_operator(engine: Engine) -> bool:
     with engine.connect() as conn:
         return bool(conn.execute(select(exists().where(Operator.id.is_not(None)))).scalar())
+
+
+def sign_in_record(engine: Engine, email: str) -> tuple[int, str | None] | None:
+    """(id, password hash) of the enabled operator ``email``, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Operator.id, Operator.password_hash).where(
+            Operator.email == email, Operator.disabled_at.is_(None))).first()
+    return None if row is None else (row.id, row.password_hash)
+
+
+def principal_for_id(engine: Engine, operator_id: int) -> Principal | None:
+    """The enabled operator of a console session, read on every request (disabling ends it at once)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Operator.email, Operator.role, Operator.tenants).where(
+            Operator.id == operator_id, Operator.disabled_at.is_(None))).first()
+    if row is None:
+        return None
+    return Principal(row.email, Role(row.role), frozenset(row.tenants) if row.tenants else None)
