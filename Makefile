@@ -42,7 +42,7 @@ translations: $(STAMP)
 
 # The README's pictures of the guest's page, taken by the browser test.
 screenshots: $(STAMP) browser
-	RECEIVER_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e/test_browser.py
+	RECEIVER_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e/test_browser.py tests/e2e/test_console_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

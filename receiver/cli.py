@@ -207,6 +207,11 @@ def prune():
     click.echo(", ".join(f"{kind.replace('_', ' ')}: {count}" for kind, count in removed.items()))
 
 
+from .cli_operators import operator  # noqa: E402 (the group is defined there, registered here)
+
+cli.add_command(operator)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

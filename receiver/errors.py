@@ -23,6 +23,12 @@ class BadSignature(ReceiverError):
     status = 401
 
 
+class Forbidden(ReceiverError):
+    """Signed in, but this role may not do this."""
+
+    status = 403
+
+
 class NotFound(ReceiverError):
     status = 404
 

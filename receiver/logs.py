@@ -56,6 +56,8 @@ _BARE = re.compile(r"(?:(?<=%[0-9A-Fa-f]{2})|(?<![0-9A-Za-z]))\d{10,11}(?![0-9A-
 
 # The signed payload of /u/<token> (itsdangerous: base64url JSON, a dot, the signature).
 _LINK_TOKEN = re.compile(r"(?P<prefix>/u/[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-.]+")
+# An operator's API token (receiver.access.credentials): only its prefix is kept.
+_API_TOKEN = re.compile(r"(?<![A-Za-z0-9])rcv_[A-Za-z0-9_\-]+")
 
 
 def _mask_digits(digits: str) -> str:
@@ -88,9 +90,10 @@ def mask_text(text: str) -> str:
     ``%2B15551234567`` become ``+1555***4567`` / ``%2B1555***4567``, ``+44 20 7946 0958``
     ``+4420***0958``; bare 10–11 digit runs
     and typed NANP numbers keep their first 3 and last 4 digits: ``555***4567``; a link token
-    keeps its first 6 characters: ``/u/WyJncm…``.
+    keeps its first 6 characters: ``/u/WyJncm…``; an operator's token only its prefix: ``rcv_…``.
     """
     text = _LINK_TOKEN.sub(lambda m: m["prefix"] + "…", text)
+    text = _API_TOKEN.sub("rcv_…", text)
     text = _EMAIL.sub(_email, text)
     text = _ENCODED_E164.sub(_encoded_e164, text)
     text = _INTERNATIONAL.sub(_international, text)

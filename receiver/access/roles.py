@@ -4,13 +4,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ..errors import NotFound, ReceiverError
+from ..errors import Forbidden, NotFound
 
-
-class Forbidden(ReceiverError):
-    """Signed in, but this role may not do this (403). Belongs in receiver/errors.py once wired."""
-
-    status = 403
+__all__ = ["BOOTSTRAP", "Forbidden", "GRANTS", "Permission", "Principal", "Role", "may"]
 
 
 class Role(StrEnum):

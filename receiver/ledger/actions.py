@@ -7,7 +7,7 @@ from .models import Delivery, utcnow
 from .outbox import DEAD, PENDING, SKIPPED, SUPERSEDED, owed_states
 
 
-def replay_delivery(engine: Engine, delivery_id: int) -> str | None:
+def replay_delivery(engine: Engine, delivery_id: int, operator: str | None = None) -> str | None:
     """Put a dead delivery back in the queue; its previous status, or None if there is none.
 
     Refused (Conflict) when nothing is owed any more — the guest re-consented since, or a later
@@ -15,6 +15,7 @@ def replay_delivery(engine: Engine, delivery_id: int) -> str | None:
     number, an opt-out CRM Text made (and confirmed) itself, a state no longer owed; one held
     back for want of an email (``sms_records = "email-only"``) goes out by itself once a link
     gives the email.
+    ``operator`` (who asked) is kept in ``replayed_by`` for the audit trail.
     Attempts start again from zero (the earlier ones stay in the attempts table) and the age
     limit counts from ``replayed_at``, so the worker's max_attempts and max_age_hours both start over.
     """
@@ -31,5 +32,5 @@ def replay_delivery(engine: Engine, delivery_id: int) -> str | None:
             raise Conflict(f"delivery {delivery_id} is owed no more: {SUPERSEDED}")
         conn.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == row.status).values(
             status=PENDING, attempts=0, reason=None, next_attempt_at=now, updated_at=now, replayed_at=now,
-            lease_owner=None, lease_until=None))
+            lease_owner=None, lease_until=None, replayed_by=operator))
     return row.status

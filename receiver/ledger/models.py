@@ -140,6 +140,7 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the age limit counts from here
+    replayed_by: Mapped[str | None] = mapped_column(String(320))  # the operator who last replayed it
 
 
 class Attempt(Base):
@@ -196,3 +197,42 @@ class SyncCursor(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())  # when the current (or last) pass began
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Operator(Base):
+    """A person (or a sender's system) acting through /v1: role and tenants (null: every tenant, admins only)."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    tenants: Mapped[list | None] = mapped_column(JSON)
+    password_hash: Mapped[str | None] = mapped_column(Text)  # Argon2id; null for a token-only operator
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OperatorToken(Base):
+    """An operator's API token, by its SHA-256 only (the token is shown once); several per operator."""
+
+    __tablename__ = "operator_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    operator_id: Mapped[int] = mapped_column(BigId, ForeignKey("operators.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReviewDecision(Base):
+    """The one decision on a signal flagged for review: its primary key makes a second decision fail."""
+
+    __tablename__ = "review_decisions"
+
+    signal_id: Mapped[int] = mapped_column(BigId, ForeignKey("signals.id"), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # honour | dismiss
+    note: Mapped[str | None] = mapped_column(Text)
+    operator: Mapped[str] = mapped_column(String(320))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    receipt_id: Mapped[str] = mapped_column(String(40))  # of the signed answer (honour: the new signal's receipt)

@@ -62,7 +62,7 @@ def guest_states(engine: Engine, tenant: str, *identities) -> dict[str, datetime
     return merge_states(states_by_identity(engine, tenant, list(identities)), *identities)
 
 
-def events_page(engine: Engine, *, tenant=None, email=None, phone=None, since=None, after: int = 0,
+def events_page(engine: Engine, *, tenant=None, tenants=None, email=None, phone=None, since=None, after: int = 0,
                 limit: int = 100) -> tuple[list, int | None]:
     query = (select(SignalRow.__table__, RequestRecord.status)
              .join(RequestRecord, RequestRecord.id == SignalRow.receipt_id)
@@ -70,6 +70,8 @@ def events_page(engine: Engine, *, tenant=None, email=None, phone=None, since=No
     for column, value in ((SignalRow.tenant, tenant), (SignalRow.email, email), (SignalRow.phone, phone)):
         if value is not None:
             query = query.where(column == value)
+    if tenants is not None:  # a scoped operator's list holds only their tenants
+        query = query.where(SignalRow.tenant.in_(tenants))
     if since is not None:
         query = query.where(SignalRow.received_at >= since)
     with engine.connect() as conn:
@@ -77,7 +79,7 @@ def events_page(engine: Engine, *, tenant=None, email=None, phone=None, since=No
     return _page(rows, limit, lambda row: row.id)
 
 
-def deliveries_page(engine: Engine, *, status=None, tenant=None, after: int = 0,
+def deliveries_page(engine: Engine, *, status=None, tenant=None, tenants=None, after: int = 0,
                     limit: int = 100) -> tuple[list[tuple], int | None]:
     """(delivery row, its attempt rows oldest first) for one page."""
     query = select(Delivery.__table__).where(Delivery.id > after).order_by(Delivery.id).limit(limit + 1)
@@ -85,6 +87,8 @@ def deliveries_page(engine: Engine, *, status=None, tenant=None, after: int = 0,
         query = query.where(Delivery.status == status)
     if tenant is not None:
         query = query.where(Delivery.tenant == tenant)
+    if tenants is not None:
+        query = query.where(Delivery.tenant.in_(tenants))
     with engine.connect() as conn:
         deliveries = conn.execute(query).all()
         page, next_id = _page(deliveries, limit, lambda d: d.id)

@@ -59,12 +59,18 @@ class Ledger:
             IdentityLink.tenant == bindparam("b_tenant"), IdentityLink.phone == bindparam("b_phone"),
         ).order_by(IdentityLink.created_at.desc()).limit(1)
 
-    def record(self, source: SourceConfig, inbound: Inbound, evidence: bytes) -> Outcome:
-        """Store everything or nothing; a redelivered request is answered from the first one."""
+    def record(self, source: SourceConfig, inbound: Inbound, evidence: bytes, also=None) -> Outcome:
+        """Store everything or nothing; a redelivered request is answered from the first one.
+
+        ``also(conn, receipt_id, now)`` writes more in the same transaction first (a review decision);
+        it raises to store nothing.
+        """
         receipt_id, now = new_receipt_id(), utcnow()
         digest = hashlib.sha256(evidence).hexdigest()
         try:
             with self.engine.begin() as conn:
+                if also is not None:
+                    also(conn, receipt_id, now)
                 conn.execute(self._add_request, {
                     "id": receipt_id, "source": source.name, "tenant": source.tenant,
                     "request_key": inbound.request_key, "status": ACCEPTED, "received_at": now,

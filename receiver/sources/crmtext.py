@@ -74,7 +74,7 @@ class CrmTextSource(Source):
             else:
                 detail["optoutcustomer"] = OPTOUTCUSTOMER_OWED
         signal = sms_signal(
-            msg_id, phone, intent, keyword=keyword, review=review, reported_by=CRMTEXT if applied else None,
+            msg_id, phone, intent, keyword=keyword, review=review, text=text, reported_by=CRMTEXT if applied else None,
             occurred_at=_pacific(form.get("timestamp")), detail=detail,
         )
         return Inbound(request_key=msg_id, signals=[signal])

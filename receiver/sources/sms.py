@@ -12,8 +12,16 @@ INTENTS = {
 }
 
 
-def sms_signal(event_id: str, phone: str, intent: str, *, keyword=None, review=False, **extra) -> Signal:
-    """The SMS rule shared by every SMS source: opt-out bans SMS, opt-in lifts both SMS states."""
+MAX_REVIEW_TEXT = 1600  # Twilio's limit of one message's body
+
+
+def sms_signal(event_id: str, phone: str, intent: str, *, keyword=None, review=False, text=None, **extra) -> Signal:
+    """The SMS rule shared by every SMS source: opt-out bans SMS, opt-in lifts both SMS states.
+
+    A text flagged for review keeps its words in the detail, for the person who must judge it.
+    """
+    if review and text:
+        extra["detail"] = {**extra.get("detail", {}), "text": text[:MAX_REVIEW_TEXT]}
     return Signal(
         event_id=event_id,
         kind=intent,

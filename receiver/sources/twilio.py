@@ -84,7 +84,7 @@ class TwilioSource(Source):
         detail = {"opt_out_type": opt_out_type or None,
                   "idempotency_token": request.headers.get("I-Twilio-Idempotency-Token"),
                   "messaging_service_sid": form.get("MessagingServiceSid")}
-        signal = sms_signal(sid, phone, intent, keyword=keyword, review=review,
+        signal = sms_signal(sid, phone, intent, keyword=keyword, review=review, text=text,
                             detail={k: v for k, v in detail.items() if v})
         # With OptOutType present (STOP, START or HELP alike) Twilio has answered the guest itself.
         return Inbound(request_key=sid, signals=[signal], sender_replied=bool(opt_out_type))

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 def register_blueprints(app: Flask) -> None:
     from . import bodies, forms, headers, health, hooks, openapi, requestlog, unsubscribe, v1
+    from .console import bp as console_bp
 
     app.register_blueprint(requestlog.bp)  # first, so its clock starts before any other hook runs
     app.register_blueprint(bodies.bp)  # then the body, read within its cap before any view
@@ -25,6 +26,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(forms.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(console_bp)
 
 
 class ErrorAnswer(Schema):
@@ -45,7 +47,7 @@ def _wants_html() -> bool:
     """The guest's pages answer errors as pages; the plain form as the client prefers; the rest JSON."""
     from .forms import prefers_html
 
-    if request.blueprint == "unsubscribe" or request.path.startswith("/u/"):
+    if request.blueprint in ("unsubscribe", "console") or request.path.startswith("/u/"):
         return True
     return request.blueprint == "forms" and prefers_html()
 

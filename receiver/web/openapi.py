@@ -11,6 +11,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify
 from marshmallow import Schema, fields, validate
 
+from ..sources.staff import StaffOptOutSchema
 from ..sources.standard_webhooks import EventSchema
 from ..sources.web_form import UnsubscribeFormSchema
 from ..states import STATES
@@ -22,6 +23,7 @@ from .v1.deliveries import DeliveriesPage, DeliveriesQuery, ReplayAnswer
 from .v1.events import EventsPage, EventsQuery
 from .v1.export import ExportQuery
 from .v1.links import LinkAnswer, LinksAnswer, LinksBatchSchema, LinkSchema
+from .v1.review import DecisionAnswer, DecisionSchema, ReviewPage, ReviewQuery
 
 bp = Blueprint("openapi", __name__)
 VERSION = "1.0.0"
@@ -52,7 +54,7 @@ def _json(schema, description: str, headers: dict | None = None) -> dict:
 
 def _errors(*statuses: int, html: bool = False) -> dict:
     texts = {400: "bad input (the field is named)", 401: "missing or wrong signature or credential",
-             404: "not found", 405: "method not allowed", 409: "conflict",
+             403: "this role may not do this", 404: "not found", 405: "method not allowed", 409: "conflict",
              413: "body over its cap (256 KiB; 2 MiB for sendgrid sources)",
              415: "wrong content type", 429: "too many posts from this address (see Retry-After)",
              503: "not stored: the database is unavailable; retry"}
@@ -69,11 +71,14 @@ def build_spec(public_base_url: str) -> dict:
                    servers=[{"url": public_base_url}],
                    info={"description": "Opt-out receiver: takes guests' opt-outs from every channel, records them "
                                         "durably, answers with signed receipts and delivers them to the CRMs."})
-    spec.components.security_scheme("admin", {"type": "http", "scheme": "bearer",
-                                              "description": "RECEIVER_ADMIN_TOKEN; /v1 is off (404) when unset"})
+    spec.components.security_scheme("admin", {
+        "type": "http", "scheme": "bearer",
+        "description": "an operator's token (receiver operator token EMAIL) or RECEIVER_ADMIN_TOKEN; /v1 is off "
+                       "(404) while neither exists. A role without the call's permission: 403; another "
+                       "tenant's data: 404"})
     spec.components.schema("PartnerEvent", schema=EventSchema)
     admin = [{"admin": []}]
-    v1_errors = _errors(400, 401, 404, 503)
+    v1_errors = _errors(400, 401, 403, 404, 503)
 
     spec.path(path="/hooks/{source}", operations={"post": {
         "summary": "An inbound opt-out from a configured source (Twilio, CRM Text, partners, ESPs)",
@@ -133,7 +138,7 @@ def build_spec(public_base_url: str) -> dict:
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "oneOf": [LinkSchema, LinksBatchSchema]}}}},
         "responses": {"201": _json({"oneOf": [LinkAnswer, LinksAnswer]}, "the links, in order"),
-                      **_errors(400, 401, 404, 413, 415)},
+                      **_errors(400, 401, 403, 404, 413, 415)},
     }})
     spec.path(path="/v1/consent", operations={"get": {
         "summary": "The states in force for one guest", "security": admin,
@@ -144,7 +149,7 @@ def build_spec(public_base_url: str) -> dict:
         "summary": "Who may receive marketing / transactional email and SMS (up to 1000)", "security": admin,
         "requestBody": {"required": True, "content": {"application/json": {"schema": ConsentCheckSchema}}},
         "responses": {"200": _json(CheckAnswer, "one answer per recipient, in order"),
-                      **_errors(400, 401, 404, 413, 415, 503)},
+                      **_errors(400, 401, 403, 404, 413, 415, 503)},
     }})
     spec.path(path="/v1/events", operations={"get": {
         "summary": "The audit trail: every signal, oldest first, cursor-paginated", "security": admin,
@@ -161,7 +166,29 @@ def build_spec(public_base_url: str) -> dict:
         "security": admin,
         "parameters": [{"in": "path", "name": "delivery_id", "required": True,
                         "schema": {"type": "integer", "minimum": 0}}],
-        "responses": {"200": _json(ReplayAnswer, "queued again"), **_errors(401, 404, 409, 503)},
+        "responses": {"200": _json(ReplayAnswer, "queued again"), **_errors(401, 403, 404, 409, 503)},
+    }})
+    spec.path(path="/v1/opt-outs", operations={"post": {
+        "summary": "An opt-out staff took (phone call, front desk, letter…): source staff (agent, admin)",
+        "security": admin,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": StaffOptOutSchema}}},
+        "responses": {"201": _json(ReceiptAnswer, "recorded: the signed receipt", RECEIPT_HEADERS),
+                      **_errors(400, 401, 403, 404, 413, 415, 503)},
+    }})
+    spec.path(path="/v1/review", operations={"get": {
+        "summary": "Texts flagged for review, oldest first", "security": admin,
+        "parameters": [{"in": "query", "schema": ReviewQuery}],
+        "responses": {"200": _json(ReviewPage, "a page"), **v1_errors},
+    }})
+    spec.path(path="/v1/review/{event_id}", operations={"post": {
+        "summary": "Decide a flagged text: honour (records sms_ban, source review) or dismiss (agent, admin)",
+        "security": admin,
+        "parameters": [{"in": "path", "name": "event_id", "required": True,
+                        "description": "the item's id (as in /v1/review and /v1/events)",
+                        "schema": {"type": "integer", "minimum": 0}}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": DecisionSchema}}},
+        "responses": {"200": _json(DecisionAnswer, "decided: the signed answer", RECEIPT_HEADERS),
+                      **_errors(400, 401, 403, 404, 409, 413, 415, 503)},
     }})
     spec.path(path="/v1/export.csv", operations={"get": {
         "summary": "One row per identity and state in force, streamed", "security": admin,

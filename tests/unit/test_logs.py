@@ -32,6 +32,7 @@ from receiver.logs import MaskingFilter, configure_logging, mask_text
         ('"POST /u/WyJncmFuZCIsImd1ZXN0QGV4YW1wbGUuY29tIl0.2PDSZPvEt03g7iaW23QzdI58KYl3xX2mLsj_Sl6ID0s?lang=fr" 200',
          '"POST /u/WyJncm…?lang=fr" 200'),
         ("call +1 555-123-4567 now", "call +1555***4567 now"),
+        ("Authorization: Bearer rcv_Q2x8-_aZ0ptkB3dYvPq4WmE7nRt1LsKc9uJhGf6oXyA", "Authorization: Bearer rcv_…"),
         # Documented trade-off: a 10-digit Unix timestamp is masked too.
         ("webhook-timestamp 1795515300", "webhook-timestamp 179***5300"),
     ],

@@ -3,13 +3,14 @@
 from flask import jsonify, request
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
+from ...access.roles import Permission
 from ...identities import normalize_contact
 from ...ledger import queries
 from ...schemas import EmailOrPhone, load, text
 from ...services import services
 from ...states import STATES, may_receive
 from ..answers import Time
-from .common import bp, json_body, known_tenant
+from .common import allow, bp, json_body, known_tenant
 
 MAX_RECIPIENTS = 1000
 
@@ -65,6 +66,7 @@ class CheckAnswer(Schema):
 
 
 @bp.get("/consent")
+@allow(Permission.READ)
 def consent():
     data = load(ConsentQuery(), request.args.to_dict())
     tenant = known_tenant(data["tenant"])
@@ -74,6 +76,7 @@ def consent():
 
 
 @bp.post("/consent/check")
+@allow(Permission.READ)
 def consent_check():
     data = load(ConsentCheckSchema(), json_body())
     tenant = known_tenant(data["tenant"])

@@ -3,6 +3,7 @@
 from flask import jsonify, request
 from marshmallow import Schema, fields, validate
 
+from ...access.roles import Permission
 from ...errors import NotFound
 from ...ledger import queries
 from ...ledger.actions import replay_delivery
@@ -11,7 +12,7 @@ from ...schemas import TEXT_ERRORS, load, text
 from ...services import services
 from ...states import CRMS
 from ..answers import Time
-from .common import ListQuery, bp, known_tenant, page_of
+from .common import ListQuery, allow, bp, known_tenant, page_of, principal, visible_tenants
 
 STATUSES = (PENDING, DONE, SKIPPED, DEAD)
 
@@ -41,6 +42,7 @@ class DeliveryItem(Schema):
     last_error = fields.String(required=True, allow_none=True)
     created_at = Time(required=True)
     next_attempt_at = Time(allow_none=True, metadata={"description": "when it is next tried; null unless pending"})
+    replayed_by = fields.String(allow_none=True, metadata={"description": "the operator who last replayed it"})
     attempt_log = fields.List(fields.Nested(AttemptItem), required=True)
 
 
@@ -54,10 +56,11 @@ class ReplayAnswer(Schema):
 
 
 @bp.get("/deliveries")
+@allow(Permission.READ)
 def deliveries():
     data = load(DeliveriesQuery(), request.args.to_dict())
     rows, next_id = queries.deliveries_page(
-        services().engine, status=data.get("status"), tenant=known_tenant(data.get("tenant")),
+        services().engine, status=data.get("status"), tenant=known_tenant(data.get("tenant")), tenants=visible_tenants(),
         after=queries.decode_cursor(data.get("cursor")), limit=data["limit"])
     items = [{**d._mapping, "next_attempt_at": d.next_attempt_at if d.status == PENDING else None,
               "attempt_log": [a._mapping for a in attempts]} for d, attempts in rows]
@@ -65,8 +68,11 @@ def deliveries():
 
 
 @bp.post("/deliveries/<int:delivery_id>/replay")
+@allow(Permission.REPLAY)
 def replay(delivery_id: int):
-    previous = replay_delivery(services().engine, delivery_id) if delivery_id <= queries.MAX_ID else None
+    previous = None
+    if delivery_id <= queries.MAX_ID:
+        previous = replay_delivery(services().engine, delivery_id, principal().name)
     if previous is None:
         raise NotFound(f"no delivery {delivery_id}")
     return jsonify(ReplayAnswer().dump({"id": delivery_id, "status": PENDING, "previous_status": previous}))

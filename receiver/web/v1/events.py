@@ -3,12 +3,13 @@
 from flask import jsonify, request
 from marshmallow import Schema, fields, validate
 
+from ...access.roles import Permission
 from ...identities import normalize_contact
 from ...ledger import queries
 from ...schemas import load, text
 from ...services import services
 from ..answers import RECEIPT_STATUSES, Change, Time
-from .common import ListQuery, Since, bp, known_tenant, page_of
+from .common import ListQuery, Since, allow, bp, known_tenant, page_of, visible_tenants
 
 
 class EventsQuery(ListQuery):
@@ -34,17 +35,20 @@ class EventItem(Schema):
     status = fields.String(required=True, validate=validate.OneOf(RECEIPT_STATUSES))
     changes = fields.List(fields.Nested(Change), required=True)
     evidence_sha256 = fields.String(required=True)
+    operator = fields.Function(lambda row: (row["detail"] or {}).get("operator"), allow_none=True,
+                               metadata={"description": "the operator who made this write (staff, review)"})
 
 
 EventsPage = page_of(EventItem, "EventsPage")
 
 
 @bp.get("/events")
+@allow(Permission.READ)
 def events():
     data = load(EventsQuery(), request.args.to_dict())
     email, phone = normalize_contact(data.get("email"), data.get("phone"))
     rows, next_id = queries.events_page(
-        services().engine, tenant=known_tenant(data.get("tenant")), email=email, phone=phone,
+        services().engine, tenant=known_tenant(data.get("tenant")), tenants=visible_tenants(), email=email, phone=phone,
         since=data.get("since"), after=queries.decode_cursor(data.get("cursor")), limit=data["limit"])
     return jsonify(EventsPage().dump({"items": [row._mapping for row in rows],
                                       "next_cursor": queries.encode_cursor(next_id)}))

@@ -7,11 +7,12 @@ import re
 from flask import Response, request, stream_with_context
 from marshmallow import RAISE, Schema
 
+from ...access.roles import Permission
 from ...ledger import queries
 from ...schemas import load, text
 from ...services import services
 from ..answers import iso
-from .common import Since, bp, known_tenant
+from .common import Since, allow, bp, known_tenant
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _E164 = re.compile(r"\+\d{1,15}")
@@ -36,6 +37,7 @@ def spreadsheet_safe(cell: str | None) -> str | None:
 
 
 @bp.get("/export.csv")
+@allow(Permission.EXPORT)
 def export_csv():
     data = load(ExportQuery(), request.args.to_dict())
     rows = queries.export_rows(services().engine, tenant=known_tenant(data.get("tenant")), since=data.get("since"))

@@ -3,11 +3,12 @@
 from flask import jsonify
 from marshmallow import RAISE, Schema, fields, validate
 
+from ...access.roles import Permission
 from ...errors import BadRequest
 from ...links import SCOPES, make_link
 from ...schemas import TEXT_ERRORS, join, load, text
 from ...services import services
-from .common import bp, json_body
+from .common import allow, bp, json_body
 
 MAX_LINKS = 1000
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -49,6 +50,7 @@ class LinksAnswer(Schema):
 
 
 @bp.post("/links")
+@allow(Permission.LINKS)
 def issue_links():
     body = json_body()
     if isinstance(body, dict) and "links" in body:

@@ -1,0 +1,122 @@
+"""``receiver operator add|token|disable|list``: the people and systems that use /v1."""
+
+import sys
+
+import click
+
+
+def _settings():
+    from .cli import _settings as settings
+
+    return settings()
+
+
+@click.group()
+def operator():
+    """People and systems that use /v1: add, token, disable, list."""
+
+
+def _operator_email(email: str) -> str:
+    from .errors import BadRequest
+    from .identities import normalize_email
+
+    try:
+        return normalize_email(email)
+    except BadRequest as exc:
+        raise click.BadParameter(exc.message.split(": ", 1)[-1], param_hint="EMAIL") from None
+
+
+@operator.command("add")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(["viewer", "agent", "admin"]))
+@click.option("--tenant", "tenants", multiple=True, help="a tenant this operator may see (repeat); none: admin only")
+@click.option("--password-stdin", is_flag=True, help="read a password (for the console) from the first line of stdin")
+def operator_add(email, role, tenants, password_stdin):
+    """Create an operator (then: receiver operator token EMAIL)."""
+    from .access.credentials import Passwords, check_new_password
+    from .access.roles import Role
+    from .errors import ReceiverError
+    from .ledger.operators import add_operator
+
+    settings = _settings()
+    email = _operator_email(email)
+    unknown = sorted(set(tenants) - set(settings.tenants))
+    if unknown:
+        raise click.BadParameter(f"unknown tenant {unknown[0]!r}; known: {', '.join(sorted(settings.tenants))}",
+                                 param_hint="--tenant")
+    if (role == "admin") == bool(tenants):
+        raise click.BadParameter("an admin is for every tenant (no --tenant); a viewer or agent needs one",
+                                 param_hint="--tenant")
+    password_hash = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        try:
+            check_new_password(password)
+        except ReceiverError as exc:
+            raise click.BadParameter(exc.message, param_hint="--password-stdin") from None
+        password_hash = Passwords().hash(password)
+    engine = _engine(settings)
+    try:
+        add_operator(engine, email, Role(role), list(tenants) or None, password_hash)
+    except ReceiverError as exc:
+        click.echo(f"receiver: {exc.message}", err=True)
+        sys.exit(1)
+    finally:
+        engine.dispose()
+    click.echo(f"operator {email} added ({role}{': ' + ', '.join(sorted(set(tenants))) if tenants else ''})")
+
+
+@operator.command("token")
+@click.argument("email")
+def operator_token(email):
+    """Print a new API token for EMAIL, once: only its hash is kept."""
+    from .errors import ReceiverError
+    from .ledger.operators import issue_token
+
+    engine = _engine(_settings())
+    try:
+        click.echo(issue_token(engine, _operator_email(email)))
+    except ReceiverError as exc:
+        click.echo(f"receiver: {exc.message}", err=True)
+        sys.exit(1)
+    finally:
+        engine.dispose()
+
+
+@operator.command("disable")
+@click.argument("email")
+def operator_disable(email):
+    """Disable EMAIL: its tokens stop working at once."""
+    from .ledger.operators import disable_operator
+
+    engine = _engine(_settings())
+    try:
+        found = disable_operator(engine, _operator_email(email))
+    finally:
+        engine.dispose()
+    if not found:
+        click.echo(f"receiver: no operator {email}", err=True)
+        sys.exit(1)
+    click.echo(f"operator {email} disabled")
+
+
+@operator.command("list")
+def operator_list():
+    """One line per operator: email, role, tenants, tokens, disabled (never a hash)."""
+    from .ledger.operators import list_operators
+    from .web.answers import iso
+
+    engine = _engine(_settings())
+    try:
+        for info in list_operators(engine):
+            tenants = ",".join(info.tenants) if info.tenants else "*"
+            disabled = f" disabled={iso(info.disabled_at)}" if info.disabled_at else ""
+            click.echo(f"{info.email} role={info.role} tenants={tenants} tokens={info.tokens}{disabled}")
+    finally:
+        engine.dispose()
+
+
+def _engine(settings):
+    from .ledger.db import make_engine
+
+    return make_engine(settings.database_url)

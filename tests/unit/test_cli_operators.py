@@ -1,0 +1,70 @@
+"""``receiver operator add|token|disable|list`` against the test database."""
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from receiver.access.credentials import Passwords, token_hash
+from receiver.cli import cli
+from receiver.ledger.models import Operator, OperatorToken
+from receiver.ledger.operators import principal_for_token
+from tests.helpers import base_env
+
+
+@pytest.fixture
+def run(settings, database_url, tmp_path):
+    env = base_env(database_url, tmp_path / "receiver.toml")  # the settings fixture wrote the config there
+
+    def invoke(*args, stdin=None):
+        return CliRunner().invoke(cli, ["operator", *args], env=env, input=stdin)
+
+    return invoke
+
+
+def test_add_token_list_disable(run, engine):
+    added = run("add", "Desk@Grand.example", "--role", "agent", "--tenant", "grand", "--password-stdin",
+                stdin="correct horse battery staple\n")
+    assert added.exit_code == 0, added.output
+    with engine.connect() as conn:
+        row = conn.execute(select(Operator.__table__)).one()
+    assert (row.email, row.role, row.tenants) == ("desk@grand.example", "agent", ["grand"])
+    assert row.password_hash.startswith("$argon2id$") and "staple" not in row.password_hash
+    assert Passwords().verify(row.password_hash, "correct horse battery staple")
+
+    token = run("token", "desk@grand.example")
+    assert token.exit_code == 0
+    printed = token.output.strip()
+    with engine.connect() as conn:
+        assert conn.execute(select(OperatorToken.token_hash)).scalars().all() == [token_hash(printed)]
+    assert principal_for_token(engine, printed).name == "desk@grand.example"
+
+    listed = run("list")
+    assert listed.output == "desk@grand.example role=agent tenants=grand tokens=1\n"
+    assert printed not in listed.output
+
+    assert run("disable", "desk@grand.example").exit_code == 0
+    assert principal_for_token(engine, printed) is None
+    assert "disabled=" in run("list").output
+    assert run("token", "desk@grand.example").exit_code == 1
+
+
+@pytest.mark.parametrize("args, stdin, message", [
+    (("admin@x.example", "--role", "admin", "--tenant", "grand"), None, "an admin is for every tenant"),
+    (("desk@x.example", "--role", "agent"), None, "needs one"),
+    (("desk@x.example", "--role", "agent", "--tenant", "nowhere"), None, "unknown tenant 'nowhere'"),
+    (("desk@x.example", "--role", "chief", "--tenant", "grand"), None, "chief"),
+    (("not-an-email", "--role", "admin"), None, "EMAIL"),
+    (("desk@x.example", "--role", "viewer", "--tenant", "grand", "--password-stdin"), "short\n", "15 to 1024"),
+])
+def test_add_refuses_bad_input(run, engine, args, stdin, message):
+    result = run("add", *args, stdin=stdin)
+    assert result.exit_code == 2 and message in result.output, result.output
+    with engine.connect() as conn:
+        assert conn.execute(select(Operator.id)).first() is None
+
+
+def test_an_email_is_added_once(run):
+    assert run("add", "boss@x.example", "--role", "admin").exit_code == 0
+    again = run("add", "BOSS@x.example", "--role", "admin")
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert run("disable", "nobody@x.example").exit_code == 1

@@ -1,0 +1,126 @@
+"""/console: sign-in (cookie flags, new session, rate limit, CSRF), find a guest, staff opt-out, review, sign-out."""
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from receiver import create_app
+from receiver.access.credentials import Passwords
+from receiver.access.roles import Role
+from receiver.ledger.models import SignalRow
+from receiver.ledger.operators import add_operator, disable_operator
+from tests.helpers import make_settings, twilio_signature, twilio_sms
+
+PASSWORD, PHONE = "correct horse battery staple", "+15551234567"
+HTTPS = {"base_url": "https://localhost"}  # the cookie is Secure outside development
+
+
+@pytest.fixture
+def app(tmp_path, database_url, settings):
+    app = create_app(make_settings(tmp_path, database_url))
+    engine = app.extensions["receiver"].engine
+    add_operator(engine, "desk@grand.example", Role.AGENT, ["grand"], Passwords().hash(PASSWORD))
+    add_operator(engine, "look@grand.example", Role.VIEWER, ["grand"], Passwords().hash(PASSWORD))
+    yield app
+    engine.dispose()
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html)[1]
+
+
+def signals(app) -> int:
+    with app.extensions["receiver"].engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(SignalRow)).scalar()
+
+
+def sign_in(client, email="desk@grand.example", password=PASSWORD):
+    page = client.get("/console/login", **HTTPS)
+    return client.post("/console/login", data={"csrf": csrf_of(page.text), "email": email, "password": password},
+                       **HTTPS)
+
+
+def test_pages_need_a_session(app):
+    resp = app.test_client().get("/console", **HTTPS)
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/console/login")
+
+
+def test_sign_in_sets_a_new_hardened_session(app):
+    client = app.test_client()
+    page = client.get("/console/login", **HTTPS)
+    before = page.headers["Set-Cookie"]
+    assert all(flag in before for flag in ("HttpOnly", "Secure", "SameSite=Lax"))
+    resp = client.post("/console/login", data={"csrf": csrf_of(page.text), "email": "Desk@Grand.example",
+                                               "password": PASSWORD}, **HTTPS)
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/console")
+    after = resp.headers["Set-Cookie"]
+    assert after.split(";")[0] != before.split(";")[0]  # a new session, not the one held before sign-in
+    home = client.get("/console", **HTTPS)
+    assert home.status_code == 200 and "desk@grand.example" in home.text
+    assert csrf_of(home.text) != csrf_of(page.text)
+
+
+def test_wrong_password_missing_csrf_and_the_rate_limit(app):
+    client = app.test_client()
+    assert sign_in(client, password="wrong password, long enough").status_code == 401
+    assert sign_in(client, email="nobody@grand.example").status_code == 401
+    page = client.get("/console/login", **HTTPS)
+    no_csrf = client.post("/console/login", data={"email": "desk@grand.example", "password": PASSWORD}, **HTTPS)
+    assert no_csrf.status_code == 400 and csrf_of(page.text)
+    statuses = [sign_in(client, password="wrong password, long enough").status_code for _ in range(5)]
+    assert statuses[-1] == 429  # five a minute per email: the right password waits too
+    assert sign_in(client).status_code == 429
+
+
+def test_find_a_guest_record_an_opt_out_and_sign_out(app):
+    client = app.test_client()
+    sign_in(client)
+    page = client.get("/console/opt-outs", **HTTPS)
+    form = {"csrf": csrf_of(page.text), "tenant": "grand", "phone": "(555) 123-4567", "states": ["sms_ban"],
+            "channel": "phone-call", "note": "guest called"}
+    assert client.post("/console/opt-outs", data={**form, "csrf": "forged"}, **HTTPS).status_code == 400
+    assert signals(app) == 0
+    done = client.post("/console/opt-outs", data=form, **HTTPS)
+    assert done.status_code == 200 and 'id="recorded"' in done.text
+    bad = client.post("/console/opt-outs", data={**form, "phone": "555-1234"}, **HTTPS)
+    assert bad.status_code == 400 and "phone" in bad.text and signals(app) == 1
+
+    guest = client.get("/console", query_string={"tenant": "grand", "phone": PHONE}, **HTTPS)
+    assert "sms_ban" in guest.text and "desk@grand.example" in guest.text and "staff" in guest.text
+
+    out = client.post("/console/logout", data={"csrf": csrf_of(guest.text)}, **HTTPS)
+    assert out.status_code == 302
+    assert client.get("/console", **HTTPS).status_code == 302
+
+
+def test_a_viewer_may_not_record_and_a_disabled_operator_is_out_at_once(app):
+    client = app.test_client()
+    sign_in(client, email="look@grand.example")
+    assert client.get("/console/opt-outs", **HTTPS).status_code == 403
+    assert client.get("/console", **HTTPS).status_code == 200
+    disable_operator(app.extensions["receiver"].engine, "look@grand.example")
+    assert client.get("/console", **HTTPS).status_code == 302
+
+
+def test_honour_a_review_item(app):
+    client = app.test_client()
+    params = twilio_sms(sid="SM" + "5" * 32, body="stop by the pool at 5", phone=PHONE)
+    client.post("/hooks/twilio", data=params,
+                headers={"X-Twilio-Signature": twilio_signature("/hooks/twilio", params)})
+    sign_in(client)
+    queue = client.get("/console/review", **HTTPS)
+    assert "stop by the pool at 5" in queue.text
+    item_id = re.search(r'name="id" value="(\d+)"', queue.text)[1]
+    decided = client.post("/console/review", data={"csrf": csrf_of(queue.text), "id": item_id,
+                                                   "decision": "honour"}, **HTTPS)
+    assert decided.status_code == 200 and 'id="decided"' in decided.text
+    assert "stop by the pool" not in decided.text
+    again = client.post("/console/review", data={"csrf": csrf_of(queue.text), "id": item_id,
+                                                 "decision": "dismiss"}, **HTTPS)
+    assert again.status_code == 409
+
+
+def test_the_console_speaks_french(app):
+    page = app.test_client().get("/console/login?lang=fr", **HTTPS)
+    assert '<html lang="fr">' in page.text and "Se connecter" in page.text
