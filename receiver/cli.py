@@ -1,5 +1,5 @@
 """The ``receiver`` command line: migrations, the worker, keys, the local CRM sandbox, a demo STOP,
-reconciliation with Experience."""
+reconciliation with Experience, backfill from the senders' own records."""
 
 import sys
 
@@ -168,6 +168,37 @@ def reconcile(tenant, since):
     engine.dispose()
     if not names:
         click.echo("no tenant has experience settings: nothing to reconcile")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--source", default=None, help="only this source (default: every source with a backfill option)")
+@click.option("--since", default=None, type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="start a new pass from this date (default: resume a stopped pass, else go on from the last one)")
+def backfill(source, since):
+    """Record what each source's provider kept (Twilio's messages, the ESPs' suppressions) that its webhooks
+    lost; one line per source, exit 1 if any stopped on an error."""
+    from .backfill.run import Backfiller, sources_to_backfill
+    from .ledger.db import make_engine
+    from .logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    try:
+        names = sources_to_backfill(settings, source)
+    except LookupError as exc:
+        raise click.BadParameter(str(exc), param_hint="--source") from None
+    engine = make_engine(settings.database_url)
+    backfiller = Backfiller(settings, engine)
+    failed = False
+    for name in names:
+        summary = backfiller.run(name, since.strftime("%Y-%m-%d") if since else None)
+        click.echo(summary.line(), err=summary.error is not None)
+        failed = failed or summary.error is not None
+    engine.dispose()
+    if not names:
+        click.echo("no source has a backfill option: nothing to read")
     if failed:
         sys.exit(1)
 
