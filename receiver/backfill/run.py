@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import requests
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import metrics
 from ..crm.transport import new_session
 from ..errors import ReceiverError
 from ..identities import mask_email, mask_phone
-from ..ledger.models import utcnow
+from ..ledger.models import RequestRecord, utcnow
 from ..ledger.record import Ledger
 from ..settings import Settings, SourceConfig
 from ..signals import Inbound
@@ -113,16 +113,24 @@ class Backfiller:
         log.warning("backfill %s stopped after %d pages: %s", name, summary.pages, summary.error)
         return summary
 
+    def _recorded(self, config: SourceConfig, request_key: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(RequestRecord.id).where(
+                RequestRecord.source == config.name, RequestRecord.request_key == request_key)).first() is not None
+
     def _record(self, config: SourceConfig, page: Page, summary: Summary) -> None:
         summary.pages += 1
         if not page.items:
             return
-        signals = [to_signal(item, config) for item in page.items]
-        summary.items += len(signals)
-        summary.skipped += sum(1 for signal in signals if "skipped" in signal.detail)
         keys = hashlib.sha256("\x1f".join([str(page.position), *(item.key for item in page.items)]).encode())
-        evidence = json.dumps([item.raw for item in page.items], sort_keys=True, default=str).encode()
         inbound_key = f"backfill:{keys.hexdigest()}"
+        summary.items += len(page.items)
+        if self._recorded(config, inbound_key):  # the same page as last run: nothing to convert or store
+            summary.skipped += sum(1 for item in page.items if item.skipped)
+            return
+        signals = [to_signal(item, config) for item in page.items]
+        summary.skipped += sum(1 for signal in signals if "skipped" in signal.detail)
+        evidence = json.dumps([item.raw for item in page.items], sort_keys=True, default=str).encode()
         outcome = self.ledger.record(config, Inbound(inbound_key, signals), evidence)
         if outcome.original_receipt_id is not None:
             return
