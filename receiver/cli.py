@@ -1,5 +1,5 @@
 """The ``receiver`` command line: migrations, the worker, keys, the local CRM sandbox, a demo STOP,
-reconciliation with Experience."""
+reconciliation with Experience, backfill from the senders' own records."""
 
 import sys
 
@@ -125,12 +125,26 @@ def demo():
 @click.argument("phone")
 @click.option("--source", default="twilio", show_default=True, help="a source of kind twilio")
 @click.option("--url", default=None, help="where the service listens (default: service.public_base_url)")
-def demo_sms(text, phone, source, url):
+@click.option("--missed", is_flag=True,
+              help="no webhook: put the text in the sandbox's Twilio message log, for `receiver backfill` to find")
+def demo_sms(text, phone, source, url, missed):
     """Text TEXT from PHONE, signed as Twilio signs it, and print the signed answer."""
-    from .dev.demo import send_sms
+    from .dev.demo import seed_missed_sms, send_sms
     from .dev.run import DEMO_SECRETS
 
-    send_sms(_settings(DEMO_SECRETS), text, phone, source, url)
+    if missed:
+        seed_missed_sms(_settings(DEMO_SECRETS), text, phone, source)
+    else:
+        send_sms(_settings(DEMO_SECRETS), text, phone, source, url)
+
+
+@demo.command("backfill")
+@click.option("--source", default=None, help="only this source (default: every source with a backfill option)")
+def demo_backfill(source):
+    """`receiver backfill` with the settings of the service make run started (its demo settings)."""
+    from .dev.run import DEMO_SECRETS
+
+    _backfill(_settings(DEMO_SECRETS), source, None)
 
 
 @demo.command("link")
@@ -168,6 +182,40 @@ def reconcile(tenant, since):
     engine.dispose()
     if not names:
         click.echo("no tenant has experience settings: nothing to reconcile")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--source", default=None, help="only this source (default: every source with a backfill option)")
+@click.option("--since", default=None, type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="start a new pass from this date (default: resume a stopped pass, else go on from the last one)")
+def backfill(source, since):
+    """Record what each source's provider kept (Twilio's messages, the ESPs' suppressions) that its webhooks
+    lost; one line per source, exit 1 if any stopped on an error."""
+    _backfill(_settings(), source, since)
+
+
+def _backfill(settings, source, since) -> None:
+    from .backfill.run import Backfiller, sources_to_backfill
+    from .ledger.db import make_engine
+    from .logs import configure_logging
+
+    configure_logging(settings.log_level)
+    try:
+        names = sources_to_backfill(settings, source)
+    except LookupError as exc:
+        raise click.BadParameter(str(exc), param_hint="--source") from None
+    engine = make_engine(settings.database_url)
+    backfiller = Backfiller(settings, engine)
+    failed = False
+    for name in names:
+        summary = backfiller.run(name, since.strftime("%Y-%m-%d") if since else None)
+        click.echo(summary.line(), err=summary.error is not None)
+        failed = failed or summary.error is not None
+    engine.dispose()
+    if not names:
+        click.echo("no source has a backfill option: nothing to read")
     if failed:
         sys.exit(1)
 

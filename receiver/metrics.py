@@ -44,6 +44,10 @@ DEAD_LETTERS = Counter("receiver_dead_letters", "Deliveries given up on (dead)."
 UNUSABLE_OPT_OUTS = Counter(
     "receiver_unusable_opt_outs",
     "ESP opt-outs (SendGrid unsubscribe, spam report) recorded as ignored: their address is unusable.", ["source"])
+BACKFILL_RECOVERED = Counter(
+    "receiver_backfill_recovered",
+    "Opt-outs found by `receiver backfill` in a provider's own record that changed a state: the webhook lost them.",
+    ["source"])
 DELIVERY_LATENCY = Histogram(
     "receiver_delivery_latency_seconds", "From receiving the opt-out to the CRM confirming it.", ["crm"],
     buckets=(0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600))

@@ -23,18 +23,18 @@ signals: ``sources/experience_sync.py``). Assumptions:
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import requests
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from .backfill import cursors
 from .crm.errors import CrmError, Permanent, Retryable, backoff_seconds
 from .crm.experience import ExperienceClient
 from .crm.transport import new_session
 from .errors import ReceiverError
-from .ledger.db import dialect_insert
-from .ledger.models import SignalRow, SyncCursor, utcnow
+from .ledger.models import SignalRow, utcnow
 from .ledger.record import Ledger
 from .settings import Settings, SourceConfig
 from .signals import OPT_IN
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 SOURCE = experience_sync.NAME
 FIRST_SINCE = "1970-01-01"
-DATE_FORMAT = "%Y-%m-%d"
 
 
 @dataclass
@@ -181,19 +180,9 @@ class Reconciler:
                         lifted[key] = max(lifted.get(key, received_at), received_at)
         return lifted
 
-    def _cursor(self, tenant: str):
-        with self.engine.connect() as conn:
-            return conn.execute(select(SyncCursor.since, SyncCursor.next_url, SyncCursor.started_at).where(
-                SyncCursor.tenant == tenant, SyncCursor.source == SOURCE)).first()
+    def _cursor(self, tenant: str) -> cursors.Cursor | None:
+        return cursors.read(self.engine, tenant, SOURCE)
 
     def _save(self, tenant: str, since: str, next_url: str | None, started_at: datetime) -> None:
         """Move the tenant's cursor on after a page; a finished pass sets the next pass's ``since``."""
-        now = utcnow()
-        values = {"since": since, "next_url": next_url, "started_at": started_at, "updated_at": now}
-        if next_url is None:
-            values.update(since=(started_at - timedelta(days=1)).strftime(DATE_FORMAT), completed_at=now)
-        insert = dialect_insert(self.engine)
-        statement = insert(SyncCursor).values(tenant=tenant, source=SOURCE, **values).on_conflict_do_update(
-            index_elements=[SyncCursor.tenant, SyncCursor.source], set_=values)
-        with self.engine.begin() as conn:
-            conn.execute(statement)
+        cursors.save(self.engine, tenant, SOURCE, since, next_url, started_at)

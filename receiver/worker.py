@@ -19,6 +19,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from . import metrics
+from .backfill.schedule import Schedule
 from .crm.delivery import Outcome, Report
 from .crm.lanes import Lane, Protocols
 from .ledger.leases import Finished, Leases
@@ -36,6 +37,7 @@ class Worker:
         self.leases = Leases(engine, self.owner, settings.worker)
         self.protocols = Protocols(settings.tenants)
         self.stopping = threading.Event()
+        self.backfill = Schedule(settings, engine)  # [backfill] every_minutes, claimed by one worker at a time
 
     def run(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -43,6 +45,7 @@ class Worker:
         log.info("worker %s started", self.owner)
         while not self.stopping.is_set():
             try:
+                self.backfill.tick()
                 busy = self.run_once()
             except Exception:
                 log.exception("worker iteration failed; retrying")

@@ -1,4 +1,5 @@
-"""``receiver demo sms``: sends a Twilio-signed SMS to a running service, as a newcomer's first try."""
+"""``receiver demo sms``: sends a Twilio-signed SMS to a running service, as a newcomer's first try; with
+``--missed``, puts it in the sandbox's Twilio message log instead, as a text whose webhook was lost."""
 
 import secrets
 from urllib.parse import urlencode
@@ -35,3 +36,22 @@ def send_sms(settings: Settings, text: str, phone: str, source: str, url: str | 
         if name in answer.headers:
             click.echo(f"{name}: {answer.headers[name]}")
     click.echo(answer.text)
+
+
+def seed_missed_sms(settings: Settings, text: str, phone: str, source: str) -> None:
+    """Add an inbound text to the Twilio message log the source's backfill reads (the sandbox's fake)."""
+    config = settings.sources.get(source)
+    if config is None or config.kind != "twilio" or not config.options.get("backfill"):
+        raise click.UsageError(f"--source {source}: no source of kind twilio with a backfill option in the config")
+    backfill = config.options["backfill"]
+    base = (backfill.get("base_url") or "").rstrip("/")
+    if not base:
+        raise click.UsageError(f"sources.{source}.backfill.base_url: --missed seeds the sandbox, which it must name")
+    # The fake account answers to the source's own credentials, as Twilio's does.
+    credentials = {"twilio": {"account_sid": backfill["account_sid"], "auth_token": config.options["auth_token"][0]}}
+    requests.post(f"{base}/_sandbox/providers/credentials", json=credentials, timeout=15).raise_for_status()
+    message = {"from": normalize_phone(phone), "to": backfill["to"][0], "body": text, "direction": "inbound"}
+    answer = requests.post(f"{base}/_sandbox/providers/twilio/messages", json=message, timeout=15)
+    answer.raise_for_status()
+    click.echo(f"added to the sandbox's Twilio message log (no webhook sent): {text!r} to {backfill['to'][0]}")
+    click.echo("`receiver demo backfill` (or the worker's schedule) records it")

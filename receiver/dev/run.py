@@ -51,6 +51,9 @@ def main() -> None:
       .venv/bin/receiver demo sms STOP +15551234567
   then see what reached the sandbox CRMs:
       curl -s http://127.0.0.1:9000/_sandbox/calls
+  Or a STOP whose webhook was lost (only in the sandbox's Twilio message log), then the backfill that finds it:
+      .venv/bin/receiver demo sms --missed STOP +15551234568
+      .venv/bin/receiver demo backfill
   Ctrl-C stops everything.
 """, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -20,6 +20,9 @@ Experience (the assumed write endpoint and the documented read endpoint, section
       the stored records received since then, 250 a page; ``next_page_url`` is absolute and
       lacks ``since``, as in the vendor's sample (a request without ``since`` gets 400).
 
+The Twilio, SendGrid, Mailgun and Postmark list APIs that ``receiver backfill`` reads, and their
+``/_sandbox/providers`` controls: ``providers.py`` (``/_sandbox/reset`` resets them too).
+
 Control API:
   GET    /_sandbox/calls[?crm=crmtext|experience]  every call received, in order:
          {"calls": [{"crm", "method", "phone_number", "keyword", "records", "since",
@@ -59,6 +62,7 @@ from werkzeug.serving import make_server
 
 from . import answers
 from .answers import basic_keyword, crmtext_xml
+from .providers import create_providers_blueprint
 
 CRMS = ("crmtext", "experience")
 PAGE_SIZE = 250
@@ -109,6 +113,8 @@ def create_sandbox_app() -> Flask:
     """The fake CRMs; each app keeps its own in-memory state."""
     app = Flask(__name__)
     state = _State()
+    providers = create_providers_blueprint()
+    app.register_blueprint(providers)
 
     @app.post("/crmtext/smapi/rest")
     def crmtext():
@@ -208,6 +214,7 @@ def create_sandbox_app() -> Flask:
     def reset():
         with state.lock:
             state.reset()
+        providers.store.reset()
         return jsonify({"reset": True})
 
     @app.post("/_sandbox/experience/records")

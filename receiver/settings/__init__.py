@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..receipts import decode_seed
 from ..rotation import comma_list
 from .sections import (
+    BackfillConfig,
     CrmTextConfig,
     ExperienceConfig,
     RetentionConfig,
@@ -30,7 +31,7 @@ from .sections import (
     load_file,
 )
 
-__all__ = ["CrmTextConfig", "ExperienceConfig", "RetentionConfig", "ServiceConfig", "Settings", "SourceConfig",
+__all__ = ["BackfillConfig", "CrmTextConfig", "ExperienceConfig", "RetentionConfig", "ServiceConfig", "Settings", "SourceConfig",
            "TenantConfig", "WorkerConfig", "load_settings"]
 
 MIN_KEY_BYTES = 32  # of a key that signs: shorter ones can be guessed
@@ -65,6 +66,7 @@ class Settings:
     proxy_hops: int  # [service] (ServiceConfig)
     forms_rate_limit: int  # [service] (ServiceConfig)
     config_file: str = ""  # as named (RECEIVER_CONFIG_FILE), to name it in errors
+    backfill: BackfillConfig = BackfillConfig()
 
     @property
     def production(self) -> bool:
@@ -240,4 +242,5 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         proxy_hops=service.proxy_hops,
         forms_rate_limit=service.forms_rate_limit,
         config_file=config_path,
+        backfill=data["backfill"],
     )

@@ -142,6 +142,13 @@ class RetentionConfig:
     ignored_signals_days: float = setting(90.0, fields.Float, validate=validate.Range(1, 36500))
 
 
+@section
+class BackfillConfig:
+    """``[backfill]``: how often the worker runs every configured source's backfill (0: never)."""
+
+    every_minutes: int = setting(15, fields.Integer, validate=validate.Range(0, 24 * 60))
+
+
 def _no_path(url: str) -> None:
     if urlsplit(url).path not in ("", "/"):
         raise ValidationError("must not have a path")
@@ -160,6 +167,7 @@ _FileSchema = Schema.from_dict({
     "service": fields.Nested(ServiceConfig.Schema, load_default=ServiceConfig()),
     "worker": fields.Nested(WorkerConfig.Schema, load_default=WorkerConfig()),
     "retention": fields.Nested(RetentionConfig.Schema, load_default=RetentionConfig()),
+    "backfill": fields.Nested(BackfillConfig.Schema, load_default=BackfillConfig()),
     "tenants": _Named(TenantConfig),
     "sources": _Named(SourceConfig),
 }, name="FileSchema")

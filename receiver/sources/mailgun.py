@@ -27,6 +27,8 @@ from typing import NamedTuple
 from werkzeug.datastructures import MultiDict
 
 from .. import clock
+from ..backfill.options import MailgunBackfill
+from ..backfill.options import option as backfill_option
 from ..errors import BadRequest, BadSignature
 from ..schemas import identifier, is_identifier
 from ..signals import Inbound, Signal
@@ -46,6 +48,7 @@ EVENT_STATES = {
 
 class MailgunOptions(EspOptions):
     signing_key = Secrets(required=True)  # the HTTP webhook signing key; a list while rotating
+    backfill = backfill_option(MailgunBackfill)  # the suppression lists, read by `receiver backfill`
 
 
 def signature(key: str, timestamp: str, token: str) -> str:

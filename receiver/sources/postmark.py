@@ -26,6 +26,8 @@ from datetime import datetime
 
 from marshmallow import ValidationError, fields
 
+from ..backfill.options import PostmarkBackfill
+from ..backfill.options import option as backfill_option
 from ..errors import BadRequest, BadSignature
 from ..schemas import identifier
 from ..signals import Inbound
@@ -66,6 +68,7 @@ def _user_password(values: list[str]) -> None:
 class PostmarkOptions(EspOptions):
     basic_auth = Secrets(required=True, validate=_user_password)  # the credentials in the webhook URL
     honour_resubscribe = fields.Boolean(load_default=False)
+    backfill = backfill_option(PostmarkBackfill)  # the suppressions dump, read by `receiver backfill`
 
 
 def _part(record: dict, name: str, limit: int = MAX_PART) -> str:

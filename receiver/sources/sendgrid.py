@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 from marshmallow import ValidationError
 
 from .. import clock, metrics
+from ..backfill.options import SendGridBackfill
+from ..backfill.options import option as backfill_option
 from ..errors import BadRequest, BadSignature
 from ..identities import mask_email
 from ..schemas import is_identifier
@@ -73,6 +75,7 @@ def load_public_key(text: str, position: int = 1) -> ec.EllipticCurvePublicKey:
 
 class SendGridOptions(EspOptions):
     public_key = PublicKeys(required=True)
+    backfill = backfill_option(SendGridBackfill)  # the suppression lists, read by `receiver backfill`
 
 
 class SendGridSource(Source):

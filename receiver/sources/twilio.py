@@ -12,6 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from marshmallow import fields, validate
 
+from ..backfill.options import TwilioBackfill
+from ..backfill.options import option as backfill_option
 from ..errors import BadRequest, BadSignature
 from ..identities import normalize_phone
 from ..schemas import identifier
@@ -28,6 +30,7 @@ class TwilioOptions(OptionsSchema):
     account_sid = fields.String(validate=validate.Regexp(r"^AC[0-9a-fA-F]{32}$"))
     help_text = fields.String(validate=validate.Length(1, 1600))
     extra_opt_out = fields.List(fields.String())
+    backfill = backfill_option(TwilioBackfill)  # Twilio's Messages list, read by `receiver backfill`
 
 
 def signature(token: str, url: str, params: list[tuple[str, str]]) -> str:
