@@ -13,11 +13,10 @@ Dedup key: kind + address + ``created_at``.
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 from ..identities import normalize_email, valid_or_none
-from .pages import BackfillItem, ItemKind, ListClient, Page, Position, content_key
+from .pages import BackfillItem, ItemKind, ListClient, Page, Position, content_key, rfc2822_time
 
 PROVIDER = "mailgun"
 BASE_URL = "https://api.mailgun.net"
@@ -88,14 +87,5 @@ def _item(entry: _List, row, position: Position) -> BackfillItem:
         return BackfillItem(content_key(PROVIDER, entry.name, sorted(row.items())), entry.kind, position,
                             skipped="no valid address", raw=row)
     return BackfillItem(content_key(PROVIDER, entry.kind, email.lower(), created), entry.kind, position,
-                        email=email, occurred_at=_time(created), raw=row)
+                        email=email, occurred_at=rfc2822_time(created), raw=row)
 
-
-def _time(value) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -20,7 +20,8 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE_BYTES = 4 * 1024 * 1024
 RETRIED_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
-MAX_KEY = 255  # the ledger's limit on a sender's identifier
 
 
 class ItemKind(StrEnum):
@@ -242,3 +242,15 @@ def flatten(pages: Iterator[Page]) -> Iterator[BackfillItem]:
     """Every item of every page, in order: the next page is fetched only once these are consumed."""
     for page in pages:
         yield from page.items
+
+
+def rfc2822_time(value) -> datetime | None:
+    """An RFC 2822 date as Twilio and Mailgun write them (``Fri, 04 Sep 2015 22:54:41 +0000``), in UTC
+    when it names no zone; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -10,12 +10,12 @@ re-reads that day (the ledger drops what it has seen).
 """
 
 from collections.abc import Iterator
-from datetime import date, datetime
-from email.utils import parsedate_to_datetime
+from datetime import date
 from urllib.parse import quote
 
 from ..identities import normalize_phone, valid_or_none
-from .pages import MAX_KEY, BackfillItem, ItemKind, ListClient, Page, Position, content_key
+from ..schemas import is_identifier
+from .pages import BackfillItem, ItemKind, ListClient, Page, Position, content_key, rfc2822_time
 
 PROVIDER = "twilio"
 BASE_URL = "https://api.twilio.com"
@@ -85,10 +85,10 @@ class TwilioBackfill:
 
 def _item(message: dict, position: Position) -> BackfillItem:
     sid, body = message.get("sid"), message.get("body")
-    when = _time(message.get("date_sent")) or _time(message.get("date_created"))
+    when = rfc2822_time(message.get("date_sent")) or rfc2822_time(message.get("date_created"))
     phone = valid_or_none(normalize_phone, message.get("from"))
     skipped = None
-    if not _usable_sid(sid):
+    if not is_identifier(sid):
         sid, skipped = content_key(PROVIDER, sorted(message.items())), "no usable message sid"
     elif phone is None:
         skipped = "no sender number"
@@ -98,19 +98,3 @@ def _item(message: dict, position: Position) -> BackfillItem:
                         body=body if isinstance(body, str) else None, occurred_at=when,
                         skipped=skipped, raw=message)
 
-
-def _usable_sid(sid) -> bool:
-    """The contract's rule for identifiers a sender chooses: up to 255 characters, no control characters."""
-    return (isinstance(sid, str) and 0 < len(sid) <= MAX_KEY
-            and not any(ord(c) < 32 or ord(c) == 127 for c in sid))
-
-
-def _time(value) -> datetime | None:
-    """Twilio's RFC 2822 dates (``Fri, 04 Sep 2015 22:54:41 +0000``), or None when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return when if when.tzinfo is not None else None
