@@ -107,6 +107,11 @@ class TenantConfig:
         r"^https?://[^/\s]+$", error="must be an origin such as https://www.example.com (no path)")))
     # a 303 to it after a /forms/unsubscribe post is stored
     forms_return_url: str | None = setting(None, fields.Url, require_tld=False)
+    # Compliance clocks (issue 15): which regimes' deadlines apply, business days of which calendar
+    # in which zone (UTC when none); names checked at load (settings.compliance).
+    regimes: tuple[str, ...] = setting(("tcpa", "can-spam", "gmail-yahoo"), _Tuple, cls_or_instance=fields.String())
+    calendar: str = setting("US", validate=validate.Length(1, 40))
+    timezone: str | None = setting(None, validate=validate.Length(1, 64))
 
     @property
     def title(self) -> str:
