@@ -31,7 +31,8 @@ def db_upgrade():
     """Apply every migration (idempotent; the Procfile's release step)."""
     from .ledger.db import upgrade
 
-    upgrade(_settings().database_url)
+    settings = _settings()
+    upgrade(settings.database_url, settings.identity_key)
     click.echo("database is at the newest migration")
 
 
