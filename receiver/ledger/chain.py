@@ -34,7 +34,7 @@ def hashes(key: bytes, email: str | None, phone: str | None) -> dict:
 def fields_of(row) -> dict:
     """The canonical form's fields of a stored (or about to be stored) signal row."""
     return {"tenant": row["tenant"], "source": row["source"], "event_id": row["event_id"], "kind": row["kind"],
-            "add": row["add_states"] or (), "remove": row["remove_states"] or (),
+            "add": row["add_states"] or [], "remove": row["remove_states"] or [],
             "occurred_at": row["occurred_at"], "received_at": row["received_at"],
             "evidence_sha256": row["evidence_sha256"], "receipt_id": row["receipt_id"],
             "operator": (row["detail"] or {}).get("operator"),

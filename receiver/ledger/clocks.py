@@ -65,7 +65,7 @@ def of_signals(conn: Connection, signal_ids) -> dict[int, list]:
     found: dict[int, list] = {}
     if signal_ids:
         for row in conn.execute(select(ClockRow).where(ClockRow.signal_id.in_(list(signal_ids)))
-                                .order_by(ClockRow.id)).scalars():
+                                .order_by(ClockRow.id)).all():
             found.setdefault(row.signal_id, []).append(row)
     return found
 
@@ -78,4 +78,4 @@ def page(engine: Engine, tenant: str, status: str | None, after: tuple[datetime,
     if after:
         query = query.where(sa.tuple_(ClockRow.honour_by, ClockRow.id) > sa.tuple_(*after))
     with engine.connect() as conn:
-        return list(conn.execute(query.order_by(ClockRow.honour_by, ClockRow.id).limit(limit)).scalars())
+        return list(conn.execute(query.order_by(ClockRow.honour_by, ClockRow.id).limit(limit)).all())
