@@ -15,6 +15,7 @@ from sqlalchemy import Engine, insert, or_, select, update
 from ..crm.delivery import Outcome, Report, Started
 from ..crm.errors import backoff_seconds
 from ..settings import WorkerConfig
+from . import clocks
 from .models import Attempt, Delivery, utcnow
 from .outbox import DEAD, DONE, PENDING, still_owed
 
@@ -145,4 +146,6 @@ class Leases:
             conn.execute(update(Attempt).where(Attempt.id == report.attempt_id).values(**attempt))
         moved = conn.execute(update(Delivery).where(
             Delivery.id == row.id, Delivery.lease_owner == self.owner).values(**values)).rowcount
+        if moved and values.get("status") == DONE:
+            clocks.honour(conn, row.signal_id, now)  # its last owed delivery done: the clocks stop
         return Finished(values.get("status", "retry") if moved else TAKEN_OVER, attempts, now)

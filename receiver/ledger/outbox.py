@@ -11,6 +11,7 @@ from ..identities import mask_email, mask_phone, us_ten_digits
 from ..settings import TenantConfig
 from ..signals import Signal
 from ..states import CRMTEXT, DELIVERED_TO, EXPERIENCE, SMS_BAN, SMS_STATES
+from . import clocks
 from .models import Consent, Delivery, utcnow
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def still_owed(conn, rows: list) -> list:
             conn.execute(update(Delivery).where(Delivery.id == row.id).values(
                 status=SKIPPED, reason=SUPERSEDED, lease_owner=None, lease_until=None, updated_at=utcnow()))
             log.info("delivery %s to %s for %s skipped: %s", row.id, row.crm, masked(row.identity), SUPERSEDED)
+            clocks.honour(conn, row.signal_id, utcnow())  # nothing left to send: not owed is honoured
             continue
         if row.crm == EXPERIENCE and len(states) < len(row.payload["states"]):
             payload = {**row.payload, "states": {s: row.payload["states"][s] for s in states}}
