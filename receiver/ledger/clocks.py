@@ -60,13 +60,14 @@ def counts(engine: Engine) -> list[tuple[str, str, str, int]]:
             .group_by(ClockRow.tenant, ClockRow.regime, ClockRow.status))]
 
 
-def of_signals(conn: Connection, signal_ids) -> dict[int, list]:
-    """The clocks of each of ``signal_ids``, by signal id."""
+def of_signals(engine: Engine, signal_ids) -> dict[int, list]:
+    """The clocks of each of ``signal_ids`` (one page's: bounded), by signal id."""
     found: dict[int, list] = {}
     if signal_ids:
-        for row in conn.execute(select(ClockRow).where(ClockRow.signal_id.in_(list(signal_ids)))
-                                .order_by(ClockRow.id)).all():
-            found.setdefault(row.signal_id, []).append(row)
+        with engine.connect() as conn:
+            for row in conn.execute(select(ClockRow).where(ClockRow.signal_id.in_(list(signal_ids)))
+                                    .order_by(ClockRow.id)).all():
+                found.setdefault(row.signal_id, []).append(row)
     return found
 
 

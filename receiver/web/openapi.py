@@ -17,6 +17,7 @@ from ..states import STATES
 from . import ErrorAnswer
 from .answers import ReceiptAnswer
 from .health import HealthAnswer, JwkSet, ReadyAnswer
+from .v1.clocks import ChainHead, ChainQuery, ClocksPage, ClocksQuery
 from .v1.consent import CheckAnswer, ConsentAnswer, ConsentCheckSchema, ConsentQuery
 from .v1.deliveries import DeliveriesPage, DeliveriesQuery, ReplayAnswer
 from .v1.events import EventsPage, EventsQuery
@@ -162,6 +163,16 @@ def build_spec(public_base_url: str) -> dict:
         "parameters": [{"in": "path", "name": "delivery_id", "required": True,
                         "schema": {"type": "integer", "minimum": 0}}],
         "responses": {"200": _json(ReplayAnswer, "queued again"), **_errors(401, 404, 409, 503)},
+    }})
+    spec.path(path="/v1/clocks", operations={"get": {
+        "summary": "A tenant's compliance clocks, oldest deadline (honour_by) first, cursor-paginated",
+        "security": admin, "parameters": [{"in": "query", "schema": ClocksQuery}],
+        "responses": {"200": _json(ClocksPage, "a page"), **v1_errors},
+    }})
+    spec.path(path="/v1/chain", operations={"get": {
+        "summary": "The head of a tenant's hash chain, signed like a receipt (keep it elsewhere)",
+        "security": admin, "parameters": [{"in": "query", "schema": ChainQuery}],
+        "responses": {"200": _json(ChainHead, "the head", RECEIPT_HEADERS), **v1_errors},
     }})
     spec.path(path="/v1/export.csv", operations={"get": {
         "summary": "One row per identity and state in force, streamed", "security": admin,

@@ -4,10 +4,11 @@ from flask import jsonify, request
 from marshmallow import Schema, fields, validate
 
 from ...identities import normalize_contact
-from ...ledger import queries
+from ...ledger import clocks, queries
 from ...schemas import load, text
 from ...services import services
 from ..answers import RECEIPT_STATUSES, Change, Time
+from .clocks import ClockItem
 from .common import ListQuery, Since, bp, known_tenant, page_of
 
 
@@ -34,6 +35,8 @@ class EventItem(Schema):
     status = fields.String(required=True, validate=validate.OneOf(RECEIPT_STATUSES))
     changes = fields.List(fields.Nested(Change), required=True)
     evidence_sha256 = fields.String(required=True)
+    clocks = fields.List(fields.Nested(ClockItem), required=True,
+                         metadata={"description": "the compliance clocks the signal started"})
 
 
 EventsPage = page_of(EventItem, "EventsPage")
@@ -46,5 +49,7 @@ def events():
     rows, next_id = queries.events_page(
         services().engine, tenant=known_tenant(data.get("tenant")), email=email, phone=phone,
         since=data.get("since"), after=queries.decode_cursor(data.get("cursor")), limit=data["limit"])
-    return jsonify(EventsPage().dump({"items": [row._mapping for row in rows],
+    started = clocks.of_signals(services().engine, [row.id for row in rows])
+    items = [{**row._mapping, "clocks": [c._mapping for c in started.get(row.id, [])]} for row in rows]
+    return jsonify(EventsPage().dump({"items": items,
                                       "next_cursor": queries.encode_cursor(next_id)}))
