@@ -198,6 +198,27 @@ def status():
 
 
 @cli.command()
+@click.option("--tenant", default=None, help="only this tenant's chain (default: every tenant)")
+def verify(tenant):
+    """Recompute the signals' hash chains; exit 1 naming the first row that does not match."""
+    from .ledger.chain import check
+    from .ledger.db import make_engine
+
+    settings = _settings()
+    if tenant is not None and tenant not in settings.tenants:
+        raise click.BadParameter(f"unknown tenant {tenant!r}", param_hint="--tenant")
+    engine = make_engine(settings.database_url)
+    try:
+        counted, problem = check(engine, settings.identity_key, tenant)
+    finally:
+        engine.dispose()
+    if problem:
+        click.echo(f"receiver verify: {problem}", err=True)
+        sys.exit(1)
+    click.echo(f"chain ok: {counted} signals")
+
+
+@cli.command()
 def prune():
     """Forget what is past its [retention] days (never an opt-out); prints what was removed."""
     from .ledger.db import make_engine

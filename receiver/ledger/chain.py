@@ -5,6 +5,9 @@ One linear chain per tenant without serialising tenants: recording locks the ten
 signals, so a tenant's signal ids are taken in chain order and its writers queue on that row while
 other tenants' writers do not. SQLite's one writer (``BEGIN IMMEDIATE``) serialises already.
 Chain order is ``id`` order within a tenant.
+
+Chained: the signals kept forever (opt-outs, opt-ins, anything flagged for review). HELP and other
+texts are not: ``receiver prune`` forgets them after ``[retention]`` days, which would break a chain.
 """
 
 from collections.abc import Iterator
@@ -12,18 +15,25 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from sqlalchemy import JSON, Connection, Engine, select
 
-from ..compliance.chain import canonical, identity_hash, link
+from ..compliance.chain import canonical, identity_hash, link, verify
+from ..signals import HELP, OTHER
 from .models import UTCDateTime
 
 # Written out here (not the models) so migration 0010 fills rows with the same code at its revision.
 signals = sa.table(
     "signals", sa.column("id"), sa.column("tenant"), sa.column("source"), sa.column("event_id"),
-    sa.column("kind"), sa.column("receipt_id"), sa.column("evidence_sha256"), sa.column("email"),
+    sa.column("kind"), sa.column("review"), sa.column("receipt_id"), sa.column("evidence_sha256"), sa.column("email"),
     sa.column("phone"), sa.column("occurred_at", UTCDateTime()), sa.column("received_at", UTCDateTime()),
     sa.column("detail", JSON), sa.column("changes", JSON), sa.column("add_states", JSON),
     sa.column("remove_states", JSON), sa.column("email_hash"), sa.column("phone_hash"), sa.column("chain_sha256"))
 heads = sa.table("chain_heads", sa.column("tenant"), sa.column("signal_id"), sa.column("chain_sha256"))
 STREAM_BATCH = 1000
+CHAINED = sa.or_(signals.c.kind.not_in((HELP, OTHER)), signals.c.review.is_(True))
+
+
+def is_chained(kind: str, review: bool) -> bool:
+    """Whether a signal is linked into the chain (the same rule as CHAINED, in Python)."""
+    return kind not in (HELP, OTHER) or bool(review)
 
 
 def hashes(key: bytes, email: str | None, phone: str | None) -> dict:
@@ -64,7 +74,7 @@ def head(engine: Engine, tenant: str) -> dict:
 
 def stream(engine: Engine, tenant: str | None = None) -> Iterator[dict]:
     """Every signal in chain order (tenant, id), read with a server-side cursor in batches: bounded memory."""
-    query = select(signals).order_by(signals.c.tenant, signals.c.id)
+    query = select(signals).where(CHAINED).order_by(signals.c.tenant, signals.c.id)
     if tenant is not None:
         query = query.where(signals.c.tenant == tenant)
     with engine.connect() as conn:
@@ -77,11 +87,12 @@ def stream(engine: Engine, tenant: str | None = None) -> Iterator[dict]:
 def fill(conn: Connection, key: bytes) -> int:
     """Chain every row of an unchained ledger (migration 0010), in id order per tenant; the number chained."""
     done = 0
-    tenants = conn.execute(select(signals.c.tenant).where(signals.c.chain_sha256.is_(None)).distinct()).scalars()
+    tenants = conn.execute(select(signals.c.tenant).where(CHAINED, signals.c.chain_sha256.is_(None))
+                           .distinct()).scalars()
     for tenant in list(tenants):
         previous, last = None, 0
         while True:  # in batches: a large ledger is not read into memory at once
-            rows = conn.execute(select(signals).where(signals.c.tenant == tenant, signals.c.id > last)
+            rows = conn.execute(select(signals).where(signals.c.tenant == tenant, signals.c.id > last, CHAINED)
                                 .order_by(signals.c.id).limit(STREAM_BATCH)).mappings().all()
             if not rows:
                 break
@@ -102,3 +113,29 @@ def _asked(row, column: str, key: str) -> list[str]:
     if row[column] is not None:
         return row[column]
     return sorted({state for change in row["changes"] or () for state in change.get(key, ())})
+
+
+def check(engine: Engine, key: bytes, tenant: str | None = None) -> tuple[int, str | None]:
+    """``receiver verify``: rows checked, and the first problem as one line (None when the chain holds).
+
+    Streams every chain (bounded memory), then compares each tenant's last row with its
+    ``chain_heads`` row, which a row deleted off the end leaves behind.
+    """
+    counted, last = 0, {}
+
+    def rows():
+        nonlocal counted
+        for row in stream(engine, tenant):
+            counted += 1
+            last[row["tenant"]] = (row["id"], row["chain_sha256"])
+            yield row
+
+    mismatch = verify(rows(), key)
+    if mismatch is not None:
+        return counted, str(mismatch)
+    with engine.connect() as conn:
+        query = select(heads.c.tenant, heads.c.signal_id, heads.c.chain_sha256)
+        for name, signal_id, sha256 in conn.execute(query if tenant is None else query.where(heads.c.tenant == tenant)):
+            if sha256 is not None and last.get(name) != (signal_id, sha256):
+                return counted, f"tenant {name}: its last row is not the head recorded in chain_heads (row {signal_id})"
+    return counted, None

@@ -142,13 +142,15 @@ class Ledger:
                 "detail": signal.detail, "add_states": sorted(signal.add), "remove_states": sorted(signal.remove),
                 **chain.hashes(self.identity_key, signal.email, signal.phone),
             }
-            row["chain_sha256"] = chain.next_link(head, row)
+            linking = chain.is_chained(signal.kind, signal.review)
+            row["chain_sha256"] = chain.next_link(head, row) if linking else None
             inserted = conn.execute(self._add_signal, row).scalar()
             event_ids.append(signal.event_id)
             if inserted is None:
                 duplicates.append(signal.event_id)
                 continue
-            head, linked_last = row["chain_sha256"], inserted
+            if linking:
+                head, linked_last = row["chain_sha256"], inserted
             kinds.add(signal.kind)
             signal_changes = self._change_states(conn, tenant, signal, inserted, now)
             if signal_changes:

@@ -114,3 +114,18 @@ def test_concurrent_writers_of_one_tenant_make_one_linear_chain(ledger, engine, 
     assert len(rows) == 60
     assert verify(rows, settings.identity_key) is None
     assert chain.head(engine, "grand")["chain_sha256"] == rows[-1]["chain_sha256"]
+
+
+def test_help_texts_stay_out_of_the_chain_so_pruning_them_keeps_it_whole(ledger, engine, settings):
+    from datetime import timedelta
+
+    from receiver.ledger.models import utcnow
+    from receiver.ledger.retention import prune
+
+    ledger.record(settings.sources["twilio"], sms("SM1"), b"Body=STOP")
+    ledger.record(settings.sources["twilio"], sms("SM2", text="HELP"), b"Body=HELP")
+    ledger.record(settings.sources["twilio"], sms("SM3", phone="+15557654321"), b"Body=STOP")
+
+    assert [row["event_id"] for row in chain.stream(engine)] == ["SM1", "SM3"]
+    assert prune(engine, settings.retention, now=utcnow() + timedelta(days=365))["ignored_signals"] == 1
+    assert verify(chain.stream(engine), settings.identity_key) is None
