@@ -23,6 +23,7 @@ from .v1.deliveries import DeliveriesPage, DeliveriesQuery, ReplayAnswer
 from .v1.events import EventsPage, EventsQuery
 from .v1.export import ExportQuery
 from .v1.links import LinkAnswer, LinksAnswer, LinksBatchSchema, LinkSchema
+from .v1.proof import ProofAnswer, ProofQuery
 
 bp = Blueprint("openapi", __name__)
 VERSION = "1.0.0"
@@ -173,6 +174,12 @@ def build_spec(public_base_url: str) -> dict:
         "summary": "The head of a tenant's hash chain, signed like a receipt (keep it elsewhere)",
         "security": admin, "parameters": [{"in": "query", "schema": ChainQuery}],
         "responses": {"200": _json(ChainHead, "the head", RECEIPT_HEADERS), **v1_errors},
+    }})
+    spec.path(path="/v1/proof", operations={"get": {
+        "summary": "One guest's proof: states, signals, deliveries with the CRMs' answers, clocks, chain hashes; "
+                   "signed like a receipt (200 with empty lists for an unknown guest)",
+        "security": admin, "parameters": [{"in": "query", "schema": ProofQuery}],
+        "responses": {"200": _json(ProofAnswer, "the proof", RECEIPT_HEADERS), **v1_errors},
     }})
     spec.path(path="/v1/export.csv", operations={"get": {
         "summary": "One row per identity and state in force, streamed", "security": admin,
