@@ -75,6 +75,8 @@ class SignalRow(Base):
         Index("ix_signals_tenant_email", "tenant", "email"),
         Index("ix_signals_received_at", "received_at"),
         Index("ix_signals_tenant_id", "tenant", "id"),  # a tenant's chain, in order
+        Index("ix_signals_tenant_email_hash", "tenant", "email_hash"),  # an erased guest's proof and erasure
+        Index("ix_signals_tenant_phone_hash", "tenant", "phone_hash"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -20,6 +20,7 @@ from .health import HealthAnswer, JwkSet, ReadyAnswer
 from .v1.clocks import ChainHead, ChainQuery, ClocksPage, ClocksQuery
 from .v1.consent import CheckAnswer, ConsentAnswer, ConsentCheckSchema, ConsentQuery
 from .v1.deliveries import DeliveriesPage, DeliveriesQuery, ReplayAnswer
+from .v1.erasure import ErasureAnswer, ErasureSchema
 from .v1.events import EventsPage, EventsQuery
 from .v1.export import ExportQuery
 from .v1.links import LinkAnswer, LinksAnswer, LinksBatchSchema, LinkSchema
@@ -180,6 +181,13 @@ def build_spec(public_base_url: str) -> dict:
                    "signed like a receipt (200 with empty lists for an unknown guest)",
         "security": admin, "parameters": [{"in": "query", "schema": ProofQuery}],
         "responses": {"200": _json(ProofAnswer, "the proof", RECEIPT_HEADERS), **v1_errors},
+    }})
+    spec.path(path="/v1/erasure", operations={"post": {
+        "summary": "Remove a guest's email or phone from every row, keeping their opt-outs under its keyed hash; "
+                   "the erasure is itself a signal in the chain",
+        "security": admin,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ErasureSchema}}},
+        "responses": {"200": _json(ErasureAnswer, "erased"), **_errors(400, 401, 404, 413, 415, 503)},
     }})
     spec.path(path="/v1/export.csv", operations={"get": {
         "summary": "One row per identity and state in force, streamed", "security": admin,

@@ -24,7 +24,7 @@ class EventItem(Schema):
     source = fields.String(required=True)
     tenant = fields.String(required=True)
     event_id = fields.String(required=True)
-    kind = fields.String(required=True, validate=validate.OneOf(("opt_out", "opt_in", "help", "other")))
+    kind = fields.String(required=True, validate=validate.OneOf(("opt_out", "opt_in", "help", "other", "erasure")))
     keyword = fields.String(allow_none=True)
     review = fields.Boolean(required=True)
     email = fields.String(allow_none=True)

@@ -80,6 +80,6 @@ def proof():
     email, phone = normalize_contact(data.get("email"), data.get("phone"))
     document = {"tenant": tenant, "email": email, "phone": phone,
                 "generated_at": datetime.fromtimestamp(clock.now(), UTC),
-                **gather(services().engine, tenant, email, phone)}
+                **gather(services().engine, services().settings.identity_key, tenant, email, phone)}
     body = json.dumps(ProofAnswer().dump(document), separators=(",", ":"), sort_keys=True).encode()
     return Response(body, mimetype="application/json", headers=services().signer.headers(body))

@@ -42,6 +42,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('phone_hash', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('chain_sha256', sa.String(length=64), nullable=True))
         batch_op.create_index('ix_signals_tenant_id', ['tenant', 'id'], unique=False)
+        batch_op.create_index('ix_signals_tenant_email_hash', ['tenant', 'email_hash'], unique=False)
+        batch_op.create_index('ix_signals_tenant_phone_hash', ['tenant', 'phone_hash'], unique=False)
     op.create_table(
         'chain_heads',
         sa.Column('tenant', sa.String(length=64), nullable=False),
@@ -103,6 +105,7 @@ def downgrade() -> None:
     op.drop_table('clocks')
     op.drop_table('chain_heads')
     with op.batch_alter_table('signals', schema=None) as batch_op:
-        batch_op.drop_index('ix_signals_tenant_id')
+        for index in ('ix_signals_tenant_phone_hash', 'ix_signals_tenant_email_hash', 'ix_signals_tenant_id'):
+            batch_op.drop_index(index)
         for column in ('chain_sha256', 'phone_hash', 'email_hash', 'remove_states', 'add_states'):
             batch_op.drop_column(column)
