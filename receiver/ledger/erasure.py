@@ -17,10 +17,12 @@ from ..compliance.chain import erased_identity, identity_hash
 from ..settings import SourceConfig
 from ..signals import Inbound, Signal
 from .models import Attempt, Consent, Delivery, IdentityLink, RequestRecord, SignalRow
+from .outbox import DEAD, PENDING
 from .record import Ledger
 
 ERASURE = "erasure"  # the signal's kind and its source's name and kind
 ERASED = "[erased]"
+NOT_SENT = "the address was erased before this delivery was sent"
 
 
 def erase(ledger: Ledger, tenant: str, email: str | None = None, phone: str | None = None) -> dict:
@@ -70,9 +72,11 @@ def _scrub(conn, key: bytes, tenant: str, value: str, field: str) -> int:
         payload = _scrub_payload(delivery.payload, value, field)
         if delivery.identity != value and payload == delivery.payload:
             continue
-        conn.execute(update(Delivery).where(Delivery.id == delivery.id).values(
-            identity=hidden if delivery.identity == value else delivery.identity, payload=payload,
-            last_error=_scrub_text(delivery.last_error, value)))
+        values = {"identity": hidden if delivery.identity == value else delivery.identity, "payload": payload,
+                  "last_error": _scrub_text(delivery.last_error, value)}
+        if delivery.status == PENDING:  # cannot be sent without the address: dead, so its clock stays open
+            values.update(status=DEAD, last_error=NOT_SENT, lease_owner=None, lease_until=None)
+        conn.execute(update(Delivery).where(Delivery.id == delivery.id).values(**values))
         for attempt in conn.execute(select(Attempt.id, Attempt.detail).where(Attempt.delivery_id == delivery.id)):
             if attempt.detail and value in attempt.detail:
                 conn.execute(update(Attempt).where(Attempt.id == attempt.id).values(

@@ -51,6 +51,9 @@ def test_an_erased_phone_leaves_no_trace_and_its_opt_out_holds(app, client):
     sms(client, "START", "SM" + "2" * 32)  # a later opt-in of the raw number cannot lift it
     assert "sms_ban" in client.get(f"/v1/consent?tenant=grand&phone={PHONE}", headers=ADMIN).get_json()["states"]
     assert verify(chain.stream(engine), app.extensions["receiver"].settings.identity_key) is None
+    deliveries = client.get("/v1/deliveries?tenant=grand", headers=ADMIN).get_json()["items"]
+    unsent = [d for d in deliveries if d["identity"].startswith("erased:")]
+    assert unsent and {d["status"] for d in unsent} == {"dead"}  # never sent: its clock stays open
     kinds = [e["kind"] for e in client.get("/v1/events?tenant=grand", headers=ADMIN).get_json()["items"]]
     assert "erasure" in kinds
     proof = client.get(f"/v1/proof?tenant=grand&phone={PHONE}", headers=ADMIN).get_json()
