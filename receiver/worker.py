@@ -37,8 +37,9 @@ class Worker:
         self.config = settings.worker
         # deliveries.lease_owner is String(64): shorten the host name, keep the unique pid and suffix.
         self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.leases = Leases(engine, self.owner, settings.worker)
-        self.protocols = Protocols(settings.tenants)
+        self.leases = Leases(engine, self.owner, settings.worker, alerts=settings.alerts)
+        self.protocols = Protocols(settings.tenants, settings.alerts)
+        self.alerts = settings.alerts
         self.stopping = threading.Event()
         self.engine = engine
         self._next_clock_pass = 0.0
@@ -76,7 +77,7 @@ class Worker:
         if time.monotonic() < self._next_clock_pass:
             return
         self._next_clock_pass = time.monotonic() + CLOCK_PASS_SECONDS
-        moved = clocks.advance(self.engine, self.leases.now())
+        moved = clocks.advance(self.engine, self.leases.now(), self.alerts)
         if any(moved.values()):
             log.warning("compliance clocks moved on", extra={"fields": moved})
 

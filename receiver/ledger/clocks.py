@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, case, exists, func, select, update
 
 from ..compliance.clocks import ClockStatus, clocks_for, parse_regimes, tenant_calendar
-from ..settings import TenantConfig
+from ..settings import AlertsConfig, TenantConfig
+from .alerts import iso, raise_alert
 from .models import ClockRow, Delivery
 
 MET, PENDING, AT_RISK, BREACHED = (s.value for s in ClockStatus)
@@ -42,14 +43,24 @@ def honour(conn: Connection, signal_id: int, now: datetime) -> None:
              status=case((ClockRow.honour_by >= now, MET), else_=BREACHED)))
 
 
-def advance(engine: Engine, now: datetime) -> dict[str, int]:
-    """Move open clocks on: past ``honour_by`` → breached, past ``at_risk_from`` → at_risk; counts changed."""
+def advance(engine: Engine, now: datetime, alerts: AlertsConfig | None = None) -> dict[str, int]:
+    """Move open clocks on: past ``honour_by`` → breached, past ``at_risk_from`` → at_risk; counts changed.
+
+    Each clock that moves raises its alert (``clock.breached`` / ``clock.at_risk``) in the same
+    transaction: once, since a stored status moves on once.
+    """
+    moved = {}
     with engine.begin() as conn:
-        breached = conn.execute(update(ClockRow).where(
-            ClockRow.status.in_(OPEN), ClockRow.honour_by < now).values(status=BREACHED, updated_at=now)).rowcount
-        at_risk = conn.execute(update(ClockRow).where(
-            ClockRow.status == PENDING, ClockRow.at_risk_from <= now).values(status=AT_RISK, updated_at=now)).rowcount
-    return {BREACHED: breached, AT_RISK: at_risk}
+        for status, condition in ((BREACHED, sa.and_(ClockRow.status.in_(OPEN), ClockRow.honour_by < now)),
+                                  (AT_RISK, sa.and_(ClockRow.status == PENDING, ClockRow.at_risk_from <= now))):
+            rows = conn.execute(update(ClockRow).where(condition).values(status=status, updated_at=now).returning(
+                ClockRow.id, ClockRow.signal_id, ClockRow.tenant, ClockRow.regime, ClockRow.honour_by)).all()
+            for row in rows:
+                raise_alert(conn, alerts, f"clock.{status}", row.tenant, row.signal_id, {
+                    "clock_id": row.id, "signal_id": row.signal_id, "regime": row.regime,
+                    "honour_by": iso(row.honour_by)}, now)
+            moved[status] = len(rows)
+    return moved
 
 
 def counts(engine: Engine) -> list[tuple[str, str, str, int]]:

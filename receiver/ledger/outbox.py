@@ -12,6 +12,7 @@ from ..settings import TenantConfig
 from ..signals import Signal
 from ..states import CRMTEXT, DELIVERED_TO, EXPERIENCE, SMS_BAN, SMS_STATES
 from . import clocks
+from .alerts import ALERTS
 from .models import Consent, Delivery, utcnow
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ def owed_states(conn, deliveries) -> dict[int, list[str]]:
         Consent.signal_id.in_(signal_ids))).all()) if signal_ids else set()
     owed = {}
     for d in deliveries:
+        if d.crm == ALERTS:  # an alert owes no state: it is owed until sent
+            owed[d.id] = [d.payload["type"]]
+            continue
         states = [SMS_BAN] if d.crm == CRMTEXT else list(d.payload["states"])
         owed[d.id] = [s for s in states if (d.identity, s, d.signal_id) in held]
     return owed

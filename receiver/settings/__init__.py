@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from marshmallow import ValidationError
+from standardwebhooks import Webhook
 
 from ..compliance.clocks import parse_regimes, tenant_calendar
 from ..errors import ConfigError
 from ..receipts import decode_seed
 from ..rotation import comma_list
 from .sections import (
+    AlertsConfig,
     CrmTextConfig,
     ExperienceConfig,
     RetentionConfig,
@@ -31,7 +33,7 @@ from .sections import (
     load_file,
 )
 
-__all__ = ["CrmTextConfig", "ExperienceConfig", "RetentionConfig", "ServiceConfig", "Settings", "SourceConfig",
+__all__ = ["AlertsConfig", "CrmTextConfig", "ExperienceConfig", "RetentionConfig", "ServiceConfig", "Settings", "SourceConfig",
            "TenantConfig", "WorkerConfig", "load_settings"]
 
 MIN_KEY_BYTES = 32  # of a key that signs: shorter ones can be guessed
@@ -68,6 +70,7 @@ class Settings:
     proxy_hops: int  # [service] (ServiceConfig)
     forms_rate_limit: int  # [service] (ServiceConfig)
     config_file: str = ""  # as named (RECEIVER_CONFIG_FILE), to name it in errors
+    alerts: AlertsConfig = AlertsConfig()  # [alerts]
 
     @property
     def production(self) -> bool:
@@ -147,6 +150,17 @@ def _check_compliance(tenants: dict[str, TenantConfig], config_path: str) -> Non
             tenant_calendar(tenant.calendar, tenant.timezone)
         except ValueError as exc:
             raise ConfigError(f"{config_path}: tenants.{tenant.name}.{exc}") from None
+
+
+def _check_alerts(alerts: AlertsConfig, config_path: str) -> None:
+    if alerts.url is None:
+        return
+    if not alerts.secret:
+        raise ConfigError(f"{config_path}: alerts.secret: required with alerts.url (a whsec_… secret)")
+    try:
+        Webhook(alerts.secret)
+    except Exception:  # the library raises binascii.Error, its own error or RuntimeError
+        raise ConfigError(f"{config_path}: alerts.secret: not a Standard Webhooks secret (whsec_ and base64)") from None
 
 
 def _identity_key(raw: str) -> bytes:
@@ -242,6 +256,7 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
     tenants, worker, service = data["tenants"], data["worker"], data["service"]
     _check_lease(worker, tenants, config_path)
     _check_compliance(tenants, config_path)
+    _check_alerts(data["alerts"], config_path)
     for name, source in data["sources"].items():
         if source.tenant not in tenants:
             raise ConfigError(f"{config_path}: sources.{name}.tenant: unknown tenant {source.tenant!r}")
@@ -265,4 +280,5 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         proxy_hops=service.proxy_hops,
         forms_rate_limit=service.forms_rate_limit,
         config_file=config_path,
+        alerts=data["alerts"],
     )

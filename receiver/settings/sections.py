@@ -161,10 +161,20 @@ class ServiceConfig:
     forms_rate_limit: int = setting(10, fields.Integer, validate=validate.Range(1, 100000))
 
 
+@section
+class AlertsConfig:
+    """Operational webhooks (issue 15): Standard Webhooks-signed POSTs through the outbox; logged only without a url."""
+
+    url: str | None = setting(None, fields.Url, require_tld=False)
+    secret: str | None = setting(None, validate=validate.Length(min=1))  # whsec_…
+    timeout: float = setting(5.0, fields.Float, validate=validate.Range(0.1, 60))
+
+
 _FileSchema = Schema.from_dict({
     "service": fields.Nested(ServiceConfig.Schema, load_default=ServiceConfig()),
     "worker": fields.Nested(WorkerConfig.Schema, load_default=WorkerConfig()),
     "retention": fields.Nested(RetentionConfig.Schema, load_default=RetentionConfig()),
+    "alerts": fields.Nested(AlertsConfig.Schema, load_default=AlertsConfig()),
     "tenants": _Named(TenantConfig),
     "sources": _Named(SourceConfig),
 }, name="FileSchema")
