@@ -31,7 +31,8 @@ def db_upgrade():
     """Apply every migration (idempotent; the Procfile's release step)."""
     from .ledger.db import upgrade
 
-    upgrade(_settings().database_url)
+    settings = _settings()
+    upgrade(settings.database_url, settings.identity_key)
     click.echo("database is at the newest migration")
 
 
@@ -242,6 +243,27 @@ def status():
     click.echo(f"queue_depth: {health.queue_depth}")
     click.echo(f"oldest_pending_age_seconds: {health.oldest_pending_age_seconds}")
     click.echo("deliveries: " + " ".join(f"{name}={count}" for name, count in health.by_status.items()))
+
+
+@cli.command()
+@click.option("--tenant", default=None, help="only this tenant's chain (default: every tenant)")
+def verify(tenant):
+    """Recompute the signals' hash chains; exit 1 naming the first row that does not match."""
+    from .ledger.chain import check
+    from .ledger.db import make_engine
+
+    settings = _settings()
+    if tenant is not None and tenant not in settings.tenants:
+        raise click.BadParameter(f"unknown tenant {tenant!r}", param_hint="--tenant")
+    engine = make_engine(settings.database_url)
+    try:
+        counted, problem = check(engine, settings.identity_key, tenant)
+    finally:
+        engine.dispose()
+    if problem:
+        click.echo(f"receiver verify: {problem}", err=True)
+        sys.exit(1)
+    click.echo(f"chain ok: {counted} signals")
 
 
 @cli.command()

@@ -9,8 +9,9 @@ from .settings import INSTANCE_SECRETS, instance_folder
 
 
 def new_keys() -> dict[str, str]:
-    """A new RECEIPT_SIGNING_KEY and SECRET_KEY, by their variable names."""
-    return {"RECEIPT_SIGNING_KEY": generate_signing_key(), "SECRET_KEY": secrets.token_urlsafe(32)}
+    """A new RECEIPT_SIGNING_KEY, SECRET_KEY and RECEIVER_IDENTITY_KEY, by their variable names."""
+    return {"RECEIPT_SIGNING_KEY": generate_signing_key(), "SECRET_KEY": secrets.token_urlsafe(32),
+            "RECEIVER_IDENTITY_KEY": secrets.token_urlsafe(32)}
 
 
 def keep_in_instance(instance: Path | None = None) -> list[Path]:

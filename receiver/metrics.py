@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine
 
+from .ledger import clocks
 from .ledger.health import queue_health
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,11 @@ class QueueCollector:
                                 value=health.oldest_pending_age_seconds)
         yield GaugeMetricFamily("receiver_deliveries_dead", "Deliveries in the dead-letter state.",
                                 value=health.dead)
+        gauge = GaugeMetricFamily("receiver_clocks", "Compliance clocks by tenant, regime and stored status.",
+                                  labels=["tenant", "regime", "status"])
+        for tenant, regime, status, count in clocks.counts(self.engine):
+            gauge.add_metric([tenant, regime, status], count)
+        yield gauge
 
 
 def multiprocess_dir() -> str | None:

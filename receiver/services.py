@@ -28,7 +28,7 @@ class Services:
         return cls(
             settings=settings,
             engine=engine,
-            ledger=Ledger(engine, settings.tenants),
+            ledger=Ledger(engine, settings.tenants, settings.identity_key),
             signer=ReceiptSigner(settings.receipt_keys),
             sources={name: KINDS[cfg.kind](cfg, settings) for name, cfg in settings.sources.items()},
             links=LinkSigner(settings.secret_keys, settings.tenants, settings.public_base_url),

@@ -12,6 +12,7 @@ import secrets
 import signal
 import socket
 import threading
+import time
 from collections import defaultdict
 from contextlib import closing
 from datetime import timedelta
@@ -22,11 +23,14 @@ from . import metrics
 from .backfill.schedule import Schedule
 from .crm.delivery import Outcome, Report
 from .crm.lanes import Lane, Protocols
+from .ledger import clocks
 from .ledger.leases import Finished, Leases
 from .ledger.outbox import DEAD, DONE, masked
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+CLOCK_PASS_SECONDS = 10.0  # how often open clocks are moved on (at_risk, breached): two indexed updates
 
 
 class Worker:
@@ -34,10 +38,13 @@ class Worker:
         self.config = settings.worker
         # deliveries.lease_owner is String(64): shorten the host name, keep the unique pid and suffix.
         self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.leases = Leases(engine, self.owner, settings.worker)
-        self.protocols = Protocols(settings.tenants)
+        self.leases = Leases(engine, self.owner, settings.worker, alerts=settings.alerts)
+        self.protocols = Protocols(settings.tenants, settings.alerts)
+        self.alerts = settings.alerts
         self.stopping = threading.Event()
         self.backfill = Schedule(settings, engine)  # [backfill] every_minutes, claimed by one worker at a time
+        self.engine = engine
+        self._next_clock_pass = 0.0
 
     def run(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -57,6 +64,7 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim one batch and deliver it, lane by lane; returns how many deliveries were claimed."""
+        self.move_clocks()
         claimed = self.leases.claim()
         lanes: dict[Lane, list] = defaultdict(list)
         for row in claimed:
@@ -66,6 +74,15 @@ class Worker:
                 break
             self.deliver(lane, batch)
         return len(claimed)
+
+    def move_clocks(self) -> None:
+        """Every CLOCK_PASS_SECONDS, store the statuses open clocks have reached (at_risk, breached)."""
+        if time.monotonic() < self._next_clock_pass:
+            return
+        self._next_clock_pass = time.monotonic() + CLOCK_PASS_SECONDS
+        moved = clocks.advance(self.engine, self.leases.now(), self.alerts)
+        if any(moved.values()):
+            log.warning("compliance clocks moved on", extra={"fields": moved})
 
     def deliver(self, lane: Lane, batch: list) -> None:
         """Hand ``batch`` to the lane's protocol and finish each step's reports before its next call."""

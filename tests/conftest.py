@@ -39,7 +39,7 @@ def engine(settings):
 
 @pytest.fixture
 def ledger(settings, engine):
-    return Ledger(engine, settings.tenants)
+    return Ledger(engine, settings.tenants, settings.identity_key)
 
 
 @pytest.fixture

@@ -72,6 +72,7 @@ def base_env(database_url: str, config_path: Path) -> dict[str, str]:
         "CRMTEXT_PASSWORD": "secret",
         "SECRET_KEY": "test-secret-key-of-at-least-32-bytes",
         "RECEIPT_SIGNING_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        "RECEIVER_IDENTITY_KEY": "test-identity-key-of-at-least-32-bytes",
     }
 
 

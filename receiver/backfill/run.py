@@ -80,7 +80,7 @@ class Backfiller:
                  sleep=time.sleep):
         self.settings = settings
         self.engine = engine
-        self.ledger = Ledger(engine, settings.tenants)
+        self.ledger = Ledger(engine, settings.tenants, settings.identity_key)
         self.session = session or new_session()
         self.sleep = sleep
 

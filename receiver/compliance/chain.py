@@ -51,6 +51,11 @@ def identity_hash(key: bytes, value: str) -> str:
     return hmac.new(key, normalized.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def erased_identity(key: bytes, value: str) -> str:
+    """What an erased email or phone becomes where it was an identity (consent, deliveries): its keyed hash."""
+    return f"erased:{identity_hash(key, value)}"
+
+
 def canonical(fields: Mapping) -> bytes:
     """The canonical bytes of one signal; ``fields`` has exactly ``FIELDS`` (ValueError names a wrong one)."""
     unknown = sorted(set(fields) - set(FIELDS))

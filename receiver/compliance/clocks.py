@@ -152,6 +152,12 @@ class Calendar:
         return midnight.astimezone(UTC)
 
 
+@lru_cache(maxsize=64)
+def tenant_calendar(code: str, timezone: str | None) -> Calendar:
+    """A tenant's Calendar, built once per (calendar, timezone) setting."""
+    return Calendar(code, timezone)
+
+
 def _zone(name: str | None) -> ZoneInfo:
     if not name:
         return ZoneInfo("UTC")

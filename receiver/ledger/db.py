@@ -76,9 +76,11 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str) -> None:
-    """Apply every migration; running it again does nothing."""
-    command.upgrade(alembic_config(url), "head")
+def upgrade(url: str, identity_key: bytes | None = None) -> None:
+    """Apply every migration; running it again does nothing. ``identity_key`` chains older signals (0010)."""
+    config = alembic_config(url)
+    config.attributes["identity_key"] = identity_key
+    command.upgrade(config, "head")
 
 
 def is_migrated(engine: Engine) -> bool:

@@ -14,9 +14,11 @@ from sqlalchemy import Engine, insert, or_, select, update
 
 from ..crm.delivery import Outcome, Report, Started
 from ..crm.errors import backoff_seconds
-from ..settings import WorkerConfig
+from ..settings import AlertsConfig, WorkerConfig
+from . import clocks
+from .alerts import ALERTS, DELIVERY_DEAD, raise_alert
 from .models import Attempt, Delivery, utcnow
-from .outbox import DEAD, DONE, PENDING, still_owed
+from .outbox import DEAD, DONE, PENDING, masked, still_owed
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,8 @@ class Finished(NamedTuple):
 class Leases:
     """The deliveries one worker (``owner``) holds, and every write it makes to them."""
 
-    def __init__(self, engine: Engine, owner: str, config: WorkerConfig):
-        self.engine, self.owner, self.config = engine, owner, config
+    def __init__(self, engine: Engine, owner: str, config: WorkerConfig, alerts: AlertsConfig | None = None):
+        self.engine, self.owner, self.config, self.alerts = engine, owner, config, alerts
 
     def now(self) -> datetime:
         return utcnow()
@@ -145,4 +147,10 @@ class Leases:
             conn.execute(update(Attempt).where(Attempt.id == report.attempt_id).values(**attempt))
         moved = conn.execute(update(Delivery).where(
             Delivery.id == row.id, Delivery.lease_owner == self.owner).values(**values)).rowcount
+        if moved and values.get("status") == DONE and row.crm != ALERTS:
+            clocks.honour(conn, row.signal_id, now)  # its last owed delivery done: the clocks stop
+        if moved and values.get("status") == DEAD and row.crm != ALERTS:  # a dead alert is only logged
+            raise_alert(conn, self.alerts, DELIVERY_DEAD, row.tenant, row.signal_id, {
+                "delivery_id": row.id, "crm": row.crm, "identity": masked(row.identity), "attempts": attempts,
+                "last_error": detail}, now)
         return Finished(values.get("status", "retry") if moved else TAKEN_OVER, attempts, now)

@@ -74,6 +74,9 @@ class SignalRow(Base):
         Index("ix_signals_tenant_phone", "tenant", "phone"),
         Index("ix_signals_tenant_email", "tenant", "email"),
         Index("ix_signals_received_at", "received_at"),
+        Index("ix_signals_tenant_id", "tenant", "id"),  # a tenant's chain, in order
+        Index("ix_signals_tenant_email_hash", "tenant", "email_hash"),  # an erased guest's proof and erasure
+        Index("ix_signals_tenant_phone_hash", "tenant", "phone_hash"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -91,6 +94,47 @@ class SignalRow(Base):
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     evidence_sha256: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The hash chain (compliance/chain.py): what the signal asked, its identities as keyed hashes, the link.
+    # No Python defaults: rows written by older revisions (migration tests) leave them out.
+    add_states: Mapped[list | None] = mapped_column(JSON)
+    remove_states: Mapped[list | None] = mapped_column(JSON)
+    email_hash: Mapped[str | None] = mapped_column(String(64))
+    phone_hash: Mapped[str | None] = mapped_column(String(64))
+    chain_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class ChainHead(Base):
+    """The last link of a tenant's chain; recording locks this row, so one tenant's chain stays linear."""
+
+    __tablename__ = "chain_heads"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    signal_id: Mapped[int | None] = mapped_column(BigId)
+    chain_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class ClockRow(Base):
+    """One regime's deadline for the states one signal added (compliance/clocks.py); status stored, not derived."""
+
+    __tablename__ = "clocks"
+    __table_args__ = (
+        Index("ix_clocks_signal_id", "signal_id"),
+        Index("ix_clocks_tenant_status_honour_by", "tenant", "status", "honour_by"),  # GET /v1/clocks
+        Index("ix_clocks_status_at_risk_from", "status", "at_risk_from"),  # the worker's status pass
+        Index("ix_clocks_status_honour_by", "status", "honour_by"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    signal_id: Mapped[int] = mapped_column(BigId, ForeignKey("signals.id"))
+    tenant: Mapped[str] = mapped_column(String(64))
+    regime: Mapped[str] = mapped_column(String(16))
+    states: Mapped[list] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    honour_by: Mapped[datetime] = mapped_column(UTCDateTime())
+    at_risk_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    honoured_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))  # pending | at_risk | met | breached
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Consent(Base):

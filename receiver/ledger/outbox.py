@@ -11,6 +11,8 @@ from ..identities import mask_email, mask_phone, us_ten_digits
 from ..settings import TenantConfig
 from ..signals import Signal
 from ..states import CRMTEXT, DELIVERED_TO, EXPERIENCE, SMS_BAN, SMS_STATES
+from . import clocks
+from .alerts import ALERTS
 from .models import Consent, Delivery, utcnow
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,9 @@ def owed_states(conn, deliveries) -> dict[int, list[str]]:
         Consent.signal_id.in_(signal_ids))).all()) if signal_ids else set()
     owed = {}
     for d in deliveries:
+        if d.crm == ALERTS:  # an alert owes no state: it is owed until sent
+            owed[d.id] = [d.payload["type"]]
+            continue
         states = [SMS_BAN] if d.crm == CRMTEXT else list(d.payload["states"])
         owed[d.id] = [s for s in states if (d.identity, s, d.signal_id) in held]
     return owed
@@ -85,6 +90,7 @@ def still_owed(conn, rows: list) -> list:
             conn.execute(update(Delivery).where(Delivery.id == row.id).values(
                 status=SKIPPED, reason=SUPERSEDED, lease_owner=None, lease_until=None, updated_at=utcnow()))
             log.info("delivery %s to %s for %s skipped: %s", row.id, row.crm, masked(row.identity), SUPERSEDED)
+            clocks.honour(conn, row.signal_id, utcnow())  # nothing left to send: not owed is honoured
             continue
         if row.crm == EXPERIENCE and len(states) < len(row.payload["states"]):
             payload = {**row.payload, "states": {s: row.payload["states"][s] for s in states}}

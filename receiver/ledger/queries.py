@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, select
 
+from ..compliance.chain import erased_identity
 from ..errors import BadRequest
 from .models import Attempt, Consent, Delivery, RequestRecord, SignalRow
 
@@ -35,16 +36,25 @@ def decode_cursor(cursor: str | None) -> int:
     raise BadRequest("cursor: not a cursor this API gave out", field="cursor")
 
 
-def states_by_identity(engine: Engine, tenant: str, identities: list[str]) -> dict[str, dict[str, datetime]]:
-    """{identity: {state: since}} for the identities that hold any state; one query for the lot."""
+def states_by_identity(engine: Engine, tenant: str, identities: list[str],
+                       key: bytes | None = None) -> dict[str, dict[str, datetime]]:
+    """{identity: {state: since}} for the identities that hold any state; one query for the lot.
+
+    With ``key`` (RECEIVER_IDENTITY_KEY), an erased identity's states (``ledger/erasure.py``) are
+    found under the address asked too.
+    """
     found: dict[str, dict[str, datetime]] = {}
-    wanted = sorted({i for i in identities if i})
+    asked = {i: i for i in identities if i}
+    if key is not None:
+        asked |= {erased_identity(key, i): i for i in asked}
+    wanted = sorted(asked)
     with engine.connect() as conn:
         for start in range(0, len(wanted), 500):  # bounded IN lists
             rows = conn.execute(select(Consent.identity, Consent.state, Consent.since).where(
                 Consent.tenant == tenant, Consent.identity.in_(wanted[start:start + 500])))
             for identity, state, since in rows:
-                found.setdefault(identity, {})[state] = since
+                held = found.setdefault(asked[identity], {})
+                held[state] = min(since, held.get(state, since))
     return found
 
 
@@ -57,9 +67,9 @@ def merge_states(found: dict[str, dict[str, datetime]], *identities) -> dict[str
     return states
 
 
-def guest_states(engine: Engine, tenant: str, *identities) -> dict[str, datetime]:
-    """What is in force for one guest, whichever of its identities holds it."""
-    return merge_states(states_by_identity(engine, tenant, list(identities)), *identities)
+def guest_states(engine: Engine, tenant: str, *identities, key: bytes | None = None) -> dict[str, datetime]:
+    """What is in force for one guest, whichever of its identities holds it (erased ones too, given ``key``)."""
+    return merge_states(states_by_identity(engine, tenant, list(identities), key), *identities)
 
 
 def events_page(engine: Engine, *, tenant=None, tenants=None, email=None, phone=None, since=None, after: int = 0,

@@ -11,8 +11,9 @@ from ..errors import BadSignature, Unavailable
 from ..receipts import new_receipt_id
 from ..settings import SourceConfig, TenantConfig
 from ..signals import HELP, OTHER, Inbound, Signal
+from ..sources.email_link import came_by_one_click
 from ..states import EXPERIENCE, STATES, identity_for
-from . import outbox
+from . import chain, clocks, outbox
 from .db import dialect_insert
 from .models import Consent, Delivery, IdentityLink, ReplayNonce, RequestRecord, SignalRow, utcnow
 
@@ -34,9 +35,10 @@ class Outcome:
 
 
 class Ledger:
-    def __init__(self, engine: Engine, tenants: dict[str, TenantConfig]):
+    def __init__(self, engine: Engine, tenants: dict[str, TenantConfig], identity_key: bytes):
         self.engine = engine
         self.tenants = tenants
+        self.identity_key = identity_key  # keys the chain's identity hashes (RECEIVER_IDENTITY_KEY)
         self._insert = dialect_insert(engine)
         # Built once: building a statement per request cost more than running it (bench/ingest.py).
         requests, signals, consent = RequestRecord.__table__, SignalRow.__table__, Consent.__table__
@@ -131,26 +133,37 @@ class Ledger:
         first recorded its first event."""
         tenant = self.tenants[source.tenant]
         event_ids, duplicates, changes, kinds, listed = [], [], [], set(), set()
+        # Taken before the first signal id: a tenant's ids then follow its chain (ledger/chain.py).
+        head = chain.lock_head(conn, self._insert, tenant.name) if inbound.signals else None
+        linked_last = None
         for signal in inbound.signals:
             if signal.event_id in listed:  # e.g. two identical SendGrid events, keyed by their content
                 continue
             listed.add(signal.event_id)
-            inserted = conn.execute(self._add_signal, {
+            row = {
                 "receipt_id": receipt_id, "source": source.name, "tenant": tenant.name,
                 "event_id": signal.event_id, "kind": signal.kind, "keyword": signal.keyword,
                 "review": signal.review, "phone": signal.phone, "email": signal.email, "changes": [],
                 "received_at": now, "occurred_at": signal.occurred_at, "evidence_sha256": digest,
-                "detail": signal.detail,
-            }).scalar()
+                "detail": signal.detail, "add_states": sorted(signal.add), "remove_states": sorted(signal.remove),
+                **chain.hashes(self.identity_key, signal.email, signal.phone),
+            }
+            linking = chain.is_chained(signal.kind, signal.review)
+            row["chain_sha256"] = chain.next_link(head, row) if linking else None
+            inserted = conn.execute(self._add_signal, row).scalar()
             event_ids.append(signal.event_id)
             if inserted is None:
                 duplicates.append(signal.event_id)
                 continue
+            if linking:
+                head, linked_last = row["chain_sha256"], inserted
             kinds.add(signal.kind)
             signal_changes = self._change_states(conn, tenant, signal, inserted, now)
             if signal_changes:
                 conn.execute(self._signal_changes, {"b_id": inserted, "changes": signal_changes})
                 changes.extend(signal_changes)
+        if linked_last is not None:
+            chain.move_head(conn, tenant.name, linked_last, head)
         original = None
         if duplicates and len(duplicates) == len(event_ids):
             status = DUPLICATE
@@ -199,6 +212,9 @@ class Ledger:
             changes.append(change)
         for identity, states in added.items():
             self._owe_deliveries(conn, tenant, signal, signal_id, identity, states, now)
+        if added:
+            clocks.start(conn, tenant, signal_id, {s for states in added.values() for s in states},
+                         came_by_one_click(signal), signal.occurred_at or now, now)
         if linked:
             self._owe_held_back(conn, tenant, signal.email, signal.phone, added.get(signal.phone, []), now)
         return changes

@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from marshmallow import ValidationError
+from standardwebhooks import Webhook
 
+from ..compliance.clocks import parse_regimes, tenant_calendar
 from ..errors import ConfigError
 from ..receipts import decode_seed
 from ..rotation import comma_list
 from .sections import (
+    AlertsConfig,
     BackfillConfig,
     CrmTextConfig,
     ExperienceConfig,
@@ -31,7 +34,7 @@ from .sections import (
     load_file,
 )
 
-__all__ = ["BackfillConfig", "CrmTextConfig", "ExperienceConfig", "RetentionConfig", "ServiceConfig", "Settings", "SourceConfig",
+__all__ = ["AlertsConfig", "BackfillConfig", "CrmTextConfig", "ExperienceConfig", "RetentionConfig", "ServiceConfig", "Settings", "SourceConfig",
            "TenantConfig", "WorkerConfig", "load_settings"]
 
 MIN_KEY_BYTES = 32  # of a key that signs: shorter ones can be guessed
@@ -39,7 +42,8 @@ MIN_KEY_BYTES = 32  # of a key that signs: shorter ones can be guessed
 # the ledger writes around the call; otherwise a second worker takes the row over mid-call.
 CALL_MARGIN_SECONDS = 2.0
 # Outside production, a secret the environment does not set is read from this file in instance/.
-INSTANCE_SECRETS = {"SECRET_KEY": "secret_key", "RECEIPT_SIGNING_KEY": "receipt_signing_key"}
+INSTANCE_SECRETS = {"SECRET_KEY": "secret_key", "RECEIPT_SIGNING_KEY": "receipt_signing_key",
+                    "RECEIVER_IDENTITY_KEY": "identity_key"}
 
 
 def instance_folder(root: Path | None = None) -> Path:
@@ -53,6 +57,7 @@ class Settings:
     database_url: str
     secret_keys: tuple[str, ...]
     receipt_keys: tuple[str, ...]
+    identity_key: bytes  # RECEIVER_IDENTITY_KEY: keys the chain's identity hashes
     admin_token: str | None
     public_base_url: str
     tenants: dict[str, TenantConfig]
@@ -67,6 +72,7 @@ class Settings:
     forms_rate_limit: int  # [service] (ServiceConfig)
     config_file: str = ""  # as named (RECEIVER_CONFIG_FILE), to name it in errors
     backfill: BackfillConfig = BackfillConfig()
+    alerts: AlertsConfig = AlertsConfig()  # [alerts]
 
     @property
     def production(self) -> bool:
@@ -136,6 +142,35 @@ def _database_url(raw: str | None, instance: Path) -> str:
     if not url.startswith(("sqlite:", "postgresql+")):
         raise ConfigError("DATABASE_URL: only sqlite:// and postgres:// URLs are supported")
     return url
+
+
+def _check_compliance(tenants: dict[str, TenantConfig], config_path: str) -> None:
+    """Each tenant's regimes, calendar and time zone exist (compliance.clocks says which do)."""
+    for tenant in tenants.values():
+        try:
+            parse_regimes(tenant.regimes)
+            tenant_calendar(tenant.calendar, tenant.timezone)
+        except ValueError as exc:
+            raise ConfigError(f"{config_path}: tenants.{tenant.name}.{exc}") from None
+
+
+def _check_alerts(alerts: AlertsConfig, config_path: str) -> None:
+    if alerts.url is None:
+        return
+    if not alerts.secret:
+        raise ConfigError(f"{config_path}: alerts.secret: required with alerts.url (a whsec_… secret)")
+    try:
+        Webhook(alerts.secret)
+    except Exception:  # the library raises binascii.Error, its own error or RuntimeError
+        raise ConfigError(f"{config_path}: alerts.secret: not a Standard Webhooks secret (whsec_ and base64)") from None
+
+
+def _identity_key(raw: str) -> bytes:
+    key = raw.encode()
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(f"RECEIVER_IDENTITY_KEY: shorter than {MIN_KEY_BYTES} bytes "
+                          "(`receiver keys generate` prints a good one)")
+    return key
 
 
 def _key_list(name: str, raw: str) -> tuple[str, ...]:
@@ -212,6 +247,8 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         raise ConfigError("DATABASE_URL: required when RECEIVER_ENV=production")
     secret_raw = _secret(environ, "SECRET_KEY", instance, production)
     receipt_raw = _secret(environ, "RECEIPT_SIGNING_KEY", instance, production)
+    # Required in production: every ledger from migration 0010 on holds the chain it keys.
+    identity_raw = _secret(environ, "RECEIVER_IDENTITY_KEY", instance, production)
 
     config_path = environ.get("RECEIVER_CONFIG_FILE") or ("receiver.toml" if (root / "receiver.toml").exists() else "")
     try:
@@ -220,6 +257,8 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         raise ConfigError(f"{config_path}: {_first_error(exc.messages, '')}") from None
     tenants, worker, service = data["tenants"], data["worker"], data["service"]
     _check_lease(worker, tenants, config_path)
+    _check_compliance(tenants, config_path)
+    _check_alerts(data["alerts"], config_path)
     for name, source in data["sources"].items():
         if source.tenant not in tenants:
             raise ConfigError(f"{config_path}: sources.{name}.tenant: unknown tenant {source.tenant!r}")
@@ -229,6 +268,7 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         database_url=_database_url(environ.get("DATABASE_URL"), instance),
         secret_keys=_secret_keys(secret_raw),
         receipt_keys=_receipt_keys(receipt_raw),
+        identity_key=_identity_key(identity_raw),
         admin_token=environ.get("RECEIVER_ADMIN_TOKEN") or None,
         public_base_url=(service.public_base_url or f"http://localhost:{port}").rstrip("/"),
         tenants=tenants,
@@ -243,4 +283,5 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         forms_rate_limit=service.forms_rate_limit,
         config_file=config_path,
         backfill=data["backfill"],
+        alerts=data["alerts"],
     )

@@ -107,6 +107,11 @@ class TenantConfig:
         r"^https?://[^/\s]+$", error="must be an origin such as https://www.example.com (no path)")))
     # a 303 to it after a /forms/unsubscribe post is stored
     forms_return_url: str | None = setting(None, fields.Url, require_tld=False)
+    # Compliance clocks (issue 15): which regimes' deadlines apply, business days of which calendar
+    # in which zone (UTC when none); names checked at load (settings.compliance).
+    regimes: tuple[str, ...] = setting(("tcpa", "can-spam", "gmail-yahoo"), _Tuple, cls_or_instance=fields.String())
+    calendar: str = setting("US", validate=validate.Length(1, 40))
+    timezone: str | None = setting(None, validate=validate.Length(1, 64))
 
     @property
     def title(self) -> str:
@@ -163,11 +168,21 @@ class ServiceConfig:
     forms_rate_limit: int = setting(10, fields.Integer, validate=validate.Range(1, 100000))
 
 
+@section
+class AlertsConfig:
+    """Operational webhooks (issue 15): Standard Webhooks-signed POSTs through the outbox; logged only without a url."""
+
+    url: str | None = setting(None, fields.Url, require_tld=False)
+    secret: str | None = setting(None, validate=validate.Length(min=1))  # whsec_…
+    timeout: float = setting(5.0, fields.Float, validate=validate.Range(0.1, 60))
+
+
 _FileSchema = Schema.from_dict({
     "service": fields.Nested(ServiceConfig.Schema, load_default=ServiceConfig()),
     "worker": fields.Nested(WorkerConfig.Schema, load_default=WorkerConfig()),
     "retention": fields.Nested(RetentionConfig.Schema, load_default=RetentionConfig()),
     "backfill": fields.Nested(BackfillConfig.Schema, load_default=BackfillConfig()),
+    "alerts": fields.Nested(AlertsConfig.Schema, load_default=AlertsConfig()),
     "tenants": _Named(TenantConfig),
     "sources": _Named(SourceConfig),
 }, name="FileSchema")

@@ -37,6 +37,11 @@ def choices(form: MultiDict) -> set[str]:
     return set(chosen)
 
 
+def came_by_one_click(signal: Signal) -> bool:
+    """A signal of this source's one-click POST (the only kind the gmail-yahoo clock applies to)."""
+    return signal.keyword == f"link:{ONE_CLICK}" and signal.detail.get("via") == ONE_CLICK
+
+
 def one_click(link: Link) -> Inbound:
     """The token's scope: every email (``all``) is a mail ban, else a marketing decline."""
     return _inbound(link, {MAIL_BAN if link.scope == ALL else MARKETING_DECLINE}, ONE_CLICK)

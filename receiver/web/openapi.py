@@ -18,11 +18,14 @@ from ..states import STATES
 from . import ErrorAnswer
 from .answers import ReceiptAnswer
 from .health import HealthAnswer, JwkSet, ReadyAnswer
+from .v1.clocks import ChainHead, ChainQuery, ClocksPage, ClocksQuery
 from .v1.consent import CheckAnswer, ConsentAnswer, ConsentCheckSchema, ConsentQuery
 from .v1.deliveries import DeliveriesPage, DeliveriesQuery, ReplayAnswer
+from .v1.erasure import ErasureAnswer, ErasureSchema
 from .v1.events import EventsPage, EventsQuery
 from .v1.export import ExportQuery
 from .v1.links import LinkAnswer, LinksAnswer, LinksBatchSchema, LinkSchema
+from .v1.proof import ProofAnswer, ProofQuery
 from .v1.review import DecisionAnswer, DecisionSchema, ReviewPage, ReviewQuery
 
 bp = Blueprint("openapi", __name__)
@@ -189,6 +192,29 @@ def build_spec(public_base_url: str) -> dict:
         "requestBody": {"required": True, "content": {"application/json": {"schema": DecisionSchema}}},
         "responses": {"200": _json(DecisionAnswer, "decided: the signed answer", RECEIPT_HEADERS),
                       **_errors(400, 401, 403, 404, 409, 413, 415, 503)},
+    }})
+    spec.path(path="/v1/clocks", operations={"get": {
+        "summary": "A tenant's compliance clocks, oldest deadline (honour_by) first, cursor-paginated",
+        "security": admin, "parameters": [{"in": "query", "schema": ClocksQuery}],
+        "responses": {"200": _json(ClocksPage, "a page"), **v1_errors},
+    }})
+    spec.path(path="/v1/chain", operations={"get": {
+        "summary": "The head of a tenant's hash chain, signed like a receipt (keep it elsewhere)",
+        "security": admin, "parameters": [{"in": "query", "schema": ChainQuery}],
+        "responses": {"200": _json(ChainHead, "the head", RECEIPT_HEADERS), **v1_errors},
+    }})
+    spec.path(path="/v1/proof", operations={"get": {
+        "summary": "One guest's proof: states, signals, deliveries with the CRMs' answers, clocks, chain hashes; "
+                   "signed like a receipt (200 with empty lists for an unknown guest)",
+        "security": admin, "parameters": [{"in": "query", "schema": ProofQuery}],
+        "responses": {"200": _json(ProofAnswer, "the proof", RECEIPT_HEADERS), **v1_errors},
+    }})
+    spec.path(path="/v1/erasure", operations={"post": {
+        "summary": "Remove a guest's email or phone from every row, keeping their opt-outs under its keyed hash; "
+                   "the erasure is itself a signal in the chain",
+        "security": admin,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ErasureSchema}}},
+        "responses": {"200": _json(ErasureAnswer, "erased"), **_errors(400, 401, 404, 413, 415, 503)},
     }})
     spec.path(path="/v1/export.csv", operations={"get": {
         "summary": "One row per identity and state in force, streamed", "security": admin,

@@ -72,7 +72,8 @@ def post(token: str):
 
 
 def _page(token: str, link: Link, *, saved: bool = False, problem: str | None = None, status: int = 200):
-    in_force = guest_states(services().engine, link.tenant, link.email, link.phone)
+    in_force = guest_states(services().engine, link.tenant, link.email, link.phone,
+                            key=services().settings.identity_key)
     lang = page_language()
     other = "fr" if lang == "en" else "en"
     html = render_template(

@@ -32,7 +32,7 @@ GRAND, SMALL = "+15551110001", "+15552220002"  # a guest of tenant grand, one of
 class Hostile:
     def __init__(self, settings, engine, sandbox):
         self.settings, self.engine, self.sandbox = settings, engine, sandbox
-        self.ledger = Ledger(engine, settings.tenants)
+        self.ledger = Ledger(engine, settings.tenants, settings.identity_key)
         self.n = 0
 
     def stop(self, phone: str, tenant: str) -> None:
@@ -118,7 +118,7 @@ def test_a_crm_that_drips_its_headers_is_cut_at_the_deadline(hostile, tmp_path, 
 crmtext = {{ base_url = "{slow.url}", user = "slow", password = "pw", keyword = "SLOW", timeout = {DEADLINE} }}
 """)
         hostile.settings = make_settings(tmp_path, database_url, toml=toml)
-        hostile.ledger = Ledger(hostile.engine, hostile.settings.tenants)
+        hostile.ledger = Ledger(hostile.engine, hostile.settings.tenants, hostile.settings.identity_key)
         hostile.stop("+15553330003", "slowinn")
         hostile.stop(SMALL, "smsonly")
         assert hostile.run() < DEADLINE + 1.5

@@ -119,7 +119,7 @@ def test_metrics_answer_without_a_database(settings):
 def sandboxed(tmp_path, database_url, settings, engine, sandbox):
     """Settings whose CRMs are the sandbox, and a function recording one STOP."""
     settings = make_settings(tmp_path, database_url, toml=config_toml(sandbox.url))
-    ledger = Ledger(engine, settings.tenants)
+    ledger = Ledger(engine, settings.tenants, settings.identity_key)
 
     def stop(n: int, phone: str = "+15551234567"):
         signal = sms_signal(f"SM-metrics-{n}", phone, OPT_OUT, keyword="STOP")

@@ -204,7 +204,7 @@ def test_a_permanent_error_stops_at_once(reconciler, sandbox, engine, sleeps, mo
 
 
 def test_a_state_set_before_a_later_re_consent_is_not_applied_again(reconciler, sandbox, engine, xp_settings):
-    ledger = Ledger(engine, xp_settings.tenants)
+    ledger = Ledger(engine, xp_settings.tenants, xp_settings.identity_key)
     twilio = xp_settings.sources["twilio"]
     ledger.record(twilio, _inbound("SM1", OPT_OUT), b"stop")
     ledger.record(twilio, _inbound("SM2", OPT_IN), b"start")

@@ -104,7 +104,7 @@ def test_default_database_is_sqlite_in_instance(tmp_path):
     assert settings.database_url == f"sqlite:///{tmp_path / 'instance' / 'receiver.db'}"
 
 
-@pytest.mark.parametrize("missing", ["DATABASE_URL", "SECRET_KEY", "RECEIPT_SIGNING_KEY"])
+@pytest.mark.parametrize("missing", ["DATABASE_URL", "SECRET_KEY", "RECEIPT_SIGNING_KEY", "RECEIVER_IDENTITY_KEY"])
 def test_production_requires_each_secret(tmp_path, missing):
     config = tmp_path / "receiver.toml"
     config.write_text(config_toml())
@@ -252,7 +252,7 @@ def _without_secrets(tmp_path) -> dict[str, str]:
     config = tmp_path / "receiver.toml"
     config.write_text(config_toml())
     env = {**base_env(SQLITE, config), "RECEIVER_ENV": "development"}
-    del env["SECRET_KEY"], env["RECEIPT_SIGNING_KEY"]
+    del env["SECRET_KEY"], env["RECEIPT_SIGNING_KEY"], env["RECEIVER_IDENTITY_KEY"]
     return env
 
 
@@ -264,7 +264,9 @@ def test_development_secrets_are_generated_once_and_kept(tmp_path):
     assert keep_in_instance(tmp_path / "instance") == []  # never replaced once made
     second = load_settings(env, root=tmp_path)
 
-    assert sorted(p.name for p in made) == ["receipt_signing_key", "secret_key"]
+    assert sorted(p.name for p in made) == ["identity_key", "receipt_signing_key", "secret_key"]
+    assert first.identity_key == second.identity_key
+    assert (tmp_path / "instance" / "identity_key").read_text().strip().encode() == first.identity_key
     assert first.secret_keys == second.secret_keys
     assert first.receipt_keys == second.receipt_keys
     assert len(base64.b64decode(first.receipt_keys[0])) == 32
@@ -355,7 +357,32 @@ def test_keys_generate_instance_makes_the_development_secrets_loading_then_reads
     made = CliRunner().invoke(cli, ["keys", "generate", "--instance"])
     again = CliRunner().invoke(cli, ["keys", "generate", "--instance"])
 
-    assert made.exit_code == 0 and made.output.count("made ") == 2
+    assert made.exit_code == 0 and made.output.count("made ") == 3
     assert again.exit_code == 0 and "already" in again.output
     settings = load_settings(_without_secrets(tmp_path), root=tmp_path)
     assert (tmp_path / "instance" / "secret_key").read_text().strip() == settings.secret_keys[0]
+
+
+def test_tenant_compliance_defaults(tmp_path):
+    grand = load(tmp_path).tenants["grand"]
+
+    assert grand.regimes == ("tcpa", "can-spam", "gmail-yahoo")
+    assert (grand.calendar, grand.timezone) == ("US", None)
+
+
+@pytest.mark.parametrize(("line", "named"), [
+    ('regimes = ["tcpa", "gdpr"]', "tenants.grand.regimes: unknown regime 'gdpr'"),
+    ('calendar = "XX"', "tenants.grand.calendar: unknown country 'XX'"),
+    ('calendar = "CA-ZZ"', "tenants.grand.calendar: CA has no subdivision 'ZZ'"),
+    ('timezone = "Mars/Olympus"', "tenants.grand.timezone: unknown time zone 'Mars/Olympus'"),
+])
+def test_unknown_regime_calendar_or_timezone_stops_start_up_naming_it(tmp_path, line, named):
+    toml = config_toml().replace('display_name = "Grand Hotel"', f'display_name = "Grand Hotel"\n{line}')
+
+    message = refused(tmp_path, toml=toml)
+
+    assert named in message and "\n" not in message
+
+
+def test_identity_key_too_short_is_refused(tmp_path):
+    assert refused(tmp_path, RECEIVER_IDENTITY_KEY="short").startswith("RECEIVER_IDENTITY_KEY: shorter than 32")

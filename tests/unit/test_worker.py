@@ -46,7 +46,7 @@ class World:
 
     def __init__(self, settings, engine, sandbox):
         self.settings, self.engine, self.sandbox = settings, engine, sandbox
-        self.ledger = Ledger(engine, settings.tenants)
+        self.ledger = Ledger(engine, settings.tenants, settings.identity_key)
         self._n = 0
 
     def worker(self, owner: str = "w1") -> Worker:

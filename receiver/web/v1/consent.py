@@ -71,7 +71,7 @@ def consent():
     data = load(ConsentQuery(), request.args.to_dict())
     tenant = known_tenant(data["tenant"])
     email, phone = normalize_contact(data.get("email"), data.get("phone"))
-    states = queries.guest_states(services().engine, tenant, email, phone)
+    states = queries.guest_states(services().engine, tenant, email, phone, key=services().settings.identity_key)
     return jsonify(ConsentAnswer().dump({"tenant": tenant, "email": email, "phone": phone, "states": states}))
 
 
@@ -82,7 +82,8 @@ def consent_check():
     tenant = known_tenant(data["tenant"])
     people = [normalize_contact(r.get("email"), r.get("phone"), path=f"recipients[{n}]")
               for n, r in enumerate(data["recipients"])]
-    found = queries.states_by_identity(services().engine, tenant, [i for pair in people for i in pair])
+    found = queries.states_by_identity(services().engine, tenant, [i for pair in people for i in pair],
+                                       services().settings.identity_key)
     recipients = []
     for email, phone in people:
         states = queries.merge_states(found, email, phone)

@@ -5,10 +5,11 @@ from marshmallow import Schema, fields, validate
 
 from ...access.roles import Permission
 from ...identities import normalize_contact
-from ...ledger import queries
+from ...ledger import clocks, queries
 from ...schemas import load, text
 from ...services import services
 from ..answers import RECEIPT_STATUSES, Change, Time
+from .clocks import ClockItem
 from .common import ListQuery, Since, allow, bp, known_tenant, page_of, visible_tenants
 
 
@@ -24,7 +25,7 @@ class EventItem(Schema):
     source = fields.String(required=True)
     tenant = fields.String(required=True)
     event_id = fields.String(required=True)
-    kind = fields.String(required=True, validate=validate.OneOf(("opt_out", "opt_in", "help", "other")))
+    kind = fields.String(required=True, validate=validate.OneOf(("opt_out", "opt_in", "help", "other", "erasure")))
     keyword = fields.String(allow_none=True)
     review = fields.Boolean(required=True)
     email = fields.String(allow_none=True)
@@ -37,6 +38,8 @@ class EventItem(Schema):
     evidence_sha256 = fields.String(required=True)
     operator = fields.Function(lambda row: (row["detail"] or {}).get("operator"), allow_none=True,
                                metadata={"description": "the operator who made this write (staff, review)"})
+    clocks = fields.List(fields.Nested(ClockItem), required=True,
+                         metadata={"description": "the compliance clocks the signal started"})
 
 
 EventsPage = page_of(EventItem, "EventsPage")
@@ -50,5 +53,7 @@ def events():
     rows, next_id = queries.events_page(
         services().engine, tenant=known_tenant(data.get("tenant")), tenants=visible_tenants(), email=email, phone=phone,
         since=data.get("since"), after=queries.decode_cursor(data.get("cursor")), limit=data["limit"])
-    return jsonify(EventsPage().dump({"items": [row._mapping for row in rows],
+    started = clocks.of_signals(services().engine, [row.id for row in rows])
+    items = [{**row._mapping, "clocks": [c._mapping for c in started.get(row.id, [])]} for row in rows]
+    return jsonify(EventsPage().dump({"items": items,
                                       "next_cursor": queries.encode_cursor(next_id)}))

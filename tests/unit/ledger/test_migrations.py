@@ -121,3 +121,31 @@ def test_emails_that_differ_only_by_case_become_one_identity(migrated_to):
             3: (PHONE, "guest@example.com"),
             4: ("guest@example.com", "guest@example.com")}  # dead: a replay sends it again
     assert queries.guest_states(engine, "grand", "guest@example.com") == {MARKETING_DECLINE: T1, MAIL_BAN: T3}
+
+
+def test_existing_signals_get_their_clocks_and_are_chained(migrated_to):
+    from receiver.compliance.chain import verify
+    from receiver.ledger import chain
+    from receiver.ledger.models import ClockRow
+
+    url, engine = migrated_to("0007")
+    with engine.begin() as conn:  # as 0007 stored them: no clocks, no chain
+        conn.execute(insert(RequestRecord), [{
+            "id": "rcpt_1", "source": "partner", "tenant": "grand", "request_key": "r1", "status": "accepted",
+            "received_at": T1, "evidence_sha256": "0" * 64, "event_ids": [], "changes": []}])
+        conn.execute(insert(SignalRow), [signal(1, email="guest@example.com"), signal(2, tenant="smsonly", email="a@b.c"),
+                                         {**signal(3, email="guest@example.com"), "changes": []}])
+        conn.execute(insert(Delivery), [delivery(1, 1, "guest@example.com", "done", "guest@example.com")])
+    key = b"test-identity-key-of-at-least-32-bytes"
+
+    upgrade(url, key)
+
+    with engine.connect() as conn:
+        clocks = {(c.signal_id, c.regime): (c.status, c.honoured_at) for c in conn.execute(select(ClockRow))}
+    # marketing_decline: CAN-SPAM's clock; signal 1's delivery is done (met at its finish), 2's owes none.
+    assert clocks == {(1, "can-spam"): ("met", T1), (2, "can-spam"): ("met", T1)}
+    rows = list(chain.stream(engine))
+    assert [r["id"] for r in rows] == [1, 3, 2] and all(r["chain_sha256"] for r in rows)
+    assert rows[0]["add"] == ["marketing_decline"] and rows[1]["add"] == []
+    assert verify(rows, key) is None
+    assert chain.head(engine, "grand") == {"tenant": "grand", "signal_id": 3, "chain_sha256": rows[1]["chain_sha256"]}

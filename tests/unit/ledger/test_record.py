@@ -248,7 +248,7 @@ auth_token = "t"
 
 
 def test_email_only_skips_experience_for_a_phone_without_email(email_only, engine):
-    ledger = Ledger(engine, email_only.tenants)
+    ledger = Ledger(engine, email_only.tenants, email_only.identity_key)
 
     ledger.record(email_only.sources["strict-twilio"], sms("SM1"), b"")
 
@@ -259,7 +259,7 @@ def test_email_only_skips_experience_for_a_phone_without_email(email_only, engin
 
 
 def test_email_only_sends_a_phone_with_a_known_email(email_only, engine):
-    ledger = Ledger(engine, email_only.tenants)
+    ledger = Ledger(engine, email_only.tenants, email_only.identity_key)
     source = SourceConfig(name="strict-partner", kind="standard-webhooks", tenant="strict", options={})
     ledger.record(source, partner("evt_1", MARKETING_DECLINE), b"{}")
 
@@ -271,7 +271,7 @@ def test_email_only_sends_a_phone_with_a_known_email(email_only, engine):
 
 
 def test_email_only_delivers_a_skipped_sms_state_once_a_link_appears(email_only, engine):
-    ledger = Ledger(engine, email_only.tenants)
+    ledger = Ledger(engine, email_only.tenants, email_only.identity_key)
     ledger.record(email_only.sources["strict-twilio"], sms("SM1"), b"")
     [skipped] = [row for row in rows(engine, Delivery) if row.crm == EXPERIENCE]
     source = SourceConfig(name="strict-partner", kind="standard-webhooks", tenant="strict", options={})
@@ -288,7 +288,7 @@ def test_email_only_delivers_a_skipped_sms_state_once_a_link_appears(email_only,
 
 
 def test_email_only_link_does_not_deliver_a_lifted_state(email_only, engine):
-    ledger = Ledger(engine, email_only.tenants)
+    ledger = Ledger(engine, email_only.tenants, email_only.identity_key)
     twilio = email_only.sources["strict-twilio"]
     ledger.record(twilio, sms("SM1", "STOP"), b"")
     ledger.record(twilio, sms("SM2", "START"), b"")
@@ -301,7 +301,7 @@ def test_email_only_link_does_not_deliver_a_lifted_state(email_only, engine):
 
 
 def test_email_only_link_with_the_same_state_owes_it_once(email_only, engine):
-    ledger = Ledger(engine, email_only.tenants)
+    ledger = Ledger(engine, email_only.tenants, email_only.identity_key)
     twilio = email_only.sources["strict-twilio"]
     ledger.record(twilio, sms("SM1", "STOP"), b"")
     ledger.record(twilio, sms("SM2", "START"), b"")

@@ -43,7 +43,7 @@ def test_the_document_covers_every_endpoint(client):
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) >= {
         "/hooks/{source}", "/u/{token}", "/forms/unsubscribe", "/v1/links", "/v1/consent", "/v1/consent/check",
-        "/v1/events", "/v1/deliveries", "/v1/deliveries/{delivery_id}/replay", "/v1/export.csv", "/healthz",
+        "/v1/events", "/v1/deliveries", "/v1/deliveries/{delivery_id}/replay", "/v1/export.csv", "/v1/clocks", "/v1/chain", "/v1/proof", "/v1/erasure", "/healthz",
         "/v1/opt-outs", "/v1/review", "/v1/review/{event_id}",
         "/readyz", "/metrics", "/.well-known/receipt-keys"}
     events = {p["name"] for p in document["paths"]["/v1/events"]["get"]["parameters"]}
@@ -116,6 +116,7 @@ def fill_the_ledger(app) -> None:
     events = client.get("/v1/events", headers=ADMIN).get_json()["items"]
     assert {i["status"] for i in events} == {"accepted", "ignored"}  # a duplicate stores no second signal
     assert any("removed" in change for i in events for change in i["changes"])
+    assert {c["regime"] for i in events for c in i["clocks"]} == {"tcpa", "can-spam"}
 
 
 @pytest.fixture
@@ -134,7 +135,7 @@ def test_the_api_keeps_its_own_document(schema_app):
     """Every operation, 25 generated requests each, on a ledger holding data; the first failure is reported."""
     schema = schemathesis.openapi.from_wsgi("/openapi.json", schema_app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 20
+    assert len(operations) == 24
     for operation in operations:
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, database=None, derandomize=True,

@@ -208,5 +208,5 @@ def test_a_huge_delivery_id_is_not_found(client):
 
 def test_all_of_v1_is_one_blueprint_in_one_package(app):
     rules = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/v1/")]
-    assert len(rules) == 10 and {rule.endpoint.split(".")[0] for rule in rules} == {"v1"}
+    assert len(rules) == 14 and {rule.endpoint.split(".")[0] for rule in rules} == {"v1"}
     assert all(app.view_functions[rule.endpoint].__module__.startswith("receiver.web.v1.") for rule in rules)

@@ -19,6 +19,8 @@ EXPECTED = {
     "v1.deliveries": Permission.READ, "v1.review_queue": Permission.READ, "v1.replay": Permission.REPLAY,
     "v1.export_csv": Permission.EXPORT, "v1.issue_links": Permission.LINKS,
     "v1.record_opt_out": Permission.RECORD_OPT_OUT, "v1.decide": Permission.DECIDE_REVIEW,
+    "v1.clocks": Permission.READ, "v1.chain_head": Permission.READ, "v1.proof": Permission.READ,
+    "v1.erasure": Permission.ERASURE,
 }
 
 

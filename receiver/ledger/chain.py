@@ -1,0 +1,141 @@
+"""The hash chain's SQL: locking a tenant's head, linking new signals, streaming a chain to verify, filling old rows.
+
+One linear chain per tenant without serialising tenants: recording locks the tenant's
+``chain_heads`` row (``SELECT … FOR UPDATE`` on PostgreSQL) before it inserts the request's
+signals, so a tenant's signal ids are taken in chain order and its writers queue on that row while
+other tenants' writers do not. SQLite's one writer (``BEGIN IMMEDIATE``) serialises already.
+Chain order is ``id`` order within a tenant.
+
+Chained: the signals kept forever (opt-outs, opt-ins, anything flagged for review). HELP and other
+texts are not: ``receiver prune`` forgets them after ``[retention]`` days, which would break a chain.
+"""
+
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import JSON, Connection, Engine, select
+
+from ..compliance.chain import canonical, identity_hash, link, verify
+from ..signals import HELP, OTHER
+from .models import UTCDateTime
+
+# Written out here (not the models) so migration 0010 fills rows with the same code at its revision.
+signals = sa.table(
+    "signals", sa.column("id"), sa.column("tenant"), sa.column("source"), sa.column("event_id"),
+    sa.column("kind"), sa.column("review"), sa.column("receipt_id"), sa.column("evidence_sha256"), sa.column("email"),
+    sa.column("phone"), sa.column("occurred_at", UTCDateTime()), sa.column("received_at", UTCDateTime()),
+    sa.column("detail", JSON), sa.column("changes", JSON), sa.column("add_states", JSON),
+    sa.column("remove_states", JSON), sa.column("email_hash"), sa.column("phone_hash"), sa.column("chain_sha256"))
+heads = sa.table("chain_heads", sa.column("tenant"), sa.column("signal_id"), sa.column("chain_sha256"))
+STREAM_BATCH = 1000
+CHAINED = sa.or_(signals.c.kind.not_in((HELP, OTHER)), signals.c.review.is_(True))
+
+
+def is_chained(kind: str, review: bool) -> bool:
+    """Whether a signal is linked into the chain (the same rule as CHAINED, in Python)."""
+    return kind not in (HELP, OTHER) or bool(review)
+
+
+def hashes(key: bytes, email: str | None, phone: str | None) -> dict:
+    return {"email_hash": identity_hash(key, email) if email else None,
+            "phone_hash": identity_hash(key, phone) if phone else None}
+
+
+def fields_of(row) -> dict:
+    """The canonical form's fields of a stored (or about to be stored) signal row."""
+    return {"tenant": row["tenant"], "source": row["source"], "event_id": row["event_id"], "kind": row["kind"],
+            "add": row["add_states"] or [], "remove": row["remove_states"] or [],
+            "occurred_at": row["occurred_at"], "received_at": row["received_at"],
+            "evidence_sha256": row["evidence_sha256"], "receipt_id": row["receipt_id"],
+            "operator": (row["detail"] or {}).get("operator"),
+            "email_hash": row["email_hash"], "phone_hash": row["phone_hash"]}
+
+
+def next_link(previous: str | None, row) -> str:
+    return link(previous, canonical(fields_of(row)))
+
+
+def lock_head(conn: Connection, insert, tenant: str) -> str | None:
+    """Lock ``tenant``'s head row for this transaction (made on first use); its hash, None for a new chain."""
+    conn.execute(insert(heads).values(tenant=tenant, signal_id=None, chain_sha256=None).on_conflict_do_nothing())
+    return conn.execute(select(heads.c.chain_sha256).where(heads.c.tenant == tenant).with_for_update()).scalar()
+
+
+def move_head(conn: Connection, tenant: str, signal_id: int, sha256: str) -> None:
+    conn.execute(sa.update(heads).where(heads.c.tenant == tenant).values(signal_id=signal_id, chain_sha256=sha256))
+
+
+def head(engine: Engine, tenant: str) -> dict:
+    with engine.connect() as conn:
+        row = conn.execute(select(heads.c.signal_id, heads.c.chain_sha256).where(heads.c.tenant == tenant)).first()
+    return {"tenant": tenant, "signal_id": row.signal_id if row else None,
+            "chain_sha256": row.chain_sha256 if row else None}
+
+
+def stream(engine: Engine, tenant: str | None = None) -> Iterator[dict]:
+    """Every signal in chain order (tenant, id), read with a server-side cursor in batches: bounded memory."""
+    query = select(signals).where(CHAINED).order_by(signals.c.tenant, signals.c.id)
+    if tenant is not None:
+        query = query.where(signals.c.tenant == tenant)
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(query)
+        for row in result.mappings():
+            yield {**fields_of(row), "id": row["id"], "chain_sha256": row["chain_sha256"],
+                   "email": row["email"], "phone": row["phone"]}
+
+
+def fill(conn: Connection, key: bytes) -> int:
+    """Chain every row of an unchained ledger (migration 0010), in id order per tenant; the number chained."""
+    done = 0
+    tenants = conn.execute(select(signals.c.tenant).where(CHAINED, signals.c.chain_sha256.is_(None))
+                           .distinct()).scalars()
+    for tenant in list(tenants):
+        previous, last = None, 0
+        while True:  # in batches: a large ledger is not read into memory at once
+            rows = conn.execute(select(signals).where(signals.c.tenant == tenant, signals.c.id > last, CHAINED)
+                                .order_by(signals.c.id).limit(STREAM_BATCH)).mappings().all()
+            if not rows:
+                break
+            for row in rows:
+                values = {**hashes(key, row["email"], row["phone"]),
+                          "add_states": _asked(row, "add_states", "states"),
+                          "remove_states": _asked(row, "remove_states", "removed")}
+                values["chain_sha256"] = previous = next_link(previous, {**row, **values})
+                conn.execute(sa.update(signals).where(signals.c.id == row["id"]).values(**values))
+                last, done = row["id"], done + 1
+        conn.execute(sa.delete(heads).where(heads.c.tenant == tenant))
+        conn.execute(sa.insert(heads).values(tenant=tenant, signal_id=last, chain_sha256=previous))
+    return done
+
+
+def _asked(row, column: str, key: str) -> list[str]:
+    """What an older row asked, as far as it shows: the states its changes record."""
+    if row[column] is not None:
+        return row[column]
+    return sorted({state for change in row["changes"] or () for state in change.get(key, ())})
+
+
+def check(engine: Engine, key: bytes, tenant: str | None = None) -> tuple[int, str | None]:
+    """``receiver verify``: rows checked, and the first problem as one line (None when the chain holds).
+
+    Streams every chain (bounded memory), then compares each tenant's last row with its
+    ``chain_heads`` row, which a row deleted off the end leaves behind.
+    """
+    counted, last = 0, {}
+
+    def rows():
+        nonlocal counted
+        for row in stream(engine, tenant):
+            counted += 1
+            last[row["tenant"]] = (row["id"], row["chain_sha256"])
+            yield row
+
+    mismatch = verify(rows(), key)
+    if mismatch is not None:
+        return counted, str(mismatch)
+    with engine.connect() as conn:
+        query = select(heads.c.tenant, heads.c.signal_id, heads.c.chain_sha256)
+        for name, signal_id, sha256 in conn.execute(query if tenant is None else query.where(heads.c.tenant == tenant)):
+            if sha256 is not None and last.get(name) != (signal_id, sha256):
+                return counted, f"tenant {name}: its last row is not the head recorded in chain_heads (row {signal_id})"
+    return counted, None
