@@ -11,8 +11,15 @@ from dataclasses import dataclass
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import get_encoding_from_headers
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, ProxyError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProxyError,
+)
 
 from .errors import OutcomeUnknown, Permanent, Retryable, safe_url
 
@@ -99,7 +106,11 @@ def _read(resp: requests.Response, where: str, deadline: float, watch: "_Watchdo
         raise _unknown(resp, f"answer from {where} in an encoding we did not ask for: {encoding[:40]}")
     body = bytearray()
     try:
-        while chunk := resp.raw.read1(_CHUNK, decode_content=False):
+        while True:
+            if not watch.time_left(deadline):
+                raise _unknown(resp, f"no complete answer from {where} within the deadline")
+            if not (chunk := resp.raw.read1(_CHUNK, decode_content=False)):
+                break
             if inflate is not None:
                 # max_length: a few KB of gzip must never inflate into memory past the cap.
                 chunk = inflate.decompress(chunk, max_bytes + 1 - len(body))
@@ -107,8 +118,6 @@ def _read(resp: requests.Response, where: str, deadline: float, watch: "_Watchdo
             if len(body) > max_bytes:
                 message = f"answer from {where} is over {max_bytes} bytes"
                 raise AnswerTooLarge(message, status=resp.status_code, detail=message)
-            if time.monotonic() > deadline:
-                raise _unknown(resp, f"no complete answer from {where} within the deadline")
     except (HTTPError, OSError) as exc:
         reason = "cut off at the deadline" if watch.cut else f"broke off ({type(exc).__name__})"
         raise _unknown(resp, f"answer from {where} {reason}") from exc
@@ -164,7 +173,9 @@ class _Watchdog:
 
     def __init__(self, seconds: float):
         self.cut = False
-        self.conn = None
+        # The socket itself, not conn.sock: http.client drops conn.sock once the headers of a
+        # `Connection: close` answer are read, while the body still comes through this socket.
+        self.sock = None
         self._lock = threading.Lock()
         self._over = False
         self._timer = self._start(seconds)
@@ -190,33 +201,72 @@ class _Watchdog:
             if self._over:
                 return
             self.cut = True
-            sock = getattr(self.conn, "sock", None)
-            if sock is None:
+            if self.sock is None:
                 self._timer = self._start(self._POLL)
                 return
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
+    def opened(self, sock) -> None:
+        """Watch this socket; refuse it (nothing sent yet) when the deadline passed while connecting."""
+        with self._lock:
+            if self.cut:
+                sock.close()
+                raise ConnectTimeoutError("the deadline passed while connecting; nothing was sent")
+            self.sock = sock
+
+    def time_left(self, deadline: float) -> bool:
+        """Bound the next read by the time left, so no single read outlasts the deadline."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if self.sock is not None:
+            try:
+                self.sock.settimeout(left)
+            except OSError:
+                pass  # already shut down: the read fails at once
+        return True
+
+
+class _WatchedConnection:
+    """A connection that hands its socket to the running call's watchdog as soon as it opens."""
+
+    def connect(self):
+        super().connect()
+        _watch_socket(self.sock)
+
+
+def _watch_socket(sock) -> None:
+    watch = getattr(_in_flight, "watch", None)
+    if watch is not None and sock is not None:
+        watch.opened(sock)
+
 
 class _Watched:
-    """A connection pool that tells the running call's watchdog which connection it uses."""
+    """A connection pool that tells the running call's watchdog which socket it uses."""
 
     def _get_conn(self, timeout=None):
         conn = super()._get_conn(timeout)
-        watch = getattr(_in_flight, "watch", None)
-        if watch is not None:
-            watch.conn = conn
+        _watch_socket(conn.sock)  # a kept-alive connection is not connected again
         return conn
 
 
-class _WatchedHTTPPool(_Watched, HTTPConnectionPool):
+class _WatchedHTTPConnection(_WatchedConnection, HTTPConnection):
     pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(_Watched, HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
 
 
 class _WatchedHTTPSPool(_Watched, HTTPSConnectionPool):
-    pass
+    ConnectionCls = _WatchedHTTPSConnection
 
 
 class _WatchedAdapter(HTTPAdapter):

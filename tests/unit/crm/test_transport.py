@@ -113,3 +113,50 @@ def test_only_gzip_and_deflate_are_asked_for():
     [sent] = session.sent
     assert sent["headers"] == {"Accept-Encoding": "gzip, deflate", "Accept": "text/xml"}
     assert sent["allow_redirects"] is False and sent["stream"] is True
+
+
+def _headers_then_drip(every: float):
+    """Prompt headers with `Connection: close`, then the body one byte every ``every`` seconds."""
+    answer = http_answer("200 OK", OK_XML)
+    head, body = answer[:answer.index(b"\r\n\r\n") + 4], answer[answer.index(b"\r\n\r\n") + 4:]
+
+    def send(conn):
+        conn.sendall(head)
+        drip(body, every)(conn)
+
+    return send
+
+
+def test_a_closing_answer_dripped_after_its_headers_is_cut_at_the_deadline():
+    # Review F1: http.client drops conn.sock once a `Connection: close` answer's headers are read;
+    # the watchdog then found no socket, and each read could block a whole timeout (≈ 2 × timeout).
+    crm = RawCrm(_headers_then_drip(every=0.7))
+    try:
+        started = time.monotonic()
+        with pytest.raises(OutcomeUnknown):
+            post(crm.url, timeout=1.0)
+        assert time.monotonic() - started < 1.25
+    finally:
+        crm.close()
+
+
+def test_nothing_is_sent_when_the_deadline_passes_while_connecting(monkeypatch):
+    # Review F1: a slow connect that finally opens after the deadline must not send the POST.
+    from urllib3.connection import HTTPConnection
+
+    real_connect = HTTPConnection.connect
+
+    def slow_connect(self):
+        time.sleep(0.4)
+        real_connect(self)
+
+    monkeypatch.setattr(HTTPConnection, "connect", slow_connect)
+    crm = RawCrm(lambda conn: conn.sendall(http_answer("200 OK", OK_XML)))
+    try:
+        with pytest.raises(Retryable) as err:
+            post(crm.url, timeout=0.2)
+        assert not isinstance(err.value, OutcomeUnknown)
+        time.sleep(0.2)
+        assert crm.requests in ([], [b""])
+    finally:
+        crm.close()
