@@ -82,7 +82,7 @@ def call(session: requests.Session, method: str, url: str, *, timeout: float,
             resp = session.request(method, url, timeout=timeout, headers=headers, allow_redirects=False,
                                    stream=True, **kw)
         except requests.RequestException as exc:
-            raise _failure(exc, where, watch.cut) from exc
+            raise _failure(exc, where, watch.cut, watch.sent) from exc
         try:
             content = _read(resp, where, deadline, watch, max_bytes)
         finally:
@@ -133,7 +133,7 @@ def _unknown(resp: requests.Response, message: str) -> OutcomeUnknown:
     return OutcomeUnknown(message, status=resp.status_code, detail=message)
 
 
-def _failure(exc: requests.RequestException, where: str, cut: bool):
+def _failure(exc: requests.RequestException, where: str, cut: bool, sent: bool):
     """The CrmError a requests failure calls for: Retryable only if the CRM cannot have seen it."""
     if isinstance(exc, requests.ConnectTimeout):
         return Retryable(f"connect timeout to {where}", detail=str(exc))
@@ -142,7 +142,7 @@ def _failure(exc: requests.RequestException, where: str, cut: bool):
     if isinstance(exc, requests.ReadTimeout):
         return OutcomeUnknown(f"read timeout from {where}", detail=str(exc))
     if isinstance(exc, requests.ConnectionError):
-        if _before_sending(exc):
+        if _before_sending(exc, sent):
             return Retryable(f"cannot connect to {where}", detail=str(exc))
         return OutcomeUnknown(f"connection lost with {where}", detail=str(exc))
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
@@ -152,14 +152,18 @@ def _failure(exc: requests.RequestException, where: str, cut: bool):
     return OutcomeUnknown(f"failed mid-call with {where}", detail=str(exc))
 
 
-def _before_sending(exc: requests.ConnectionError) -> bool:
+def _before_sending(exc: requests.ConnectionError, sent: bool) -> bool:
     """True when the connection was never made, so the CRM cannot have seen the request.
 
     urllib3 wraps failures to connect in MaxRetryError; a reset or a close after the
-    request went out comes as ProtocolError instead.
+    request went out comes as ProtocolError instead. An SSLError is raised for a bad
+    certificate or handshake, but also for a TLS failure reading the answer to a request
+    already sent: only the first kind is before sending.
     """
-    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.ProxyError):
+    if isinstance(exc, requests.exceptions.ProxyError):
         return True
+    if isinstance(exc, requests.exceptions.SSLError):
+        return not sent
     reason = exc.args[0] if exc.args else None
     if isinstance(reason, MaxRetryError):
         return isinstance(reason.reason, NewConnectionError | ProxyError)
@@ -173,6 +177,7 @@ class _Watchdog:
 
     def __init__(self, seconds: float):
         self.cut = False
+        self.sent = False  # whether any byte of the request may have left
         # The socket itself, not conn.sock: http.client drops conn.sock once the headers of a
         # `Connection: close` answer are read, while the body still comes through this socket.
         self.sock = None
@@ -236,6 +241,14 @@ class _WatchedConnection:
     def connect(self):
         super().connect()
         _watch_socket(self.sock)
+
+    def send(self, data):
+        if self.sock is None:  # http.client connects on the first send: still nothing sent
+            self.connect()
+        watch = getattr(_in_flight, "watch", None)
+        if watch is not None:
+            watch.sent = True
+        super().send(data)
 
 
 def _watch_socket(sock) -> None:
