@@ -15,6 +15,7 @@ from sqlalchemy import Engine, insert, or_, select, update
 from ..crm.delivery import Outcome, Report, Started
 from ..crm.errors import backoff_seconds
 from ..settings import WorkerConfig
+from .db import db_now
 from .models import Attempt, Delivery, utcnow
 from .outbox import DEAD, DONE, PENDING, still_owed
 
@@ -36,12 +37,13 @@ class Leases:
         self.engine, self.owner, self.config = engine, owner, config
 
     def now(self) -> datetime:
-        return utcnow()
+        with self.engine.connect() as conn:
+            return db_now(conn)
 
     def claim(self) -> list:
         """Lease up to ``claim_size`` due deliveries, oldest first."""
-        now = utcnow()
         with self.engine.begin() as conn:
+            now = db_now(conn)
             ids = conn.execute(
                 select(Delivery.id)
                 .where(Delivery.status == PENDING, Delivery.next_attempt_at <= now,
@@ -71,7 +73,7 @@ class Leases:
         with self.engine.begin() as conn:
             if not self._renew(conn, [row]):
                 return None
-            started = utcnow()
+            started = db_now(conn)
             attempt_id = conn.execute(insert(Attempt).values(
                 delivery_id=row.id, started_at=started, outcome=Outcome.STARTED).returning(Attempt.id)).scalar()
         return Started(attempt_id, started)
@@ -86,7 +88,7 @@ class Leases:
         kept = still_owed(conn, [row for row in rows if row.id in ours])
         if kept:
             conn.execute(update(Delivery).where(Delivery.id.in_([row.id for row in kept])).values(
-                lease_until=utcnow() + timedelta(seconds=self.config.lease_seconds)))
+                lease_until=db_now(conn) + timedelta(seconds=self.config.lease_seconds)))
         return kept
 
     def postpone(self, rows: list, until: datetime, why: str) -> None:
