@@ -6,8 +6,10 @@ an email is an identity is folded the way receiver.identities.fold_email does (P
 ``str.lower``, the same on SQLite and PostgreSQL, whose ``lower()`` differ beyond ASCII):
 
 - ``consent``: rows that now share (tenant, identity, state) become one, keeping the earliest
-  ``since`` and that row's ``signal_id`` (the state has held since then; a later delivery of the
-  same state is then owed no more, as if the second signal had found it in force);
+  ``since`` (the state has held since then) and that row's ``signal_id``, so that a later delivery
+  of the same state is owed no more, as if the second signal had found it in force; unless one of
+  the rows' signals still has a delivery to that identity pending (or else dead): its
+  ``signal_id`` is kept, so that delivery still reaches its CRM instead of being skipped;
 - ``identity_links``: rows that now share (tenant, email, phone) become one, keeping the latest
   ``created_at`` (the most recent link names the email of a phone);
 - ``signals.email`` and the emails of ``signals.changes`` (the audit trail is looked up by
@@ -39,7 +41,8 @@ links = sa.table('identity_links', sa.column('tenant'), sa.column('email'), sa.c
 signals = sa.table('signals', sa.column('id'), sa.column('tenant'), sa.column('email'),
                    sa.column('changes', sa.JSON))
 deliveries = sa.table('deliveries', sa.column('id'), sa.column('identity'), sa.column('status'),
-                      sa.column('payload', sa.JSON))
+                      sa.column('payload', sa.JSON), sa.column('signal_id'), sa.column('tenant'))
+UNSENT = ('pending', 'dead')  # in order of preference: a dead delivery is sent again by a replay
 
 
 def fold(email: str) -> str:
@@ -67,27 +70,38 @@ def _rows_of(conn, table, column, emails: set[str]) -> list:
 
 
 def _merge(conn, table, column, primary_key, key, keep) -> None:
-    """Replace each group of rows sharing ``key`` once folded by the one ``keep`` picks, folded."""
+    """Replace each group of rows sharing ``key`` once folded by the one ``keep`` makes (a dict), folded."""
     groups: dict[tuple, list] = {}
     for row in _rows_of(conn, table, column, _to_fold(conn, column)):
         groups.setdefault(key(row), []).append(row)
     for rows in groups.values():
         if all(fold(getattr(row, column.name)) == getattr(row, column.name) for row in rows):
             continue
-        kept = keep(rows)._asdict()
+        kept = keep(rows)
         for row in rows:
             conn.execute(sa.delete(table).where(*(c == getattr(row, c.name) for c in primary_key)))
         conn.execute(sa.insert(table).values({**kept, column.name: fold(kept[column.name])}))
+
+
+def _kept_consent(conn, rows: list):
+    """The earliest ``since`` of merged consent rows, under the signal whose delivery is still owed."""
+    earliest = min(rows, key=lambda r: (r.since, r.signal_id))
+    unsent = conn.execute(sa.select(deliveries.c.signal_id, deliveries.c.identity, deliveries.c.status).where(
+        deliveries.c.signal_id.in_([r.signal_id for r in rows]), deliveries.c.tenant == earliest.tenant,
+        deliveries.c.status.in_(UNSENT))).all()
+    owing = sorted((UNSENT.index(status), signal_id) for signal_id, identity, status in unsent
+                   if fold(identity) == fold(earliest.identity))
+    return {**earliest._asdict(), **({'signal_id': owing[0][1]} if owing else {})}
 
 
 def upgrade() -> None:
     conn = op.get_bind()
     _merge(conn, consent, consent.c.identity, (consent.c.tenant, consent.c.identity, consent.c.state),
            lambda r: (r.tenant, fold(r.identity), r.state),
-           lambda rows: min(rows, key=lambda r: (r.since, r.signal_id)))
+           lambda rows: _kept_consent(conn, rows))
     _merge(conn, links, links.c.email, (links.c.tenant, links.c.email, links.c.phone),
            lambda r: (r.tenant, fold(r.email), r.phone),
-           lambda rows: max(rows, key=lambda r: r.created_at))
+           lambda rows: max(rows, key=lambda r: r.created_at)._asdict())
 
     # A signal's changes name its own email, which reconcile matches against (a re-consent's
     # lifted states). The index is (tenant, email): select by both, so each is an index look-up.
@@ -104,7 +118,8 @@ def upgrade() -> None:
 
     changed = []
     maybe = sa.or_(deliveries.c.identity.like('%@%'), deliveries.c.status.in_(('pending', 'dead')))
-    for id_, identity, status, payload in conn.execute(sa.select(deliveries).where(maybe)):
+    for id_, identity, status, payload in conn.execute(sa.select(
+            deliveries.c.id, deliveries.c.identity, deliveries.c.status, deliveries.c.payload).where(maybe)):
         email = payload.get('email') if isinstance(payload, dict) else None
         new_payload = payload
         if status in ('pending', 'dead') and email and fold(email) != email:
