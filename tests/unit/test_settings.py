@@ -359,3 +359,14 @@ def test_keys_generate_instance_makes_the_development_secrets_loading_then_reads
     assert again.exit_code == 0 and "already" in again.output
     settings = load_settings(_without_secrets(tmp_path), root=tmp_path)
     assert (tmp_path / "instance" / "secret_key").read_text().strip() == settings.secret_keys[0]
+
+
+@pytest.mark.parametrize("own", ["email-link", "web-form", "experience-sync"])
+def test_a_source_named_like_an_own_channel_is_refused(tmp_path, own):
+    # Review F8: its signals would be recorded as the receiver's own channel's.
+    toml = config_toml().replace("[sources.twilio]", f'[sources."{own}"]')
+    (tmp_path / "receiver.toml").write_text(toml)
+    settings = load_settings(base_env(SQLITE, tmp_path / "receiver.toml"), root=tmp_path)
+
+    with pytest.raises(ConfigError, match=rf"receiver\.toml: sources\.{own}: is the name of one of the receiver's own"):
+        configure(settings)
