@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from . import metrics
 from .crm.delivery import Outcome, Report
 from .crm.lanes import Lane, Protocols
+from .ledger import fold
 from .ledger.leases import Finished, Leases
 from .ledger.outbox import DEAD, DONE, masked
 from .settings import Settings
@@ -41,6 +42,8 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stopping.set())
         log.info("worker %s started", self.owner)
+        threading.Thread(target=fold.sweep, args=(self.leases.engine, self.stopping), name="fold-emails",
+                         daemon=True).start()
         while not self.stopping.is_set():
             try:
                 busy = self.run_once()
