@@ -119,8 +119,9 @@ def _read(resp: requests.Response, where: str, deadline: float, watch: "_Watchdo
                 message = f"answer from {where} is over {max_bytes} bytes"
                 raise AnswerTooLarge(message, status=resp.status_code, detail=message)
     except (HTTPError, OSError) as exc:
-        reason = "cut off at the deadline" if watch.cut else f"broke off ({type(exc).__name__})"
-        raise _unknown(resp, f"answer from {where} {reason}") from exc
+        if watch.cut or time.monotonic() >= deadline:  # the watchdog, or a read bounded by the time left
+            raise _unknown(resp, f"no complete answer from {where} within the deadline") from exc
+        raise _unknown(resp, f"answer from {where} broke off ({type(exc).__name__})") from exc
     except zlib.error as exc:
         raise _unknown(resp, f"answer from {where} does not decompress") from exc
     if inflate is not None and not inflate.eof:
