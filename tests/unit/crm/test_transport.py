@@ -135,12 +135,12 @@ def _headers_then_drip(every: float):
 def test_a_closing_answer_dripped_after_its_headers_is_cut_at_the_deadline():
     # Review F1: http.client drops conn.sock once a `Connection: close` answer's headers are read;
     # the watchdog then found no socket, and each read could block a whole timeout (≈ 2 × timeout).
-    crm = RawCrm(_headers_then_drip(every=0.7))
+    crm = RawCrm(_headers_then_drip(every=0.9))
     try:
         started = time.monotonic()
         with pytest.raises(OutcomeUnknown):
             post(crm.url, timeout=1.0)
-        assert time.monotonic() - started < 1.25
+        assert time.monotonic() - started < 1.45  # was ≈ 1.8: each read could block a whole timeout
     finally:
         crm.close()
 
