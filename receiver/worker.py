@@ -23,8 +23,9 @@ from . import metrics
 from .backfill.schedule import Schedule
 from .crm.delivery import Outcome, Report
 from .crm.lanes import Lane, Protocols
-from .ledger import clocks
+from .ledger import clocks, fold
 from .ledger.leases import Finished, Leases
+from .ledger.models import utcnow
 from .ledger.outbox import DEAD, DONE, masked
 from .settings import Settings
 
@@ -50,6 +51,8 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stopping.set())
         log.info("worker %s started", self.owner)
+        threading.Thread(target=fold.sweep, args=(self.leases.engine, self.stopping), name="fold-emails",
+                         daemon=True).start()
         while not self.stopping.is_set():
             try:
                 self.backfill.tick()
@@ -80,7 +83,7 @@ class Worker:
         if time.monotonic() < self._next_clock_pass:
             return
         self._next_clock_pass = time.monotonic() + CLOCK_PASS_SECONDS
-        moved = clocks.advance(self.engine, self.leases.now(), self.alerts)
+        moved = clocks.advance(self.engine, utcnow(), self.alerts)
         if any(moved.values()):
             log.warning("compliance clocks moved on", extra={"fields": moved})
 

@@ -92,7 +92,13 @@ class CrmTextClient:
 
     def opt_out(self, ten_digits: str) -> CrmTextResult:
         """Opt the number out of the store; CRM Text texts them its confirmation."""
-        answer = self._post("optoutcustomer", ten_digits)
+        try:
+            answer = self._post("optoutcustomer", ten_digits)
+        except Retryable as exc:
+            if exc.status is not None and 300 <= exc.status < 400:
+                # The server handled the POST before redirecting: it may have opted the number out.
+                raise OutcomeUnknown(str(exc), status=exc.status, detail=exc.detail) from exc
+            raise
         if 200 <= answer.status < 300:
             return CrmTextResult(False, answer.status_text, answer.message)
         if 400 <= answer.status < 500 and _names(answer.message, DONE_ANSWERS):

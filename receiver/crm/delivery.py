@@ -60,7 +60,7 @@ class Books(Protocol):
     """What a protocol may ask of the ledger about the rows it was handed (``ledger.leases.Leases``)."""
 
     def now(self) -> datetime:
-        """The ledger's clock, so that times compare with those it wrote."""
+        """The database's clock (not this host's), the one leases and attempts' start times are written on."""
 
     def renew(self, rows: list) -> list:
         """Extend the lease on ``rows``; returns those still ours and still owed (trimmed to what they owe)."""

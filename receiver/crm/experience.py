@@ -9,9 +9,10 @@ known (crm-apis.md, section 1), kept here so that correcting it is a one-file ch
   key mapped to the time it was set, ``YYYY-MM-DD HH:MM:SS`` UTC), at most ``batch_size``.
 - Auth ``Authorization: Bearer <partner>:<hotel>`` (joined by a colon, not base64).
 - Any 2xx is success, except for the records named in the body's ``errors`` object,
-  keyed by email, by phone, or by the record's index as a string; those failed alone.
-  An answer read as neither (not JSON, not an object, ``errors`` naming no record of the
-  batch) is an unknown outcome for the whole batch, never a success.
+  keyed by email, by phone (E.164 or its national number), or by the record's index as a
+  string; those failed alone. An answer read as neither (not JSON, not an object) is an
+  unknown outcome for the whole batch, never a success; an ``errors`` key naming no record of
+  the batch leaves the records it does not name unknown (one of them may be the one it meant).
 - One record per (email, phone): states of one email linked to two phones travel as two
   records, so each phone's state reaches the CRM before its delivery is done.
 - The read endpoint's ``next_page_url`` omits ``since``: it is added back when missing.
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+import phonenumbers
 import requests
 
 from ..settings import ExperienceConfig
@@ -67,11 +69,15 @@ class ExperienceClient:
         try:
             body = resp.json()
             errors = body.get("errors")
-            return _failed_records(records, errors) if errors else {}
+            failed, unmatched = _failed_records(records, errors) if errors else ({}, 0)
         except (ValueError, AttributeError):
             # Success was said but not readable; sending the states again is harmless.
             raise OutcomeUnknown("unreadable Experience answer to opt-out", status=resp.status_code,
                                  detail=resp.text) from None
+        if unmatched:
+            raise PartlyUnknown(f"{unmatched} of Experience's errors name no record of the batch", failed,
+                                status=resp.status_code, detail=resp.text)
+        return failed
 
     def retrieve_opt_outs(self, since: str, cursor_url: str | None = None) -> tuple[list[dict], str | None]:
         """One page of unsubscribed customers, and the next page's URL (None on the last)."""
@@ -108,25 +114,36 @@ class ExperienceClient:
         return urlunsplit((base.scheme, base.netloc, url.path, urlencode(query), ""))
 
 
-def _failed_records(records: list[dict], errors: Any) -> dict[int, str]:
-    """Map the answer's ``errors`` (keyed by email, phone or index) back to record indices.
+class PartlyUnknown(OutcomeUnknown):
+    """Errors the batch's records cannot be told from: those named in ``failed`` failed, the
+    others' outcome is unknown (reading them as successes could lose an opt-out)."""
 
-    ValueError when an entry names no record of the batch, or ``errors`` has another shape:
-    reading such an answer as "the rest succeeded" could lose an opt-out.
+    def __init__(self, message: str, failed: dict[int, str], **kw):
+        super().__init__(message, **kw)
+        self.failed = failed
+
+
+def _failed_records(records: list[dict], errors: Any) -> tuple[dict[int, str], int]:
+    """Map the answer's ``errors`` (keyed by email, phone or index) back to record indices, and
+    count the entries that name no record of the batch.
+
+    ValueError when ``errors`` has another shape.
     """
     if isinstance(errors, list) and all(isinstance(key, str | int) for key in errors):
         errors = {str(key): "error" for key in errors}
     if not isinstance(errors, dict):
         raise ValueError("errors is neither an object nor a list of keys")
     failed: dict[int, str] = {}
+    unmatched = 0
     for key, error in errors.items():
         indices = _indices(records, str(key).strip())
         if not indices:
-            raise ValueError("errors names no record of the batch")
+            unmatched += 1
+            continue
         text = error if isinstance(error, str) else json.dumps(error, default=str)
         for index in indices:
             failed[index] = text[:500]
-    return failed
+    return failed, unmatched
 
 
 def _indices(records: list[dict], key: str) -> list[int]:
@@ -136,8 +153,18 @@ def _indices(records: list[dict], key: str) -> list[int]:
     return [
         i for i, r in enumerate(records)
         if (r.get("email") and str(r["email"]).casefold() == folded)
-        or (r.get("phone") and len(digits) >= 7 and _digits(str(r["phone"])) == digits)
+        or (r.get("phone") and len(digits) >= 7 and digits in _phone_keys(str(r["phone"])))
     ]
+
+
+def _phone_keys(phone: str) -> set[str]:
+    """The digits a CRM may key a record's phone by: the E.164 number's, or its national number."""
+    keys = {_digits(phone)}
+    try:
+        keys.add(str(phonenumbers.parse(phone).national_number))
+    except phonenumbers.NumberParseException:
+        pass
+    return keys
 
 
 def _digits(text: str) -> str:
@@ -179,6 +206,12 @@ class ExperienceDelivery:
         started = books.now()
         try:
             failed = self.client.opt_out(records)
+        except PartlyUnknown as exc:  # finish the records it names; the others may have failed
+            return [
+                Report(row, Outcome.RETRY, detail=f"record refused: {exc.failed[index]}"[:500], started=started)
+                if index in exc.failed else Report(row, Outcome.UNKNOWN, error=exc, started=started)
+                for index, group in enumerate(owners) for row in group
+            ]
         except CrmError as exc:
             return [Report(row, Outcome.of(exc), error=exc, started=started) for group in owners for row in group]
         return [

@@ -11,8 +11,15 @@ from dataclasses import dataclass
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import get_encoding_from_headers
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, ProxyError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProxyError,
+)
 
 from .errors import OutcomeUnknown, Permanent, Retryable, safe_url
 
@@ -75,7 +82,7 @@ def call(session: requests.Session, method: str, url: str, *, timeout: float,
             resp = session.request(method, url, timeout=timeout, headers=headers, allow_redirects=False,
                                    stream=True, **kw)
         except requests.RequestException as exc:
-            raise _failure(exc, where, watch.cut) from exc
+            raise _failure(exc, where, watch.cut, watch.sent) from exc
         try:
             content = _read(resp, where, deadline, watch, max_bytes)
         finally:
@@ -99,7 +106,11 @@ def _read(resp: requests.Response, where: str, deadline: float, watch: "_Watchdo
         raise _unknown(resp, f"answer from {where} in an encoding we did not ask for: {encoding[:40]}")
     body = bytearray()
     try:
-        while chunk := resp.raw.read1(_CHUNK, decode_content=False):
+        while True:
+            if not watch.time_left(deadline):
+                raise _unknown(resp, f"no complete answer from {where} within the deadline")
+            if not (chunk := resp.raw.read1(_CHUNK, decode_content=False)):
+                break
             if inflate is not None:
                 # max_length: a few KB of gzip must never inflate into memory past the cap.
                 chunk = inflate.decompress(chunk, max_bytes + 1 - len(body))
@@ -107,11 +118,10 @@ def _read(resp: requests.Response, where: str, deadline: float, watch: "_Watchdo
             if len(body) > max_bytes:
                 message = f"answer from {where} is over {max_bytes} bytes"
                 raise AnswerTooLarge(message, status=resp.status_code, detail=message)
-            if time.monotonic() > deadline:
-                raise _unknown(resp, f"no complete answer from {where} within the deadline")
     except (HTTPError, OSError) as exc:
-        reason = "cut off at the deadline" if watch.cut else f"broke off ({type(exc).__name__})"
-        raise _unknown(resp, f"answer from {where} {reason}") from exc
+        if watch.cut or time.monotonic() >= deadline:  # the watchdog, or a read bounded by the time left
+            raise _unknown(resp, f"no complete answer from {where} within the deadline") from exc
+        raise _unknown(resp, f"answer from {where} broke off ({type(exc).__name__})") from exc
     except zlib.error as exc:
         raise _unknown(resp, f"answer from {where} does not decompress") from exc
     if inflate is not None and not inflate.eof:
@@ -124,7 +134,7 @@ def _unknown(resp: requests.Response, message: str) -> OutcomeUnknown:
     return OutcomeUnknown(message, status=resp.status_code, detail=message)
 
 
-def _failure(exc: requests.RequestException, where: str, cut: bool):
+def _failure(exc: requests.RequestException, where: str, cut: bool, sent: bool):
     """The CrmError a requests failure calls for: Retryable only if the CRM cannot have seen it."""
     if isinstance(exc, requests.ConnectTimeout):
         return Retryable(f"connect timeout to {where}", detail=str(exc))
@@ -133,7 +143,7 @@ def _failure(exc: requests.RequestException, where: str, cut: bool):
     if isinstance(exc, requests.ReadTimeout):
         return OutcomeUnknown(f"read timeout from {where}", detail=str(exc))
     if isinstance(exc, requests.ConnectionError):
-        if _before_sending(exc):
+        if _before_sending(exc, sent):
             return Retryable(f"cannot connect to {where}", detail=str(exc))
         return OutcomeUnknown(f"connection lost with {where}", detail=str(exc))
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
@@ -143,14 +153,18 @@ def _failure(exc: requests.RequestException, where: str, cut: bool):
     return OutcomeUnknown(f"failed mid-call with {where}", detail=str(exc))
 
 
-def _before_sending(exc: requests.ConnectionError) -> bool:
+def _before_sending(exc: requests.ConnectionError, sent: bool) -> bool:
     """True when the connection was never made, so the CRM cannot have seen the request.
 
     urllib3 wraps failures to connect in MaxRetryError; a reset or a close after the
-    request went out comes as ProtocolError instead.
+    request went out comes as ProtocolError instead. An SSLError is raised for a bad
+    certificate or handshake, but also for a TLS failure reading the answer to a request
+    already sent: only the first kind is before sending.
     """
-    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.ProxyError):
+    if isinstance(exc, requests.exceptions.ProxyError):
         return True
+    if isinstance(exc, requests.exceptions.SSLError):
+        return not sent
     reason = exc.args[0] if exc.args else None
     if isinstance(reason, MaxRetryError):
         return isinstance(reason.reason, NewConnectionError | ProxyError)
@@ -164,7 +178,10 @@ class _Watchdog:
 
     def __init__(self, seconds: float):
         self.cut = False
-        self.conn = None
+        self.sent = False  # whether any byte of the request may have left
+        # The socket itself, not conn.sock: http.client drops conn.sock once the headers of a
+        # `Connection: close` answer are read, while the body still comes through this socket.
+        self.sock = None
         self._lock = threading.Lock()
         self._over = False
         self._timer = self._start(seconds)
@@ -190,33 +207,80 @@ class _Watchdog:
             if self._over:
                 return
             self.cut = True
-            sock = getattr(self.conn, "sock", None)
-            if sock is None:
+            if self.sock is None:
                 self._timer = self._start(self._POLL)
                 return
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
+    def opened(self, sock) -> None:
+        """Watch this socket; refuse it (nothing sent yet) when the deadline passed while connecting."""
+        with self._lock:
+            if self.cut:
+                sock.close()
+                raise ConnectTimeoutError("the deadline passed while connecting; nothing was sent")
+            self.sock = sock
+
+    def time_left(self, deadline: float) -> bool:
+        """Bound the next read by the time left, so no single read outlasts the deadline."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if self.sock is not None:
+            try:
+                self.sock.settimeout(left)
+            except OSError:
+                pass  # already shut down: the read fails at once
+        return True
+
+
+class _WatchedConnection:
+    """A connection that hands its socket to the running call's watchdog as soon as it opens."""
+
+    def connect(self):
+        super().connect()
+        _watch_socket(self.sock)
+
+    def send(self, data):
+        if self.sock is None:  # http.client connects on the first send: still nothing sent
+            self.connect()
+        watch = getattr(_in_flight, "watch", None)
+        if watch is not None:
+            watch.sent = True
+        super().send(data)
+
+
+def _watch_socket(sock) -> None:
+    watch = getattr(_in_flight, "watch", None)
+    if watch is not None and sock is not None:
+        watch.opened(sock)
+
 
 class _Watched:
-    """A connection pool that tells the running call's watchdog which connection it uses."""
+    """A connection pool that tells the running call's watchdog which socket it uses."""
 
     def _get_conn(self, timeout=None):
         conn = super()._get_conn(timeout)
-        watch = getattr(_in_flight, "watch", None)
-        if watch is not None:
-            watch.conn = conn
+        _watch_socket(conn.sock)  # a kept-alive connection is not connected again
         return conn
 
 
-class _WatchedHTTPPool(_Watched, HTTPConnectionPool):
+class _WatchedHTTPConnection(_WatchedConnection, HTTPConnection):
     pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(_Watched, HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
 
 
 class _WatchedHTTPSPool(_Watched, HTTPSConnectionPool):
-    pass
+    ConnectionCls = _WatchedHTTPSConnection
 
 
 class _WatchedAdapter(HTTPAdapter):

@@ -4,17 +4,16 @@ from sqlalchemy import Engine, select, update
 
 from ..errors import Conflict
 from .models import Delivery, utcnow
-from .outbox import DEAD, PENDING, SKIPPED, SUPERSEDED, owed_states
+from .outbox import CRMTEXT_ITSELF, DEAD, NOT_US, PENDING, SKIPPED, SUPERSEDED, owed_states
 
 
 def replay_delivery(engine: Engine, delivery_id: int, operator: str | None = None) -> str | None:
-    """Put a dead delivery back in the queue; its previous status, or None if there is none.
+    """Put a dead or skipped delivery back in the queue; its previous status, or None if there is none.
 
     Refused (Conflict) when nothing is owed any more — the guest re-consented since, or a later
-    signal owes the state — and for skipped deliveries, whose reasons all still hold: a non-US
-    number, an opt-out CRM Text made (and confirmed) itself, a state no longer owed; one held
-    back for want of an email (``sms_records = "email-only"``) goes out by itself once a link
-    gives the email.
+    signal owes the state — for skipped deliveries whose reasons always hold (a non-US number
+    CRM Text cannot take; an opt-out CRM Text made, and texted, itself: a call would text again),
+    and when another replay moved the delivery first.
     ``operator`` (who asked) is kept in ``replayed_by`` for the audit trail.
     Attempts start again from zero (the earlier ones stay in the attempts table) and the age
     limit counts from ``replayed_at``, so the worker's max_attempts and max_age_hours both start over.
@@ -24,13 +23,15 @@ def replay_delivery(engine: Engine, delivery_id: int, operator: str | None = Non
         row = conn.execute(select(Delivery.__table__).where(Delivery.id == delivery_id)).first()
         if row is None:
             return None
-        if row.status == SKIPPED:
+        if row.status == SKIPPED and row.reason in (NOT_US, CRMTEXT_ITSELF):
             raise Conflict(f"delivery {delivery_id} was skipped for a reason that still holds: {row.reason}")
-        if row.status != DEAD:
-            raise Conflict(f"delivery {delivery_id} is {row.status}: only dead deliveries are replayed")
+        if row.status not in (DEAD, SKIPPED):
+            raise Conflict(f"delivery {delivery_id} is {row.status}: only dead or skipped deliveries are replayed")
         if not owed_states(conn, [row])[row.id]:
             raise Conflict(f"delivery {delivery_id} is owed no more: {SUPERSEDED}")
-        conn.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == row.status).values(
+        moved = conn.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == row.status).values(
             status=PENDING, attempts=0, reason=None, next_attempt_at=now, updated_at=now, replayed_at=now,
-            lease_owner=None, lease_until=None, replayed_by=operator))
+            lease_owner=None, lease_until=None, replayed_by=operator)).rowcount
+        if not moved:
+            raise Conflict(f"delivery {delivery_id} was moved meanwhile (another replay?): it is {row.status} no more")
     return row.status

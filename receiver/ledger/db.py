@@ -1,13 +1,14 @@
 """Engines and migrations: SQLite (WAL, one writer at a time) in development, PostgreSQL in production."""
 
 import weakref
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -88,3 +89,13 @@ def is_migrated(engine: Engine) -> bool:
     heads = set(ScriptDirectory.from_config(alembic_config(str(engine.url))).get_heads())
     with engine.connect() as connection:
         return set(MigrationContext.configure(connection).get_current_heads()) == heads
+
+
+def db_now(conn) -> datetime:
+    """The database's clock: lease and settle decisions compare on it, whatever each host's clock says."""
+    if conn.dialect.name == "sqlite":
+        # SQLite's CURRENT_TIMESTAMP keeps whole seconds (a row made due now would wait a second):
+        # the same clock to the millisecond, as text.
+        text = conn.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar()
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return conn.execute(select(func.current_timestamp())).scalar().astimezone(UTC)

@@ -17,6 +17,7 @@ from ..crm.errors import backoff_seconds
 from ..settings import AlertsConfig, WorkerConfig
 from . import clocks
 from .alerts import ALERTS, DELIVERY_DEAD, raise_alert
+from .db import db_now
 from .models import Attempt, Delivery, utcnow
 from .outbox import DEAD, DONE, PENDING, masked, still_owed
 
@@ -38,15 +39,18 @@ class Leases:
         self.engine, self.owner, self.config, self.alerts = engine, owner, config, alerts
 
     def now(self) -> datetime:
-        return utcnow()
+        with self.engine.connect() as conn:
+            return db_now(conn)
 
     def claim(self) -> list:
         """Lease up to ``claim_size`` due deliveries, oldest first."""
-        now = utcnow()
         with self.engine.begin() as conn:
+            # Due-ness is read on the clock that wrote next_attempt_at (ours, as the record path's);
+            # leases on the database's, so a host whose clock runs ahead never takes a live lease over.
+            now = db_now(conn)
             ids = conn.execute(
                 select(Delivery.id)
-                .where(Delivery.status == PENDING, Delivery.next_attempt_at <= now,
+                .where(Delivery.status == PENDING, Delivery.next_attempt_at <= utcnow(),
                        or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
                 .order_by(Delivery.next_attempt_at, Delivery.id)
                 .limit(self.config.claim_size)
@@ -73,7 +77,7 @@ class Leases:
         with self.engine.begin() as conn:
             if not self._renew(conn, [row]):
                 return None
-            started = utcnow()
+            started = db_now(conn)
             attempt_id = conn.execute(insert(Attempt).values(
                 delivery_id=row.id, started_at=started, outcome=Outcome.STARTED).returning(Attempt.id)).scalar()
         return Started(attempt_id, started)
@@ -88,7 +92,7 @@ class Leases:
         kept = still_owed(conn, [row for row in rows if row.id in ours])
         if kept:
             conn.execute(update(Delivery).where(Delivery.id.in_([row.id for row in kept])).values(
-                lease_until=utcnow() + timedelta(seconds=self.config.lease_seconds)))
+                lease_until=db_now(conn) + timedelta(seconds=self.config.lease_seconds)))
         return kept
 
     def postpone(self, rows: list, until: datetime, why: str) -> None:

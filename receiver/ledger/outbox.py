@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 PENDING, DONE, SKIPPED, DEAD = "pending", "done", "skipped", "dead"
 NO_EMAIL = "no email known for this phone (sms_records = email-only)"
+CRMTEXT_ITSELF = "CRM Text reported this opt-out itself and already texted the guest"
+NOT_US = "not a US (NANP) number: CRM Text serves US short codes only"
 SUPERSEDED = "no longer owed: a re-consent lifted the state (or a later signal set it again) before delivery"
 
 
@@ -47,9 +49,9 @@ def plan(tenant: TenantConfig, signal: Signal, identity: str, added: list[str], 
         ten = us_ten_digits(phone)
         status, reason = PENDING, None
         if signal.reported_by == CRMTEXT:
-            status, reason = SKIPPED, "CRM Text reported this opt-out itself and already texted the guest"
+            status, reason = SKIPPED, CRMTEXT_ITSELF
         elif ten is None:
-            status, reason = SKIPPED, "not a US (NANP) number: CRM Text serves US short codes only"
+            status, reason = SKIPPED, NOT_US
         planned.append(Planned(CRMTEXT, identity, status, reason, {"phone": phone, "ten_digits": ten}))
     return planned
 

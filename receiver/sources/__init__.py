@@ -51,6 +51,9 @@ def configure(settings: Settings) -> Settings:
     """
     checked = {}
     for name, config in settings.sources.items():
+        if name in OWN:  # its signals would read as the receiver's own channel's
+            raise settings.invalid(["is the name of one of the receiver's own channels; choose another"],
+                                   f"sources.{name}")
         try:
             options = validate_source_options(config.kind, dict(config.options))
         except ValidationError as exc:

@@ -187,7 +187,8 @@ def test_redirects_are_failed_attempts_never_followed(hostile):
     hostile.sandbox.fault(CRMTEXT, "redirect")
     hostile.sandbox.fault(EXPERIENCE, "redirect")
     hostile.run()
-    assert hostile.outcomes(CRMTEXT, GRAND) == ["retry"]
+    # Review F5: CRM Text handled the POST before redirecting: unknown, its status checked before calling again.
+    assert hostile.outcomes(CRMTEXT, GRAND) == ["unknown"]
     assert hostile.outcomes(EXPERIENCE, GRAND) == ["retry"]
     assert hostile.delivery(CRMTEXT, GRAND).last_error == "redirect to /_sandbox/moved not followed"
     hostile.next_round()

@@ -386,3 +386,14 @@ def test_unknown_regime_calendar_or_timezone_stops_start_up_naming_it(tmp_path, 
 
 def test_identity_key_too_short_is_refused(tmp_path):
     assert refused(tmp_path, RECEIVER_IDENTITY_KEY="short").startswith("RECEIVER_IDENTITY_KEY: shorter than 32")
+
+
+@pytest.mark.parametrize("own", ["email-link", "web-form", "experience-sync"])
+def test_a_source_named_like_an_own_channel_is_refused(tmp_path, own):
+    # Review F8: its signals would be recorded as the receiver's own channel's.
+    toml = config_toml().replace("[sources.twilio]", f'[sources."{own}"]')
+    (tmp_path / "receiver.toml").write_text(toml)
+    settings = load_settings(base_env(SQLITE, tmp_path / "receiver.toml"), root=tmp_path)
+
+    with pytest.raises(ConfigError, match=rf"receiver\.toml: sources\.{own}: is the name of one of the receiver's own"):
+        configure(settings)

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
+from receiver.crm.delivery import Outcome
 from receiver.crm.errors import (
     OutcomeUnknown,
     Permanent,
@@ -12,7 +13,14 @@ from receiver.crm.errors import (
     check_response,
     parse_retry_after,
 )
-from receiver.crm.experience import ExperienceClient, _failed_records, coalesce, format_time
+from receiver.crm.experience import (
+    ExperienceClient,
+    ExperienceDelivery,
+    PartlyUnknown,
+    _failed_records,
+    coalesce,
+    format_time,
+)
 from receiver.settings import ExperienceConfig
 from tests.fake_crm import CannedSession
 
@@ -117,7 +125,7 @@ def test_retrieve_never_follows_another_host(client):
 def test_errors_keyed_by_email_phone_or_index():
     batch = [{"email": "A@Example.com"}, {"phone": "+15551234567"}, {"email": "c@example.com"}]
     errors = {"a@example.com": "bad", "+1 555 123 4567": ["no such phone"], "2": "x"}
-    assert _failed_records(batch, errors) == {0: "bad", 1: '["no such phone"]', 2: "x"}
+    assert _failed_records(batch, errors) == ({0: "bad", 1: '["no such phone"]', 2: "x"}, 0)
 
 
 # Issue 10.9: the write endpoint is undocumented; the API's other write endpoints answer
@@ -212,3 +220,45 @@ def test_an_email_linked_to_two_phones_gives_one_record_per_phone():
         {"email": "g@example.com", "marketing_decline": "2026-11-22 10:15:00"},
     ]
     assert owners == [[rows[0], rows[2]], [rows[1]], [rows[3]]]
+
+
+def canned_client(body) -> ExperienceClient:
+    session = CannedSession(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return ExperienceClient(ExperienceConfig(base_url="https://xp.test", partner_token="p", hotel_token="h"), session)
+
+
+# Review F7: the answer's shape is the API's write endpoints' {"successes": {...}, "errors": {...}}
+# (crm-apis.md, section 1); a key of the national number missed the record's E.164 phone, and the
+# whole batch (up to 250) ended unknown every time.
+def test_an_error_keyed_by_the_national_number_names_the_record():
+    batch = records(1) + [{"phone": "+15551234567", "sms_ban": "2026-11-22 10:15:02"}]
+    body = {"successes": {"guest0@example.com": "ok"}, "errors": {"5551234567": "customer not found"}}
+    assert canned_client(body).opt_out(batch) == {1: "customer not found"}
+
+
+def test_an_error_naming_no_record_leaves_only_the_unnamed_records_unknown():
+    body = {"successes": {}, "errors": {"guest0@example.com": "bad", "zz@x.test": "unknown customer"}}
+    with pytest.raises(PartlyUnknown) as err:
+        canned_client(body).opt_out(records(3))
+    assert err.value.failed == {0: "bad"}
+
+
+class _Books:
+    """Hands every row back as still owed: the ledger's side is not under test here."""
+
+    def renew(self, rows):
+        return rows
+
+    def now(self):
+        return datetime(2026, 11, 22, 10, 15, tzinfo=UTC)
+
+
+def test_the_delivery_finishes_the_named_records_and_leaves_the_others_unknown():
+    rows = [SimpleNamespace(id=i, payload={"email": f"guest{i}@example.com", "phone": None,
+                                           "states": {"marketing_decline": "2026-11-22T10:15:00+00:00"}})
+            for i in range(3)]
+    delivery = ExperienceDelivery(ExperienceConfig(base_url="https://xp.test", partner_token="p", hotel_token="h"))
+    delivery.client = canned_client({"successes": {}, "errors": {"guest1@example.com": "bad", "zz@x.test": "?"}})
+    [reports] = list(delivery.deliver(rows, _Books()))
+    assert [(r.row.id, r.outcome) for r in reports] == [(0, Outcome.UNKNOWN), (1, Outcome.RETRY), (2, Outcome.UNKNOWN)]
+    assert "bad" in reports[1].detail

@@ -2,6 +2,11 @@
 
 import gc
 import gzip
+import os
+import socket
+import ssl
+import subprocess
+import threading
 import time
 import tracemalloc
 
@@ -113,3 +118,104 @@ def test_only_gzip_and_deflate_are_asked_for():
     [sent] = session.sent
     assert sent["headers"] == {"Accept-Encoding": "gzip, deflate", "Accept": "text/xml"}
     assert sent["allow_redirects"] is False and sent["stream"] is True
+
+
+def _headers_then_drip(every: float):
+    """Prompt headers with `Connection: close`, then the body one byte every ``every`` seconds."""
+    answer = http_answer("200 OK", OK_XML)
+    head, body = answer[:answer.index(b"\r\n\r\n") + 4], answer[answer.index(b"\r\n\r\n") + 4:]
+
+    def send(conn):
+        conn.sendall(head)
+        drip(body, every)(conn)
+
+    return send
+
+
+def test_a_closing_answer_dripped_after_its_headers_is_cut_at_the_deadline():
+    # Review F1: http.client drops conn.sock once a `Connection: close` answer's headers are read;
+    # the watchdog then found no socket, and each read could block a whole timeout (≈ 2 × timeout).
+    crm = RawCrm(_headers_then_drip(every=0.9))
+    try:
+        started = time.monotonic()
+        with pytest.raises(OutcomeUnknown):
+            post(crm.url, timeout=1.0)
+        assert time.monotonic() - started < 1.45  # was ≈ 1.8: each read could block a whole timeout
+    finally:
+        crm.close()
+
+
+def test_nothing_is_sent_when_the_deadline_passes_while_connecting(monkeypatch):
+    # Review F1: a slow connect that finally opens after the deadline must not send the POST.
+    from urllib3.connection import HTTPConnection
+
+    real_connect = HTTPConnection.connect
+
+    def slow_connect(self):
+        time.sleep(0.4)
+        real_connect(self)
+
+    monkeypatch.setattr(HTTPConnection, "connect", slow_connect)
+    crm = RawCrm(lambda conn: conn.sendall(http_answer("200 OK", OK_XML)))
+    try:
+        with pytest.raises(Retryable) as err:
+            post(crm.url, timeout=0.2)
+        assert not isinstance(err.value, OutcomeUnknown)
+        time.sleep(0.2)
+        assert crm.requests in ([], [b""])
+    finally:
+        crm.close()
+
+
+class _TlsCrm:
+    """A TLS server on a self-signed certificate; ``answer(tls)`` runs after the request is read."""
+
+    def __init__(self, tmp_path, answer):
+        self.cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", self.cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(self.cert, key)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}/smapi/rest"
+        self.answer, self.requests = answer, []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        conn, _ = self.listener.accept()
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                request = tls.recv(65536)
+                # The body may come in a TLS record of its own.
+                while b"optoutcustomer" not in request and (more := tls.recv(65536)):
+                    request += more
+                self.requests.append(request)
+                self.answer(tls)
+        except (OSError, ssl.SSLError):
+            pass  # the client refused our certificate
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_tls_failure_reading_the_answer_is_an_unknown_outcome(tmp_path):
+    # Review F5: the POST went out, so a broken TLS record in the answer may hide an applied call.
+    crm = _TlsCrm(tmp_path, lambda tls: os.write(tls.fileno(), b"HTTP/1.1 200 OK\r\n\r\nnot a TLS record"))
+    try:
+        with pytest.raises(OutcomeUnknown):
+            call(new_session(), "POST", crm.url, timeout=2, data={"method": "optoutcustomer"}, verify=crm.cert)
+        assert crm.requests and crm.requests[0].startswith(b"POST ")
+    finally:
+        crm.close()
+
+
+def test_a_refused_certificate_is_retried_as_never_sent(tmp_path):
+    crm = _TlsCrm(tmp_path, lambda tls: tls.sendall(http_answer("200 OK", OK_XML)))
+    try:
+        with pytest.raises(Retryable) as err:
+            post(crm.url, timeout=2)  # the self-signed certificate is not trusted
+        assert not isinstance(err.value, OutcomeUnknown)
+        assert crm.requests == []
+    finally:
+        crm.close()

@@ -11,6 +11,7 @@ from sqlalchemy import insert, inspect, select
 from receiver.ledger import queries
 from receiver.ledger.db import alembic_config, make_engine, upgrade
 from receiver.ledger.models import Base, Consent, Delivery, IdentityLink, RequestRecord, SignalRow
+from receiver.ledger.outbox import owed_states
 from receiver.states import MAIL_BAN, MARKETING_DECLINE, SMS_BAN
 from tests.helpers import drop_database, fresh_database
 
@@ -102,7 +103,8 @@ def test_emails_that_differ_only_by_case_become_one_identity(migrated_to):
     with engine.connect() as conn:
         assert set(conn.execute(select(Consent.tenant, Consent.identity, Consent.state, Consent.since,
                                        Consent.signal_id))) == {
-            ("grand", "guest@example.com", MARKETING_DECLINE, T1, 1),  # the earliest of the two holds
+            # The earliest of the two holds, under the signal whose delivery (2) is still pending.
+            ("grand", "guest@example.com", MARKETING_DECLINE, T1, 2),
             ("grand", "guest@example.com", MAIL_BAN, T3, 3),
             ("smsonly", "guest@example.com", MARKETING_DECLINE, T2, 4),  # tenants stay apart
             ("grand", PHONE, SMS_BAN, T1, 5)}
@@ -149,3 +151,35 @@ def test_existing_signals_get_their_clocks_and_are_chained(migrated_to):
     assert rows[0]["add"] == ["marketing_decline"] and rows[1]["add"] == []
     assert verify(rows, key) is None
     assert chain.head(engine, "grand") == {"tenant": "grand", "signal_id": 3, "chain_sha256": rows[1]["chain_sha256"]}
+
+
+@pytest.mark.parametrize("earliest_status", ["dead", "done"])
+def test_merged_consent_keeps_the_signal_whose_delivery_is_still_owed(migrated_to, earliest_status):
+    # Review F4: keeping the earliest row's signal_id skipped the later signal's pending delivery as
+    # superseded, so with the earliest one dead nothing reached Experience.
+    url, engine = migrated_to("0006")
+    states = {MARKETING_DECLINE: T1.isoformat()}
+    with engine.begin() as conn:
+        conn.execute(insert(RequestRecord), [{
+            "id": "rcpt_1", "source": "partner", "tenant": "grand", "request_key": "r1", "status": "accepted",
+            "received_at": T1, "evidence_sha256": "0" * 64, "event_ids": [], "changes": []}])
+        conn.execute(insert(SignalRow), [signal(1, email="Guest@example.com"), signal(2, email="guest@example.com")])
+        conn.execute(insert(Consent), [
+            {"tenant": "grand", "identity": "Guest@example.com", "state": MARKETING_DECLINE, "since": T1,
+             "signal_id": 1},
+            {"tenant": "grand", "identity": "guest@example.com", "state": MARKETING_DECLINE, "since": T2,
+             "signal_id": 2}])
+        conn.execute(insert(Delivery), [
+            {**delivery(1, 1, "Guest@example.com", earliest_status, "Guest@example.com"),
+             "payload": {"email": "Guest@example.com", "phone": None, "states": states}},
+            {**delivery(2, 2, "guest@example.com", "pending", "guest@example.com"),
+             "payload": {"email": "guest@example.com", "phone": None, "states": states}}])
+
+    upgrade(url)
+
+    with engine.connect() as conn:
+        # The state has held since the earliest signal, under the signal still to be delivered.
+        assert conn.execute(select(Consent.identity, Consent.since, Consent.signal_id)).all() == [
+            ("guest@example.com", T1, 2)]
+        pending = conn.execute(select(Delivery).where(Delivery.id == 2)).all()
+        assert owed_states(conn, pending) == {2: [MARKETING_DECLINE]}

@@ -6,8 +6,10 @@ an email is an identity is folded the way receiver.identities.fold_email does (P
 ``str.lower``, the same on SQLite and PostgreSQL, whose ``lower()`` differ beyond ASCII):
 
 - ``consent``: rows that now share (tenant, identity, state) become one, keeping the earliest
-  ``since`` and that row's ``signal_id`` (the state has held since then; a later delivery of the
-  same state is then owed no more, as if the second signal had found it in force);
+  ``since`` (the state has held since then) and that row's ``signal_id``, so that a later delivery
+  of the same state is owed no more, as if the second signal had found it in force; unless one of
+  the rows' signals still has a delivery to that identity pending (or else dead): its
+  ``signal_id`` is kept, so that delivery still reaches its CRM instead of being skipped;
 - ``identity_links``: rows that now share (tenant, email, phone) become one, keeping the latest
   ``created_at`` (the most recent link names the email of a phone);
 - ``signals.email`` and the emails of ``signals.changes`` (the audit trail is looked up by
@@ -22,98 +24,19 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-25 17:45:00
 """
-import sqlalchemy as sa
 from alembic import op
+
+from receiver.ledger.fold import fold_stored_emails
 
 revision = '0007'
 down_revision = '0006'
 branch_labels = None
 depends_on = None
 
-CHUNK = 500  # bounded IN lists
-
-consent = sa.table('consent', sa.column('tenant'), sa.column('identity'), sa.column('state'),
-                   sa.column('since'), sa.column('signal_id'))
-links = sa.table('identity_links', sa.column('tenant'), sa.column('email'), sa.column('phone'),
-                 sa.column('created_at'))
-signals = sa.table('signals', sa.column('id'), sa.column('tenant'), sa.column('email'),
-                   sa.column('changes', sa.JSON))
-deliveries = sa.table('deliveries', sa.column('id'), sa.column('identity'), sa.column('status'),
-                      sa.column('payload', sa.JSON))
-
-
-def fold(email: str) -> str:
-    return email.lower()
-
-
-def _folded_changes(changes: list | None) -> list | None:
-    return [{**change, 'email': fold(change['email'])} if isinstance(change, dict) and change.get('email') else change
-            for change in changes] if changes else changes
-
-
-def _to_fold(conn, column) -> set[str]:
-    """The distinct emails of ``column`` that folding changes."""
-    found = conn.execute(sa.select(column).where(column.like('%@%')).distinct()).scalars()
-    return {email for email in found if fold(email) != email}
-
-
-def _rows_of(conn, table, column, emails: set[str]) -> list:
-    """Every row whose ``column`` is one of ``emails`` or one of their folded forms."""
-    wanted = sorted(emails | {fold(email) for email in emails})
-    rows = []
-    for start in range(0, len(wanted), CHUNK):
-        rows += conn.execute(sa.select(table).where(column.in_(wanted[start:start + CHUNK]))).all()
-    return rows
-
-
-def _merge(conn, table, column, primary_key, key, keep) -> None:
-    """Replace each group of rows sharing ``key`` once folded by the one ``keep`` picks, folded."""
-    groups: dict[tuple, list] = {}
-    for row in _rows_of(conn, table, column, _to_fold(conn, column)):
-        groups.setdefault(key(row), []).append(row)
-    for rows in groups.values():
-        if all(fold(getattr(row, column.name)) == getattr(row, column.name) for row in rows):
-            continue
-        kept = keep(rows)._asdict()
-        for row in rows:
-            conn.execute(sa.delete(table).where(*(c == getattr(row, c.name) for c in primary_key)))
-        conn.execute(sa.insert(table).values({**kept, column.name: fold(kept[column.name])}))
-
 
 def upgrade() -> None:
-    conn = op.get_bind()
-    _merge(conn, consent, consent.c.identity, (consent.c.tenant, consent.c.identity, consent.c.state),
-           lambda r: (r.tenant, fold(r.identity), r.state),
-           lambda rows: min(rows, key=lambda r: (r.since, r.signal_id)))
-    _merge(conn, links, links.c.email, (links.c.tenant, links.c.email, links.c.phone),
-           lambda r: (r.tenant, fold(r.email), r.phone),
-           lambda rows: max(rows, key=lambda r: r.created_at))
-
-    # A signal's changes name its own email, which reconcile matches against (a re-consent's
-    # lifted states). The index is (tenant, email): select by both, so each is an index look-up.
-    pairs = conn.execute(sa.select(signals.c.tenant, signals.c.email).where(
-        signals.c.email.like('%@%')).distinct()).all()
-    for tenant, email in pairs:
-        if fold(email) == email:
-            continue
-        rows = conn.execute(sa.select(signals.c.id, signals.c.changes).where(
-            signals.c.tenant == tenant, signals.c.email == email)).all()
-        conn.execute(sa.update(signals).where(signals.c.id == sa.bindparam('b_id')).values(
-            email=sa.bindparam('email'), changes=sa.bindparam('changes')),
-            [{'b_id': id_, 'email': fold(email), 'changes': _folded_changes(changes)} for id_, changes in rows])
-
-    changed = []
-    maybe = sa.or_(deliveries.c.identity.like('%@%'), deliveries.c.status.in_(('pending', 'dead')))
-    for id_, identity, status, payload in conn.execute(sa.select(deliveries).where(maybe)):
-        email = payload.get('email') if isinstance(payload, dict) else None
-        new_payload = payload
-        if status in ('pending', 'dead') and email and fold(email) != email:
-            new_payload = {**payload, 'email': fold(email)}
-        if fold(identity) != identity or new_payload is not payload:
-            changed.append({'b_id': id_, 'identity': fold(identity), 'payload': new_payload})
-    if changed:
-        conn.execute(sa.update(deliveries).where(deliveries.c.id == sa.bindparam('b_id')).values(
-            identity=sa.bindparam('identity'), payload=sa.bindparam('payload')), changed)
+    # The worker runs the same fold now and then: old processes of a rolling deploy still store upper case.
+    fold_stored_emails(op.get_bind())
 
 
 def downgrade() -> None:
