@@ -5,6 +5,7 @@ from sqlalchemy import Engine, select, update
 from ..errors import Conflict
 from .models import Delivery, utcnow
 from .outbox import DEAD, PENDING, SKIPPED, SUPERSEDED, owed_states
+from .wakeup import notify
 
 
 def replay_delivery(engine: Engine, delivery_id: int) -> str | None:
@@ -32,4 +33,5 @@ def replay_delivery(engine: Engine, delivery_id: int) -> str | None:
         conn.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == row.status).values(
             status=PENDING, attempts=0, reason=None, next_attempt_at=now, updated_at=now, replayed_at=now,
             lease_owner=None, lease_until=None))
+        notify(conn)
     return row.status
