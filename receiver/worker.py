@@ -77,6 +77,7 @@ class Worker:
         self.lock = threading.Condition()  # guards lanes and held; notified whenever a unit ends
         self.lanes: dict[Lane, LaneRun] = {}
         self.held: set[int] = set()  # ids of rows queued or in flight here
+        self.listener: Listener | None = None
         self.died: BaseException | None = None  # what killed a unit's thread (tests stand in for kill -9 so)
         self.pool = ThreadPoolExecutor(self.config.threads, thread_name_prefix="lane")
 
@@ -85,7 +86,7 @@ class Worker:
             signal.signal(signum, lambda *_: self.stop())
         log.info("worker %s started", self.owner)
         if self.engine.dialect.name == "postgresql":
-            Listener(self.engine, self.wake.set, self.stopping).start()
+            self.listener = Listener(self.engine, self.wake.set, self.stopping).start()
         while not self.stopping.is_set():
             self.wake.clear()
             try:
