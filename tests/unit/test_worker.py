@@ -119,7 +119,7 @@ def make_world(settings, engine, database_url, tmp_path, sandbox):
     """A World whose tenants point at the sandbox; options tweak the tenant ``grand``."""
 
     def make(*, batch_size: int | None = None, crmtext_timeout: float | None = None, extra: str = "",
-             smsonly_concurrency: int | None = None) -> World:
+             smsonly_concurrency: int | None = None, experience_concurrency: int | None = None) -> World:
         toml = config_toml(sandbox.url, extra=extra)
         if smsonly_concurrency is not None:  # one call at a time: the lane's calls in a known order
             old = 'keyword = "SMALL", timeout = 2.0'
@@ -129,6 +129,9 @@ def make_world(settings, engine, database_url, tmp_path, sandbox):
             old = 'hotel_token = "grand-hotel"'
             assert old in toml
             toml = toml.replace(old, f"{old}, batch_size = {batch_size}")
+        if experience_concurrency is not None:  # grand's Experience batches one at a time, in order
+            old = 'hotel_token = "grand-hotel"'
+            toml = toml.replace(old, f"{old}, concurrency = {experience_concurrency}")
         if crmtext_timeout is not None:
             old = 'keyword = "GRAND", timeout = 2.0'
             assert old in toml
@@ -486,7 +489,7 @@ def test_a_start_committed_mid_batch_stops_the_opt_out_that_follows(make_world, 
 
 
 def test_a_start_committed_between_experience_batches_trims_the_next_batch(make_world, monkeypatch):
-    world = make_world(batch_size=1)
+    world = make_world(batch_size=1, experience_concurrency=1)
     first, second = "+15551110001", "+15551110002"
     world.stop(first, tenant="grand")
     world.stop(second, tenant="grand")
