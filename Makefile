@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint lock bench translations screenshots browser clean
+.PHONY: run test lint lock bench bench-drain translations screenshots browser clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ screenshots: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+# Drain rates per lane (PostgreSQL at 127.0.0.1:5432); BENCH_ARGS=--quick for a tenth of the counts.
+bench-drain: $(STAMP)
+	$(BIN)/python bench/drain.py --db postgres $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -45,7 +45,8 @@ def worker():
 
     settings = _settings()
     configure_logging(settings.log_level)
-    Worker(settings, make_engine(settings.database_url)).run()
+    # A connection per lane thread, and one for the claims: no thread waits on the pool.
+    Worker(settings, make_engine(settings.database_url, pool_size=settings.worker.threads + 1)).run()
 
 
 @cli.group()

@@ -1,9 +1,11 @@
-"""The worker: a loop that claims due deliveries, hands each lane's batch to its CRM's protocol and
-finishes what it reports, until SIGTERM.
+"""The worker: a loop that claims due deliveries into lanes, one per (CRM, tenant), and runs each
+lane's units of work on a thread pool, so that a slow or failing CRM or tenant never delays
+another; until SIGTERM, when it stops claiming, lets calls under way finish and hands the rest back.
 
-Storage is the ledger's (``ledger/leases.py``); how a CRM is called, the CRM's (``crm/``). A CRM
-that fails a call costs one deadline per claim: the rest of its lane's batch waits behind the
-other lanes.
+Storage is the ledger's (``ledger/leases.py``); how a CRM is called, the CRM's (``crm/``). Every
+claimed row is in one unit, run by one thread: the leases, the unknown-outcome check and the
+re-check of what is owed at each renewal work as they do for one thread. A CRM that fails a call
+pauses its lane for ``backoff_base_seconds`` and hands its queued rows back; other lanes go on.
 """
 
 import logging
@@ -13,7 +15,8 @@ import signal
 import socket
 import threading
 import time
-from collections import defaultdict
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import timedelta
 
@@ -21,22 +24,54 @@ from sqlalchemy import Engine
 
 from . import metrics
 from .backfill.schedule import Schedule
-from .crm.delivery import Outcome, Report
+from .crm.delivery import LaneDelivery, Outcome, Report
 from .crm.lanes import Lane, Protocols
 from .ledger import clocks, fold
 from .ledger.leases import Finished, Leases
 from .ledger.models import utcnow
 from .ledger.outbox import DEAD, DONE, masked
+from .ledger.wakeup import Listener
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 CLOCK_PASS_SECONDS = 10.0  # how often open clocks are moved on (at_risk, breached): two indexed updates
+QUEUED_UNITS = 2  # units a lane may hold queued beyond those in flight: the next call is ready
+
+
+class LaneRun:
+    """One lane's rows in this process: queued, and units in flight (at most ``concurrency``)."""
+
+    def __init__(self, lane: Lane, protocol: LaneDelivery):
+        self.lane, self.protocol = lane, protocol
+        self.queue: deque = deque()
+        self.in_flight = 0
+        self.held = 0  # rows queued or in flight
+        self.paused_until = 0.0  # time.monotonic(): after a failed call
+        self.next_start = 0.0  # time.monotonic(): max_per_second's next slot
+
+    def room(self) -> int:
+        if self.paused_until > time.monotonic():
+            return 0
+        return self.protocol.unit * (self.protocol.concurrency + QUEUED_UNITS) - self.held
+
+    def startable(self) -> bool:
+        return bool(self.queue) and self.in_flight < self.protocol.concurrency and self.paused_until <= time.monotonic()
+
+    def take_slot(self) -> float:
+        """Seconds to wait before starting one more unit, under ``max_per_second``."""
+        rate, now = self.protocol.max_per_second, time.monotonic()
+        if rate is None:
+            return 0.0
+        start = max(now, self.next_start)
+        self.next_start = start + 1 / rate
+        return start - now
 
 
 class Worker:
     def __init__(self, settings: Settings, engine: Engine, *, owner: str | None = None):
         self.config = settings.worker
+        self.engine = engine
         # deliveries.lease_owner is String(64): shorten the host name, keep the unique pid and suffix.
         self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
         self.leases = Leases(engine, self.owner, settings.worker, alerts=settings.alerts)
@@ -44,38 +79,56 @@ class Worker:
         self.alerts = settings.alerts
         self.stopping = threading.Event()
         self.backfill = Schedule(settings, engine)  # [backfill] every_minutes, claimed by one worker at a time
-        self.engine = engine
         self._next_clock_pass = 0.0
+        self.wake = threading.Event()  # a unit finished, or a delivery was committed (LISTEN)
+        self.lock = threading.Condition()  # guards lanes and held; notified whenever a unit ends
+        self.lanes: dict[Lane, LaneRun] = {}
+        self.held: set[int] = set()  # ids of rows queued or in flight here
+        self.listener: Listener | None = None
+        self.died: BaseException | None = None  # what killed a unit's thread (tests stand in for kill -9 so)
+        self.pool = ThreadPoolExecutor(self.config.threads, thread_name_prefix="lane")
 
     def run(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stopping.set())
+            signal.signal(signum, lambda *_: self.stop())
         log.info("worker %s started", self.owner)
         threading.Thread(target=fold.sweep, args=(self.leases.engine, self.stopping), name="fold-emails",
                          daemon=True).start()
+        if self.engine.dialect.name == "postgresql":
+            self.listener = Listener(self.engine, self.wake.set, self.stopping).start()
         while not self.stopping.is_set():
+            self.wake.clear()
             try:
                 self.backfill.tick()
-                busy = self.run_once()
+                self.move_clocks()
+                busy = self.claim()
             except Exception:
                 log.exception("worker iteration failed; retrying")
                 busy = 0
             if not busy:
-                self.stopping.wait(self.config.poll_seconds)
-        self.leases.release()
+                self.wake.wait(self.config.poll_seconds)
+        self.drain()
         log.info("worker %s stopped", self.owner)
 
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def claim(self) -> int:
+        """Claim what the lanes have room for and start what they may; returns how many rows were claimed."""
+        with self.lock:
+            full = [lane for lane, run in self.lanes.items() if run.room() <= 0]
+            skip = set(self.held)
+        claimed = self.leases.claim(self._room, full, skip)
+        self.enqueue(claimed)
+        return len(claimed)
+
     def run_once(self) -> int:
-        """Claim one batch and deliver it, lane by lane; returns how many deliveries were claimed."""
+        """Claim one batch and deliver it, lanes at once, and wait until it is all done."""
         self.move_clocks()
-        claimed = self.leases.claim()
-        lanes: dict[Lane, list] = defaultdict(list)
-        for row in claimed:
-            lanes[Lane(row.crm, row.tenant)].append(row)
-        for lane, batch in lanes.items():
-            if self.stopping.is_set():
-                break
-            self.deliver(lane, batch)
+        claimed = self.leases.claim(skip=set(self.held))
+        self.enqueue(claimed)
+        self.wait_idle()
         return len(claimed)
 
     def move_clocks(self) -> None:
@@ -88,21 +141,107 @@ class Worker:
             log.warning("compliance clocks moved on", extra={"fields": moved})
 
     def deliver(self, lane: Lane, batch: list) -> None:
-        """Hand ``batch`` to the lane's protocol and finish each step's reports before its next call."""
-        try:
-            protocol = self.protocols[lane]
-        except LookupError as exc:  # the tenant or its CRM left the config: nothing will ever deliver these
-            self.finish([Report(row, Outcome.PERMANENT, detail=str(exc)) for row in batch])
+        """Deliver ``batch`` (claimed rows of ``lane``) and wait until it is all done."""
+        self.enqueue([row for row in batch if Lane(row.crm, row.tenant) == lane])
+        self.wait_idle()
+
+    def drain(self) -> None:
+        """On a stop: hand queued rows back, let the calls under way finish (each within its deadline)."""
+        with self.lock:
+            for run in self.lanes.values():
+                run.queue.clear()
+            self.lock.wait_for(lambda: all(run.in_flight == 0 for run in self.lanes.values()))
+        self.leases.release()
+        self.pool.shutdown()
+
+    def wait_idle(self) -> None:
+        with self.lock:
+            self.lock.wait_for(lambda: all(run.in_flight == 0 and not run.startable() for run in self.lanes.values()))
+        if self.died is not None:
+            raise self.died
+
+    def _room(self, crm: str, tenant: str) -> int:
+        run = self.lanes.get(Lane(crm, tenant))
+        return run.room() if run is not None else self.config.claim_size
+
+    def enqueue(self, rows: list) -> None:
+        unserved, paused = [], []
+        with self.lock:
+            for row in rows:
+                lane = Lane(row.crm, row.tenant)
+                run = self.lanes.get(lane)
+                if run is None:
+                    try:
+                        run = self.lanes[lane] = LaneRun(lane, self.protocols[lane])
+                    except LookupError as exc:  # the tenant or its CRM left the config: nothing will ever deliver these
+                        unserved.append(Report(row, Outcome.PERMANENT, detail=str(exc)))
+                        continue
+                if run.paused_until > time.monotonic():
+                    paused.append(row)
+                    continue
+                run.queue.append(row)
+                run.held += 1
+                self.held.add(row.id)
+            self._start_units()
+        self.finish(unserved)
+        self.leases.postpone(paused, self.leases.now() + timedelta(seconds=self.config.backoff_base_seconds),
+                             "their CRM failed a recent call")
+
+    def _start_units(self) -> None:
+        """Under the lock: hand each lane's queued rows to the pool, a unit at a time, up to its concurrency."""
+        if self.stopping.is_set():
             return
-        with closing(protocol.deliver(batch, self.leases)) as steps:
+        for run in self.lanes.values():
+            while run.startable():
+                unit = [run.queue.popleft() for _ in range(min(run.protocol.unit, len(run.queue)))]
+                run.in_flight += 1
+                self.pool.submit(self._run_unit, run, unit, run.take_slot())
+
+    def _run_unit(self, run: LaneRun, unit: list, delay: float) -> None:
+        handed_back: list = []
+        died = None
+        try:
+            if delay and self.stopping.wait(delay):
+                handed_back = unit
+            elif self._deliver_unit(run.protocol, unit):
+                with self.lock:
+                    run.paused_until = time.monotonic() + self.config.backoff_base_seconds
+                    handed_back = list(run.queue)
+                    run.queue.clear()
+        except Exception:
+            log.exception("delivering a unit of lane %s/%s failed; handing it back", *run.lane)
+            handed_back = unit
+        except BaseException as exc:  # the thread dying mid-call: nothing more is written, as after kill -9
+            died = self.died = exc
+        finally:
+            try:
+                if died is None:
+                    self.leases.postpone(handed_back, self.leases.now() + timedelta(
+                        seconds=self.config.backoff_base_seconds), "their CRM failed the previous call")
+            finally:
+                with self.lock:
+                    run.in_flight -= 1
+                    for row in unit + handed_back:
+                        if row.id in self.held:
+                            self.held.discard(row.id)
+                            run.held -= 1
+                    self._start_units()
+                    self.lock.notify_all()
+                self.wake.set()
+
+    def _deliver_unit(self, protocol: LaneDelivery, unit: list) -> bool:
+        """Hand ``unit`` to the protocol and finish each step's reports before its next call; True
+        when the CRM failed a call (the unit's unfinished rows are handed back)."""
+        with closing(protocol.deliver(unit, self.leases)) as steps:
             for reports in steps:
                 self.finish(reports)
                 if any(report.error is not None for report in reports):
-                    self.leases.postpone(batch, self.leases.now() + timedelta(seconds=self.config.backoff_base_seconds),
+                    self.leases.postpone(unit, self.leases.now() + timedelta(seconds=self.config.backoff_base_seconds),
                                          "their CRM failed the previous call")
-                    return
+                    return True
                 if self.stopping.is_set():
-                    return
+                    return False
+        return False
 
     def finish(self, reports: list[Report]) -> None:
         for report, finished in zip(reports, self.leases.finish(reports), strict=True):

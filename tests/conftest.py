@@ -81,6 +81,19 @@ class Sandbox:
     def reset(self) -> None:
         requests.post(f"{self.url}/_sandbox/reset", timeout=5).raise_for_status()
 
+    def latency(self, seconds: float, crm: str | None = None, account: str | None = None) -> None:
+        resp = requests.post(f"{self.url}/_sandbox/latency", json={"seconds": seconds, "crm": crm, "account": account},
+                             timeout=5)
+        resp.raise_for_status()
+
+    def concurrency(self) -> dict:
+        """The most calls under way at once, per CRM and account (CRM Text keyword, Experience hotel token)."""
+        return requests.get(f"{self.url}/_sandbox/concurrency", timeout=5).json()["max"]
+
+    def under_way(self, crm: str, account: str) -> int:
+        """Calls from that account being served right now (answers held back by a latency)."""
+        return requests.get(f"{self.url}/_sandbox/concurrency", timeout=5).json()["now"].get(crm, {}).get(account, 0)
+
 
 @pytest.fixture(scope="session")
 def sandbox_server():

@@ -19,6 +19,9 @@ from .transport import call, new_session
 
 
 class AlertsDelivery:
+    # One alert per unit, one at a time: alerts are few, and their order should be kept.
+    unit, concurrency, max_per_second = 1, 1, None
+
     def __init__(self, config: AlertsConfig):
         self.config = config
         self.webhook = Webhook(config.secret)

@@ -162,8 +162,11 @@ MAY_HAVE_APPLIED = (Outcome.STARTED, Outcome.UNKNOWN, Outcome.OK, Outcome.ALREAD
 class CrmTextDelivery:
     """One store's delivery protocol: one row per step, each checked before it is called again."""
 
+    unit = 1  # rows per call: each row is its own unit of work, up to ``concurrency`` at once
+
     def __init__(self, config: CrmTextConfig):
         self.client = CrmTextClient(config)
+        self.concurrency, self.max_per_second = config.concurrency, config.max_per_second
 
     def deliver(self, batch: list, books: Books) -> Iterator[list[Report]]:
         for row in batch:

@@ -76,7 +76,15 @@ class Books(Protocol):
 
 
 class LaneDelivery(Protocol):
-    """One lane's delivery protocol: its CRM's client and the rules of calling it."""
+    """One lane's delivery protocol: its CRM's client and the rules of calling it.
+
+    The worker hands it units of at most ``unit`` rows, up to ``concurrency`` units at once (each
+    in its own thread, a row in one unit only), starting at most ``max_per_second`` units a second.
+    """
+
+    unit: int
+    concurrency: int
+    max_per_second: float | None
 
     def deliver(self, batch: list, books: Books) -> Iterator[list[Report]]:
         """Deliver ``batch`` (rows of this lane), yielding the reports of each step."""

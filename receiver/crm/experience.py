@@ -191,6 +191,9 @@ class ExperienceDelivery:
 
     def __init__(self, config: ExperienceConfig):
         self.client = ExperienceClient(config)
+        # rows per unit of work: one batch each (coalescing may make fewer records), up to ``concurrency`` at once
+        self.unit = config.batch_size
+        self.concurrency, self.max_per_second = config.concurrency, config.max_per_second
 
     def deliver(self, batch: list, books: Books) -> Iterator[list[Report]]:
         size = self.client.config.batch_size

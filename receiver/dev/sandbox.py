@@ -47,6 +47,7 @@ Control API:
          (a gateway's 502 page), "drip" (the normal answer, one byte every ``delay`` seconds).
          Fault sets queue up in the order posted.
   DELETE /_sandbox/faults                           drop pending faults.
+  POST   /_sandbox/latency, GET /_sandbox/concurrency: see dev/pace.py. The server is threaded.
 """
 
 import re
@@ -60,7 +61,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
-from . import answers
+from . import answers, pace
 from .answers import basic_keyword, crmtext_xml
 from .providers import create_providers_blueprint
 
@@ -115,8 +116,11 @@ def create_sandbox_app() -> Flask:
     state = _State()
     providers = create_providers_blueprint()
     app.register_blueprint(providers)
+    paced = pace.Pace()
+    pace.register(app, paced, CRMS)
 
     @app.post("/crmtext/smapi/rest")
+    @paced.serves("crmtext")
     def crmtext():
         method = request.values.get("method", "")
         number = request.values.get("phone_number", "")
@@ -152,6 +156,7 @@ def create_sandbox_app() -> Flask:
             return crmtext_xml(method, "200", "ok", dict(customer), shape=dict(state.shape))
 
     @app.post("/experience/api/xp-unsubscribe/opt-out")
+    @paced.serves("experience")
     def experience_opt_out():
         body = request.get_json(silent=True)
         recipients = body.get("recipients") if isinstance(body, dict) else None
@@ -215,6 +220,7 @@ def create_sandbox_app() -> Flask:
         with state.lock:
             state.reset()
         providers.store.reset()
+        paced.reset()
         return jsonify({"reset": True})
 
     @app.post("/_sandbox/experience/records")

@@ -5,6 +5,7 @@ from sqlalchemy import Engine, select, update
 from ..errors import Conflict
 from .models import Delivery, utcnow
 from .outbox import CRMTEXT_ITSELF, DEAD, NOT_US, PENDING, SKIPPED, SUPERSEDED, owed_states
+from .wakeup import notify
 
 
 def replay_delivery(engine: Engine, delivery_id: int, operator: str | None = None) -> str | None:
@@ -34,4 +35,5 @@ def replay_delivery(engine: Engine, delivery_id: int, operator: str | None = Non
             lease_owner=None, lease_until=None, replayed_by=operator)).rowcount
         if not moved:
             raise Conflict(f"delivery {delivery_id} was moved meanwhile (another replay?): it is {row.status} no more")
+        notify(conn)
     return row.status

@@ -15,19 +15,24 @@ from sqlalchemy.engine import make_url
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 5) -> Engine:
     """An engine that connects lazily, so the web process starts without a database.
+
+    ``pool_size``: connections kept open; a worker passes its thread count (each lane's call writes
+    through its own connection), plus 5 more may open under a burst.
 
     ``hide_parameters``: a database error's text never carries the statement's values (emails,
     phone numbers) into a log line or a traceback.
     """
     if not url.startswith("sqlite"):
         # No pre-ping (a round trip per checkout); a dropped connection fails one request with 503.
-        return create_engine(url, pool_recycle=300, pool_size=5, max_overflow=5, hide_parameters=True)
+        return create_engine(url, pool_recycle=300, pool_size=pool_size, max_overflow=5, hide_parameters=True)
     database = make_url(url).database
+    pool: dict = {}
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        pool = {"pool_size": pool_size, "max_overflow": 10}
+    engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **pool)
     # Connections whose transaction is being begun by a statement (engine.connect()'s autobegin),
     # as opposed to an explicit begin (engine.begin()).
     autobegun: weakref.WeakSet = weakref.WeakSet()

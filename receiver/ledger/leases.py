@@ -7,10 +7,11 @@ attempt as ``started``; a row whose lease was taken over is left to its new owne
 """
 
 import logging
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, insert, or_, select, update
+from sqlalchemy import Engine, insert, or_, select, tuple_, update
 
 from ..crm.delivery import Outcome, Report, Started
 from ..crm.errors import backoff_seconds
@@ -42,20 +43,37 @@ class Leases:
         with self.engine.connect() as conn:
             return db_now(conn)
 
-    def claim(self) -> list:
-        """Lease up to ``claim_size`` due deliveries, oldest first."""
+    def claim(self, room: Callable[[str, str], int] | None = None, full: Collection[tuple[str, str]] = (),
+              skip: Collection[int] = ()) -> list:
+        """Lease up to ``claim_size`` due deliveries, oldest first.
+
+        ``room(crm, tenant)``: how many more rows that lane may take; ``full``: (crm, tenant) lanes
+        with no room, not even read, so a full lane's backlog never crowds out the others; ``skip``: ids this worker holds
+        already (a row is in one thread only, even once its lease has run out in a queue).
+        """
         with self.engine.begin() as conn:
             # Due-ness is read on the clock that wrote next_attempt_at (ours, as the record path's);
             # leases on the database's, so a host whose clock runs ahead never takes a live lease over.
             now = db_now(conn)
-            ids = conn.execute(
-                select(Delivery.id)
-                .where(Delivery.status == PENDING, Delivery.next_attempt_at <= utcnow(),
-                       or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
-                .order_by(Delivery.next_attempt_at, Delivery.id)
-                .limit(self.config.claim_size)
-                .with_for_update(skip_locked=True)
-            ).scalars().all()
+            query = (select(Delivery.id, Delivery.crm, Delivery.tenant)
+                     .where(Delivery.status == PENDING, Delivery.next_attempt_at <= utcnow(),
+                            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
+                     .order_by(Delivery.next_attempt_at, Delivery.id)
+                     .limit(self.config.claim_size)
+                     .with_for_update(skip_locked=True))
+            if full:
+                query = query.where(tuple_(Delivery.crm, Delivery.tenant).not_in(list(full)))
+            left: dict[tuple[str, str], int] = {}
+            ids = []
+            for delivery_id, crm, tenant in conn.execute(query):
+                if delivery_id in skip:
+                    continue
+                if room is not None:
+                    lane = (crm, tenant)
+                    left[lane] = (room(crm, tenant) if lane not in left else left[lane]) - 1
+                    if left[lane] < 0:
+                        continue  # locked until this commits, not leased: free for others
+                ids.append(delivery_id)
             if not ids:
                 return []
             conn.execute(update(Delivery).where(Delivery.id.in_(ids)).values(

@@ -16,6 +16,7 @@ from ..states import EXPERIENCE, STATES, identity_for
 from . import chain, clocks, outbox
 from .db import dialect_insert
 from .models import Consent, Delivery, IdentityLink, ReplayNonce, RequestRecord, SignalRow, utcnow
+from .wakeup import notify
 
 ACCEPTED, DUPLICATE, IGNORED = "accepted", "duplicate", "ignored"
 
@@ -229,6 +230,7 @@ class Ledger:
                 for planned in outbox.plan(tenant, signal, identity, states, now, email, phone)]
         if rows:
             conn.execute(self._add_deliveries, rows)
+            notify(conn)
 
     def _owe_held_back(self, conn, tenant, email, phone, just_added, now) -> None:
         """email-only: Experience deliveries skipped for want of an email are owed once a link gives one.
@@ -255,6 +257,7 @@ class Ledger:
                     status=outbox.PENDING, reason=None, payload={**payload, "email": email, "states": states},
                     next_attempt_at=now, updated_at=now,
                 ))
+                notify(conn)
 
     def _linked_email(self, conn, tenant: str, phone: str) -> str | None:
         return conn.execute(self._linked, {"b_tenant": tenant, "b_phone": phone}).scalar()

@@ -84,6 +84,9 @@ class ExperienceConfig:
     # "email-only": SMS states only for phones with a known email
     sms_records: str = setting("phone", validate=validate.OneOf(["phone", "email-only"]))
     timeout: float = setting(10.0, fields.Float, validate=validate.Range(0.1, 120))
+    # lanes (issue 16): batches of this hotel sent at once, and started per second at most (none: no cap)
+    concurrency: int = setting(4, fields.Integer, validate=validate.Range(1, 64))
+    max_per_second: float | None = setting(None, fields.Float, allow_none=True, validate=validate.Range(0.01, 10000))
 
 
 @section
@@ -93,6 +96,9 @@ class CrmTextConfig:
     password: str = setting(validate=validate.Length(min=1))
     keyword: str = setting(validate=validate.Length(min=1))
     timeout: float = setting(6.0, fields.Float, validate=validate.Range(0.1, 60))
+    # lanes (issue 16): deliveries of this store called at once, and started per second at most (none: no cap)
+    concurrency: int = setting(4, fields.Integer, validate=validate.Range(1, 64))
+    max_per_second: float | None = setting(None, fields.Float, allow_none=True, validate=validate.Range(0.01, 10000))
 
 
 @section
@@ -136,6 +142,9 @@ class WorkerConfig:
     max_age_hours: float = setting(72.0, fields.Float, validate=validate.Range(0.001, 24 * 365))
     backoff_base_seconds: float = setting(2.0, fields.Float, validate=validate.Range(0.01, 3600))
     backoff_max_seconds: float = setting(3600.0, fields.Float, validate=validate.Range(0.01, 86400))
+    # lanes (issue 16): calls in flight at once in one worker process, over all lanes; each holds a
+    # database connection while it writes, so the engine's pool is sized to match
+    threads: int = setting(16, fields.Integer, validate=validate.Range(1, 256))
 
 
 @section

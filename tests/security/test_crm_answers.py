@@ -6,6 +6,7 @@ The worker runs against the in-thread sandbox, which answers in the vendors' doc
 ones. A raw socket stands in for a CRM that drips even its headers.
 """
 
+import dataclasses
 import time
 import tracemalloc
 from datetime import timedelta
@@ -80,6 +81,8 @@ def test_a_dripping_answer_holds_the_worker_no_longer_than_its_deadline(hostile)
     hostile.stop(GRAND, "grand")
     hostile.stop(SMALL, "smsonly")
     # The first CRM Text call (grand's) applies, then its answer comes a byte every 0.2 s: ~25 s.
+    # Lanes call at once: smsonly's answer held back 0.5 s makes grand's the call that meets the fault.
+    hostile.sandbox.latency(0.5, crm=CRMTEXT, account="SMALL")
     hostile.sandbox.fault(CRMTEXT, "drip", delay=0.2)
     assert hostile.run() < DEADLINE + 1.5
     assert hostile.delivery(CRMTEXT, SMALL).status == DONE  # the other tenant's opt-out moved on
@@ -92,10 +95,16 @@ def test_a_dripping_answer_holds_the_worker_no_longer_than_its_deadline(hostile)
 
 
 def test_a_dripping_crm_costs_one_deadline_per_claim_and_other_tenants_go_on(hostile):
+    # One call at a time in grand's lane (issue 16 runs up to `concurrency`): the calls after the
+    # dripping one wait in its queue, and are handed back when it fails.
+    grand = hostile.settings.tenants["grand"]
+    hostile.settings = dataclasses.replace(hostile.settings, tenants={
+        **hostile.settings.tenants, "grand": dataclasses.replace(grand, crmtext=dataclasses.replace(grand.crmtext, concurrency=1))})
     guests = ["+15551110001", "+15551110002", "+15551110003"]
     for phone in guests:
         hostile.stop(phone, "grand")
     hostile.stop(SMALL, "smsonly")
+    hostile.sandbox.latency(0.5, crm=CRMTEXT, account="SMALL")  # grand's call meets the fault, not smsonly's
     hostile.sandbox.fault(CRMTEXT, "drip", delay=0.2)  # the first call; then CRM Text would answer again
     before = utcnow()
     assert hostile.run() < DEADLINE + 1.5
