@@ -175,17 +175,8 @@ def reconcile(tenant, since):
     except LookupError as exc:
         raise click.BadParameter(str(exc), param_hint="--tenant") from None
     engine = make_engine(settings.database_url)
-    reconciler = Reconciler(settings, engine)
-    failed = False
-    for name in names:
-        summary = reconciler.run(name, since.strftime("%Y-%m-%d") if since else None)
-        click.echo(summary.line(), err=summary.error is not None)
-        failed = failed or summary.error is not None
+    _passes(Reconciler(settings, engine), names, since, "no tenant has experience settings: nothing to reconcile")
     engine.dispose()
-    if not names:
-        click.echo("no tenant has experience settings: nothing to reconcile")
-    if failed:
-        sys.exit(1)
 
 
 @cli.command()
@@ -209,15 +200,19 @@ def _backfill(settings, source, since) -> None:
     except LookupError as exc:
         raise click.BadParameter(str(exc), param_hint="--source") from None
     engine = make_engine(settings.database_url)
-    backfiller = Backfiller(settings, engine)
+    _passes(Backfiller(settings, engine), names, since, "no source has a backfill option: nothing to read")
+    engine.dispose()
+
+
+def _passes(reader, names: list[str], since, nothing: str) -> None:
+    """One pass of ``reader`` (reconcile's or backfill's) per name, a line each; exit 1 if any stopped."""
     failed = False
     for name in names:
-        summary = backfiller.run(name, since.strftime("%Y-%m-%d") if since else None)
+        summary = reader.run(name, since.strftime("%Y-%m-%d") if since else None)
         click.echo(summary.line(), err=summary.error is not None)
         failed = failed or summary.error is not None
-    engine.dispose()
     if not names:
-        click.echo("no source has a backfill option: nothing to read")
+        click.echo(nothing)
     if failed:
         sys.exit(1)
 

@@ -23,31 +23,7 @@ Experience (the assumed write endpoint and the documented read endpoint, section
 The Twilio, SendGrid, Mailgun and Postmark list APIs that ``receiver backfill`` reads, and their
 ``/_sandbox/providers`` controls: ``providers.py`` (``/_sandbox/reset`` resets them too).
 
-Control API:
-  GET    /_sandbox/calls[?crm=crmtext|experience]  every call received, in order:
-         {"calls": [{"crm", "method", "phone_number", "keyword", "records", "since",
-         "authorization", "at", "fault"?}]}; method is the CRM Text method, or "opt_out" /
-         "retrieve" for Experience; "followed_redirect" when a client followed a "redirect".
-  POST   /_sandbox/reset                            forget calls, customers, records, faults, shape.
-  POST   /_sandbox/crmtext/shape  {"layout": "flat" | "customer", "status_tag": "optinStatus"}
-         the variants seen of CRM Text's answer, until the next reset: fields directly under
-         ``<response>`` (flat, the default) or in a ``<customer>`` child as client libraries
-         read them; the status tag in any case (``optInStatus``, ``OPTINSTATUS``).
-  POST   /_sandbox/experience/records  {"records": [...], "page_size": 250, "at": "YYYY-MM-DD HH:MM:SS"}
-         store Experience records as if opt-out calls had sent them (each with its own state
-         times), received ``at`` (default now); ``page_size`` sets retrieve-opt-out's page size
-         until the next reset.
-  POST   /_sandbox/faults  {"crm", "mode", "count": 1, "retry_after": 1, "delay": 1}
-         the next ``count`` calls to that CRM fail with ``mode``: "500", "429" (with
-         Retry-After), "400", "malformed", "truncated", "billion_laughs", "external_entity"
-         (HTTP 200 with a broken or hostile body), "gzip_bomb" (``size_mb``, default 300, of
-         zeros in ~300 KB of gzip), "redirect" (a 302 to a GET that answers success), "answer"
-         (exactly ``body`` with ``http_status``), or, applying the call first: "slow" (sleeps
-         ``delay`` seconds, then answers normally: "timed out, but it happened"), "502_html"
-         (a gateway's 502 page), "drip" (the normal answer, one byte every ``delay`` seconds).
-         Fault sets queue up in the order posted.
-  DELETE /_sandbox/faults                           drop pending faults.
-  POST   /_sandbox/latency, GET /_sandbox/concurrency: see dev/pace.py. The server is threaded.
+Control API (calls, reset, answer shapes, seeded records, faults, latency): docs/sandbox.md.
 """
 
 import re

@@ -4,29 +4,24 @@ import json
 from datetime import UTC, datetime
 
 from flask import Response, request
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from ... import clock
 from ...access.roles import Permission
 from ...identities import normalize_contact
 from ...ledger.proof import gather
-from ...schemas import EmailOrPhone, load, text
+from ...schemas import load
 from ...services import services
 from ...states import STATES
 from ..answers import Change, Time
 from .clocks import ClockItem
 from .common import allow, bp, known_tenant
+from .consent import ConsentQuery
 from .deliveries import DeliveryItem
 
 
-class ProofQuery(EmailOrPhone):
-    class Meta:
-        unknown = RAISE
-
-    identity_error_field = "email"
-    tenant = text(1, 64, required=True)
-    email = text(3, 254)
-    phone = text(3, 64)
+class ProofQuery(ConsentQuery):
+    """The guest a proof is for: named as for a consent look-up."""
 
 
 class ProofSignal(Schema):
