@@ -1,14 +1,16 @@
-"""/console: sign-in (cookie flags, new session, rate limit, CSRF), find a guest, staff opt-out, review, sign-out."""
+"""/console: sign-in (cookie flags, new session, rate limit, CSRF), find a guest, staff opt-out, review, sign-out,
+clocks and CRM answers, the printable proof, dead deliveries and replay."""
 
 import re
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 
 from receiver import create_app
 from receiver.access.credentials import Passwords
 from receiver.access.roles import Role
-from receiver.ledger.models import SignalRow
+from receiver.ledger.models import Attempt, Delivery, SignalRow
 from receiver.ledger.operators import add_operator, disable_operator
 from tests.helpers import make_settings, twilio_signature, twilio_sms
 
@@ -124,3 +126,41 @@ def test_honour_a_review_item(app):
 def test_the_console_speaks_french(app):
     page = app.test_client().get("/console/login?lang=fr", **HTTPS)
     assert '<html lang="fr">' in page.text and "Se connecter" in page.text
+
+
+def stop(client, phone=PHONE, sid="SM" + "7" * 32):
+    params = twilio_sms(sid=sid, body="STOP", phone=phone)
+    assert client.post("/hooks/twilio", data=params,
+                       headers={"X-Twilio-Signature": twilio_signature("/hooks/twilio", params)}).status_code == 200
+
+
+def crm_answers(app, status="done"):
+    """CRM Text answered the guest's delivery (a 200 after a 503); the other CRM's is left pending."""
+    with app.extensions["receiver"].engine.begin() as conn:
+        delivery = conn.execute(select(Delivery.id).where(Delivery.crm == "crmtext")).scalar_one()
+        conn.execute(update(Delivery).where(Delivery.id == delivery).values(status=status, attempts=2))
+        conn.execute(insert(Attempt), [
+            {"delivery_id": delivery, "started_at": datetime(2026, 5, 1, 9, 0, tzinfo=UTC),
+             "finished_at": datetime(2026, 5, 1, 9, 0, 1, tzinfo=UTC), "outcome": "retry", "http_status": 503,
+             "detail": "service unavailable"},
+            {"delivery_id": delivery, "started_at": datetime(2026, 5, 1, 9, 5, tzinfo=UTC),
+             "finished_at": datetime(2026, 5, 1, 9, 5, 2, tzinfo=UTC),
+             "outcome": "ok" if status == "done" else "permanent", "http_status": 200 if status == "done" else 400,
+             "detail": None}])
+    return delivery
+
+
+def test_the_guest_page_shows_deadlines_and_the_crms_answers(app):
+    client = app.test_client()
+    stop(client)
+    crm_answers(app)
+    sign_in(client, email="look@grand.example")  # a viewer reads them
+    guest = client.get("/console", query_string={"tenant": "grand", "phone": PHONE}, **HTTPS).text
+    clocks = guest.split('id="clocks"')[1].split("</table>")[0]
+    assert "tcpa" in clocks and "sms_ban" in clocks and "pending" in clocks and " UTC" in clocks
+    deliveries = guest.split('id="deliveries"')[1].split("</table>")[0]
+    assert "crmtext" in deliveries and "2026-05-01 09:05 UTC" in deliveries  # when CRM Text honoured it
+    assert "HTTP 503" in deliveries and "service unavailable" in deliveries and "HTTP 200" in deliveries
+    assert "experience" in deliveries and "pending" in deliveries
+    french = client.get("/console", query_string={"tenant": "grand", "phone": PHONE, "lang": "fr"}, **HTTPS).text
+    assert "Échéances" in french and "Réponses du CRM" in french
