@@ -173,3 +173,6 @@ def _tenants() -> list[str]:
 
 def _visible() -> list[str] | None:
     return None if g.principal.tenants is None else sorted(g.principal.tenants)
+
+
+from . import console_pages  # noqa: E402,F401  (its routes join this blueprint)

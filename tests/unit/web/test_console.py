@@ -12,7 +12,7 @@ from receiver.access.credentials import Passwords
 from receiver.access.roles import Role
 from receiver.ledger.models import Attempt, Delivery, SignalRow
 from receiver.ledger.operators import add_operator, disable_operator
-from tests.helpers import make_settings, twilio_signature, twilio_sms
+from tests.helpers import make_settings, twilio_signature, twilio_sms, verify_receipt
 
 PASSWORD, PHONE = "correct horse battery staple", "+15551234567"
 HTTPS = {"base_url": "https://localhost"}  # the cookie is Secure outside development
@@ -164,3 +164,34 @@ def test_the_guest_page_shows_deadlines_and_the_crms_answers(app):
     assert "experience" in deliveries and "pending" in deliveries
     french = client.get("/console", query_string={"tenant": "grand", "phone": PHONE, "lang": "fr"}, **HTTPS).text
     assert "Échéances" in french and "Réponses du CRM" in french
+
+
+def test_the_printable_proof_is_the_v1_document_and_its_json_is_signed(app, client):
+    stop(client)
+    crm_answers(app)
+    sign_in(client, email="look@grand.example")
+    query = {"tenant": "grand", "phone": PHONE}
+    printable = client.get("/console/proof", query_string=query, **HTTPS)
+    assert printable.status_code == 200 and "<script" not in printable.text
+    assert "/.well-known/receipt-keys" in printable.text and "/console/proof.json?" in printable.text
+    signed = client.get("/console/proof.json", query_string=query, **HTTPS)
+    verify_receipt(client, signed)  # the same webhook-* headers as /v1/proof, over the exact bytes
+    document = signed.get_json()
+    [signal] = document["signals"]
+    [clock] = document["clocks"]
+    for shown in (signal["receipt_id"], signal["chain_sha256"], signal["evidence_sha256"], clock["honour_by"],
+                  document["generated_at"], "HTTP 503", "service unavailable"):
+        assert shown in printable.text
+    assert "Preuve des désinscriptions" in client.get("/console/proof", query_string={**query, "lang": "fr"},
+                                                      **HTTPS).text
+
+
+def test_another_tenants_guest_is_not_found(app):
+    engine = app.extensions["receiver"].engine
+    add_operator(engine, "desk@smsonly.example", Role.VIEWER, ["smsonly"], Passwords().hash(PASSWORD))
+    client = app.test_client()
+    stop(client)
+    sign_in(client, email="desk@smsonly.example")
+    query = {"tenant": "grand", "phone": PHONE}
+    assert client.get("/console/proof", query_string=query, **HTTPS).status_code == 404
+    assert client.get("/console/proof.json", query_string=query, **HTTPS).status_code == 404
