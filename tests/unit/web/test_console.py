@@ -180,7 +180,7 @@ def test_the_printable_proof_is_the_v1_document_and_its_json_is_signed(app, clie
     [signal] = document["signals"]
     [clock] = document["clocks"]
     for shown in (signal["receipt_id"], signal["chain_sha256"], signal["evidence_sha256"], clock["honour_by"],
-                  document["generated_at"], "HTTP 503", "service unavailable"):
+                  "HTTP 503", "service unavailable"):
         assert shown in printable.text
     assert "Preuve des désinscriptions" in client.get("/console/proof", query_string={**query, "lang": "fr"},
                                                       **HTTPS).text
@@ -195,3 +195,37 @@ def test_another_tenants_guest_is_not_found(app):
     query = {"tenant": "grand", "phone": PHONE}
     assert client.get("/console/proof", query_string=query, **HTTPS).status_code == 404
     assert client.get("/console/proof.json", query_string=query, **HTTPS).status_code == 404
+
+
+def test_dead_deliveries_are_replayed_by_an_admin_with_csrf_in_a_post(app):
+    engine = app.extensions["receiver"].engine
+    add_operator(engine, "boss@grand.example", Role.ADMIN, None, Passwords().hash(PASSWORD))
+    client = app.test_client()
+    stop(client)
+    delivery = crm_answers(app, status="dead")
+
+    def status():
+        with engine.connect() as conn:
+            return conn.execute(select(Delivery.status, Delivery.replayed_by).where(Delivery.id == delivery)).one()
+
+    sign_in(client, email="look@grand.example")
+    listed = client.get("/console/deliveries", **HTTPS)
+    assert listed.status_code == 200 and "HTTP 400" in listed.text and 'name="id"' not in listed.text
+    refused = client.post("/console/deliveries", data={"csrf": csrf_of(listed.text), "id": delivery}, **HTTPS)
+    assert refused.status_code == 403 and status() == ("dead", None)
+
+    client.post("/console/logout", data={"csrf": csrf_of(listed.text)}, **HTTPS)
+    sign_in(client, email="boss@grand.example")
+    listed = client.get("/console/deliveries", query_string={"id": delivery}, **HTTPS)  # a GET replays nothing
+    assert f'name="id" value="{delivery}"' in listed.text and status() == ("dead", None)
+    forged = client.post("/console/deliveries", data={"csrf": "forged", "id": delivery}, **HTTPS)
+    assert forged.status_code == 400 and status() == ("dead", None)
+    replayed = client.post("/console/deliveries", data={"csrf": csrf_of(listed.text), "id": delivery}, **HTTPS)
+    assert replayed.status_code == 200 and 'id="replayed"' in replayed.text
+    assert status() == ("pending", "boss@grand.example")
+    assert f'name="id" value="{delivery}"' not in replayed.text  # no longer dead
+    again = client.post("/console/deliveries", data={"csrf": csrf_of(listed.text), "id": delivery}, **HTTPS)
+    assert again.status_code == 409
+    missing = client.post("/console/deliveries", data={"csrf": csrf_of(listed.text), "id": 999999}, **HTTPS)
+    assert missing.status_code == 404
+    assert "Envois abandonnés" in client.get("/console/deliveries?lang=fr", **HTTPS).text
