@@ -20,6 +20,7 @@ from ..errors import BadRequest, Forbidden, ReceiverError, TooManyRequests
 from ..identities import normalize_contact, normalize_email
 from ..ledger import queries, review
 from ..ledger.operators import principal_for_id, sign_in_record
+from ..ledger.proof import gather
 from ..ledger.ratelimit import client_key, rate_limited
 from ..services import services
 from ..sources.staff import CHANNELS
@@ -120,8 +121,11 @@ def home():
                 if any(by.values()):
                     rows, _next = queries.events_page(engine, tenant=tenant, limit=200, **by)
                     events.update({row.id: row for row in rows})
+            # The clocks and deliveries (with the CRMs' answers) as GET /v1/proof reads them.
+            proof = gather(engine, services().settings.identity_key, tenant, email, phone)
             found = {"states": queries.guest_states(engine, tenant, email, phone),
-                     "events": [events[key] for key in sorted(events)]}
+                     "events": [events[key] for key in sorted(events)],
+                     "clocks": proof["clocks"], "deliveries": proof["deliveries"]}
         except ReceiverError as exc:
             error = exc.message
     return page("console_home.html", tenants=tenants, tenant=tenant, email=email, phone=phone, found=found,
@@ -169,3 +173,6 @@ def _tenants() -> list[str]:
 
 def _visible() -> list[str] | None:
     return None if g.principal.tenants is None else sorted(g.principal.tenants)
+
+
+from . import console_pages  # noqa: E402,F401  (its routes join this blueprint)

@@ -73,10 +73,16 @@ class ProofAnswer(Schema):
 def proof():
     """Signed like a receipt (v1a headers over the exact bytes): an auditor checks it with the published keys."""
     data = load(ProofQuery(), request.args.to_dict())
-    tenant = known_tenant(data["tenant"])
-    email, phone = normalize_contact(data.get("email"), data.get("phone"))
-    document = {"tenant": tenant, "email": email, "phone": phone,
-                "generated_at": datetime.fromtimestamp(clock.now(), UTC),
-                **gather(services().engine, services().settings.identity_key, tenant, email, phone)}
-    body = json.dumps(ProofAnswer().dump(document), separators=(",", ":"), sort_keys=True).encode()
-    return Response(body, mimetype="application/json", headers=services().signer.headers(body))
+    _document, body, headers = signed_proof(data["tenant"], data.get("email"), data.get("phone"))
+    return Response(body, mimetype="application/json", headers=headers)
+
+
+def signed_proof(tenant: str, email: str | None, phone: str | None) -> tuple[dict, bytes, dict]:
+    """The proof as dumped, its exact bytes and their signature headers (the console shows the same document)."""
+    tenant = known_tenant(tenant)
+    email, phone = normalize_contact(email, phone)
+    document = ProofAnswer().dump({"tenant": tenant, "email": email, "phone": phone,
+                                   "generated_at": datetime.fromtimestamp(clock.now(), UTC),
+                                   **gather(services().engine, services().settings.identity_key, tenant, email, phone)})
+    body = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+    return document, body, services().signer.headers(body)

@@ -1,16 +1,18 @@
-"""/console: sign-in (cookie flags, new session, rate limit, CSRF), find a guest, staff opt-out, review, sign-out."""
+"""/console: sign-in (cookie flags, new session, rate limit, CSRF), find a guest, staff opt-out, review, sign-out,
+clocks and CRM answers, the printable proof, dead deliveries and replay."""
 
 import re
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 
 from receiver import create_app
 from receiver.access.credentials import Passwords
 from receiver.access.roles import Role
-from receiver.ledger.models import SignalRow
+from receiver.ledger.models import Attempt, Delivery, SignalRow
 from receiver.ledger.operators import add_operator, disable_operator
-from tests.helpers import make_settings, twilio_signature, twilio_sms
+from tests.helpers import make_settings, twilio_signature, twilio_sms, verify_receipt
 
 PASSWORD, PHONE = "correct horse battery staple", "+15551234567"
 HTTPS = {"base_url": "https://localhost"}  # the cookie is Secure outside development
@@ -124,3 +126,106 @@ def test_honour_a_review_item(app):
 def test_the_console_speaks_french(app):
     page = app.test_client().get("/console/login?lang=fr", **HTTPS)
     assert '<html lang="fr">' in page.text and "Se connecter" in page.text
+
+
+def stop(client, phone=PHONE, sid="SM" + "7" * 32):
+    params = twilio_sms(sid=sid, body="STOP", phone=phone)
+    assert client.post("/hooks/twilio", data=params,
+                       headers={"X-Twilio-Signature": twilio_signature("/hooks/twilio", params)}).status_code == 200
+
+
+def crm_answers(app, status="done"):
+    """CRM Text answered the guest's delivery (a 200 after a 503); the other CRM's is left pending."""
+    with app.extensions["receiver"].engine.begin() as conn:
+        delivery = conn.execute(select(Delivery.id).where(Delivery.crm == "crmtext")).scalar_one()
+        conn.execute(update(Delivery).where(Delivery.id == delivery).values(status=status, attempts=2))
+        conn.execute(insert(Attempt), [
+            {"delivery_id": delivery, "started_at": datetime(2026, 5, 1, 9, 0, tzinfo=UTC),
+             "finished_at": datetime(2026, 5, 1, 9, 0, 1, tzinfo=UTC), "outcome": "retry", "http_status": 503,
+             "detail": "service unavailable"},
+            {"delivery_id": delivery, "started_at": datetime(2026, 5, 1, 9, 5, tzinfo=UTC),
+             "finished_at": datetime(2026, 5, 1, 9, 5, 2, tzinfo=UTC),
+             "outcome": "ok" if status == "done" else "permanent", "http_status": 200 if status == "done" else 400,
+             "detail": None}])
+    return delivery
+
+
+def test_the_guest_page_shows_deadlines_and_the_crms_answers(app):
+    client = app.test_client()
+    stop(client)
+    crm_answers(app)
+    sign_in(client, email="look@grand.example")  # a viewer reads them
+    guest = client.get("/console", query_string={"tenant": "grand", "phone": PHONE}, **HTTPS).text
+    clocks = guest.split('id="clocks"')[1].split("</table>")[0]
+    assert "tcpa" in clocks and "sms_ban" in clocks and "pending" in clocks and " UTC" in clocks
+    deliveries = guest.split('id="deliveries"')[1].split("</table>")[0]
+    assert "crmtext" in deliveries and "2026-05-01 09:05 UTC" in deliveries  # when CRM Text honoured it
+    assert "HTTP 503" in deliveries and "service unavailable" in deliveries and "HTTP 200" in deliveries
+    assert "experience" in deliveries and "pending" in deliveries
+    french = client.get("/console", query_string={"tenant": "grand", "phone": PHONE, "lang": "fr"}, **HTTPS).text
+    assert "Échéances" in french and "Réponses du CRM" in french
+
+
+def test_the_printable_proof_is_the_v1_document_and_its_json_is_signed(app, client):
+    stop(client)
+    crm_answers(app)
+    sign_in(client, email="look@grand.example")
+    query = {"tenant": "grand", "phone": PHONE}
+    printable = client.get("/console/proof", query_string=query, **HTTPS)
+    assert printable.status_code == 200 and "<script" not in printable.text
+    assert "/.well-known/receipt-keys" in printable.text and "/console/proof.json?" in printable.text
+    signed = client.get("/console/proof.json", query_string=query, **HTTPS)
+    verify_receipt(client, signed)  # the same webhook-* headers as /v1/proof, over the exact bytes
+    document = signed.get_json()
+    [signal] = document["signals"]
+    [clock] = document["clocks"]
+    for shown in (signal["receipt_id"], signal["chain_sha256"], signal["evidence_sha256"], clock["honour_by"],
+                  "HTTP 503", "service unavailable"):
+        assert shown in printable.text
+    assert "Preuve des désinscriptions" in client.get("/console/proof", query_string={**query, "lang": "fr"},
+                                                      **HTTPS).text
+
+
+def test_another_tenants_guest_is_not_found(app):
+    engine = app.extensions["receiver"].engine
+    add_operator(engine, "desk@smsonly.example", Role.VIEWER, ["smsonly"], Passwords().hash(PASSWORD))
+    client = app.test_client()
+    stop(client)
+    sign_in(client, email="desk@smsonly.example")
+    query = {"tenant": "grand", "phone": PHONE}
+    assert client.get("/console/proof", query_string=query, **HTTPS).status_code == 404
+    assert client.get("/console/proof.json", query_string=query, **HTTPS).status_code == 404
+
+
+def test_dead_deliveries_are_replayed_by_an_admin_with_csrf_in_a_post(app):
+    engine = app.extensions["receiver"].engine
+    add_operator(engine, "boss@grand.example", Role.ADMIN, None, Passwords().hash(PASSWORD))
+    client = app.test_client()
+    stop(client)
+    delivery = crm_answers(app, status="dead")
+
+    def status():
+        with engine.connect() as conn:
+            return conn.execute(select(Delivery.status, Delivery.replayed_by).where(Delivery.id == delivery)).one()
+
+    sign_in(client, email="look@grand.example")
+    listed = client.get("/console/deliveries", **HTTPS)
+    assert listed.status_code == 200 and "HTTP 400" in listed.text and 'name="id"' not in listed.text
+    refused = client.post("/console/deliveries", data={"csrf": csrf_of(listed.text), "id": delivery}, **HTTPS)
+    assert refused.status_code == 403 and status() == ("dead", None)
+
+    client.post("/console/logout", data={"csrf": csrf_of(listed.text)}, **HTTPS)
+    sign_in(client, email="boss@grand.example")
+    listed = client.get("/console/deliveries", query_string={"id": delivery}, **HTTPS)  # a GET replays nothing
+    assert f'name="id" value="{delivery}"' in listed.text and status() == ("dead", None)
+    forged = client.post("/console/deliveries", data={"csrf": "forged", "id": delivery}, **HTTPS)
+    assert forged.status_code == 400 and status() == ("dead", None)
+    replayed = client.post("/console/deliveries", data={"csrf": csrf_of(listed.text), "id": delivery}, **HTTPS)
+    assert replayed.status_code == 200 and 'id="replayed"' in replayed.text
+    assert status() == ("pending", "boss@grand.example")
+    assert f'name="id" value="{delivery}"' not in replayed.text  # no longer dead
+    again = client.post("/console/deliveries", data={"csrf": csrf_of(listed.text), "id": delivery}, **HTTPS)
+    assert again.status_code == 409
+    missing = client.post("/console/deliveries", data={"csrf": csrf_of(listed.text), "id": 999999}, **HTTPS)
+    assert missing.status_code == 404
+    assert "Envois abandonnés" in client.get("/console/deliveries?lang=fr", **HTTPS).text
