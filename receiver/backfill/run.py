@@ -9,8 +9,11 @@ stopped at. A first pass reads the last ``FIRST_DAYS`` days.
 
 An item that changes a state is an opt-out the webhook path lost: counted
 (``receiver_backfill_recovered_total{source}``) and logged as a warning with the identity masked;
-its signal's detail says ``"via": "backfill"``. A 401/403, a page that is not the documented one,
-or a provider that keeps failing stops that source only, with one line naming it.
+its signal's detail says ``"via": "backfill"``; each page that recovered any raises one
+``backfill.recovered`` alert (source, count, masked identities and their states) in the page's own
+transaction, so a second run raises none. A 401/403, a page that is not the documented one, or a
+provider that keeps failing stops that source only, with one line naming it and a ``backfill.failed``
+alert (source, that line).
 """
 
 import hashlib
@@ -28,6 +31,7 @@ from .. import metrics
 from ..crm.transport import new_session
 from ..errors import ReceiverError
 from ..identities import mask_email, mask_phone
+from ..ledger.alerts import BACKFILL_FAILED, BACKFILL_RECOVERED, raise_alert
 from ..ledger.models import RequestRecord, utcnow
 from ..ledger.record import Ledger
 from ..settings import Settings, SourceConfig
@@ -111,7 +115,17 @@ class Backfiller:
             log.exception("backfill %s failed unexpectedly", name)
             summary.error = f"unexpected error ({type(exc).__name__})"
         log.warning("backfill %s stopped after %d pages: %s", name, summary.pages, summary.error)
+        self._alert_failed(config, summary)
         return summary
+
+    def _alert_failed(self, config: SourceConfig, summary: Summary) -> None:
+        """``backfill.failed`` in a transaction of its own; a database that is down only leaves the log line."""
+        try:
+            with self.engine.begin() as conn:
+                raise_alert(conn, self.settings.alerts, BACKFILL_FAILED, config.tenant, None,
+                            {"source": config.name, "error": summary.error}, utcnow())
+        except SQLAlchemyError:
+            log.warning("backfill %s: the backfill.failed alert could not be queued", config.name)
 
     def _recorded(self, config: SourceConfig, request_key: str) -> bool:
         with self.engine.connect() as conn:
@@ -131,15 +145,30 @@ class Backfiller:
         signals = [to_signal(item, config) for item in page.items]
         summary.skipped += sum(1 for signal in signals if "skipped" in signal.detail)
         evidence = json.dumps([item.raw for item in page.items], sort_keys=True, default=str).encode()
-        outcome = self.ledger.record(config, Inbound(inbound_key, signals), evidence)
+        outcome = self.ledger.record(config, Inbound(inbound_key, signals), evidence,
+                                     then=lambda conn, outcome, now: self._alert_recovered(conn, config, outcome, now))
         if outcome.original_receipt_id is not None:
             return
         summary.new_signals += len(outcome.event_ids) - len(outcome.duplicate_event_ids)
-        for change in outcome.changes:
-            if not change.get("states"):
-                continue
+        for change in recovered(outcome):
             summary.recovered += 1
             metrics.BACKFILL_RECOVERED.labels(config.name).inc()
-            identity = mask_email(change["email"]) if "email" in change else mask_phone(change["phone"])
             log.warning("backfill %s recovered %s for %s: an opt-out the webhook path lost", config.name,
-                        ", ".join(change["states"]), identity)
+                        ", ".join(change["states"]), masked(change))
+
+    def _alert_recovered(self, conn, config: SourceConfig, outcome, now) -> None:
+        """One ``backfill.recovered`` per page that set states, in the page's own transaction."""
+        changes = recovered(outcome)
+        if changes:
+            raise_alert(conn, self.settings.alerts, BACKFILL_RECOVERED, config.tenant, None, {
+                "source": config.name, "count": len(changes),
+                "recovered": [{"identity": masked(c), "states": list(c["states"])} for c in changes]}, now)
+
+
+def recovered(outcome) -> list[dict]:
+    """The page's changes that set states: opt-outs the webhook path lost."""
+    return [change for change in outcome.changes if change.get("states")]
+
+
+def masked(change: dict) -> str:
+    return mask_email(change["email"]) if "email" in change else mask_phone(change["phone"])

@@ -18,13 +18,14 @@ log = logging.getLogger(__name__)
 
 ALERTS = "alerts"  # the outbox lane (deliveries.crm)
 DELIVERY_DEAD, CLOCK_AT_RISK, CLOCK_BREACHED = "delivery.dead", "clock.at_risk", "clock.breached"
+BACKFILL_RECOVERED, BACKFILL_FAILED = "backfill.recovered", "backfill.failed"  # no signal: signal_id NULL
 
 
 def iso(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def raise_alert(conn: Connection, config: AlertsConfig | None, kind: str, tenant: str, signal_id: int,
+def raise_alert(conn: Connection, config: AlertsConfig | None, kind: str, tenant: str, signal_id: int | None,
                 data: dict, now: datetime) -> None:
     """Queue one alert for the worker to POST (or, without a url, log it); ``data`` holds no address."""
     event = {"type": kind, "tenant": tenant, "at": iso(now), "data": data}

@@ -169,7 +169,8 @@ class Delivery(Base):
     __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    signal_id: Mapped[int] = mapped_column(BigId, ForeignKey("signals.id"))
+    # NULL only for an alert no signal raised (backfill.recovered / backfill.failed)
+    signal_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("signals.id"))
     tenant: Mapped[str] = mapped_column(String(64))
     crm: Mapped[str] = mapped_column(String(16))
     identity: Mapped[str] = mapped_column(String(320))

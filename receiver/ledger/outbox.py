@@ -63,7 +63,7 @@ def owed_states(conn, deliveries) -> dict[int, list[str]]:
     replay never opts a guest out again against their re-consent; a state lifted and set again
     is owed by the later signal's own delivery, not by this one (no second confirmation text).
     """
-    signal_ids = {d.signal_id for d in deliveries}
+    signal_ids = {d.signal_id for d in deliveries if d.signal_id is not None}  # an alert may have none
     held = set(conn.execute(select(Consent.identity, Consent.state, Consent.signal_id).where(
         Consent.signal_id.in_(signal_ids))).all()) if signal_ids else set()
     owed = {}

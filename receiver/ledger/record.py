@@ -62,11 +62,11 @@ class Ledger:
             IdentityLink.tenant == bindparam("b_tenant"), IdentityLink.phone == bindparam("b_phone"),
         ).order_by(IdentityLink.created_at.desc()).limit(1)
 
-    def record(self, source: SourceConfig, inbound: Inbound, evidence: bytes, also=None) -> Outcome:
+    def record(self, source: SourceConfig, inbound: Inbound, evidence: bytes, also=None, then=None) -> Outcome:
         """Store everything or nothing; a redelivered request is answered from the first one.
 
         ``also(conn, receipt_id, now)`` writes more in the same transaction first (a review decision);
-        it raises to store nothing.
+        it raises to store nothing. ``then(conn, outcome, now)`` writes more in it last (an alert).
         """
         receipt_id, now = new_receipt_id(), utcnow()
         digest = hashlib.sha256(evidence).hexdigest()
@@ -82,6 +82,8 @@ class Ledger:
                 if inbound.nonce:
                     self._use_nonce(conn, source, inbound, now)
                 outcome = self._apply(conn, source, inbound, receipt_id, now, digest)
+                if then is not None:
+                    then(conn, outcome, now)
                 conn.execute(self._finish_request, {"b_id": receipt_id, "status": outcome.status,
                                                     "event_ids": outcome.event_ids, "changes": outcome.changes})
             return outcome

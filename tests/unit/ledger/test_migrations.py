@@ -183,3 +183,26 @@ def test_merged_consent_keeps_the_signal_whose_delivery_is_still_owed(migrated_t
             ("guest@example.com", T1, 2)]
         pending = conn.execute(select(Delivery).where(Delivery.id == 2)).all()
         assert owed_states(conn, pending) == {2: [MARKETING_DECLINE]}
+
+
+def test_0011_lets_an_alert_row_have_no_signal(migrated_to):
+    url, engine = migrated_to("0010")
+    assert not next(c for c in inspect(engine).get_columns("deliveries") if c["name"] == "signal_id")["nullable"]
+    with engine.begin() as conn:
+        conn.execute(insert(RequestRecord), [{
+            "id": "rcpt_1", "source": "partner", "tenant": "grand", "request_key": "r1", "status": "accepted",
+            "received_at": T1, "evidence_sha256": "0" * 64, "event_ids": [], "changes": []}])
+        conn.execute(insert(SignalRow), [signal(1, email="guest@example.com")])
+        conn.execute(insert(Delivery), [delivery(1, 1, "guest@example.com", "pending", "guest@example.com")])
+
+    upgrade(url)
+
+    assert next(c for c in inspect(engine).get_columns("deliveries") if c["name"] == "signal_id")["nullable"]
+    alert = {"type": "backfill.failed", "tenant": "grand", "at": "2026-11-01T09:00:00Z", "data": {}}
+    with engine.begin() as conn:
+        conn.execute(insert(Delivery), [{**delivery(2, None, "backfill.failed", "pending", None), "crm": "alerts",
+                                         "payload": alert}])
+        rows = conn.execute(select(Delivery).order_by(Delivery.id)).all()
+        # the alert owes its own sending, never a state; the CRM delivery still owes its signal's
+        assert owed_states(conn, rows)[2] == ["backfill.failed"]
+    assert [r.signal_id for r in rows] == [1, None]
