@@ -6,8 +6,18 @@ from flask import Response, jsonify, request
 from marshmallow import RAISE, Schema, fields, validate
 
 from ...access.roles import Permission
+from ...compliance.clocks import (
+    Clock,
+    ClockStatus,
+    Regime,
+    at_risk_from,
+    honour_by,
+    status,
+    tenant_calendar,
+)
 from ...errors import BadRequest, NotFound
 from ...ledger import queries, review
+from ...ledger.models import utcnow
 from ...receipts import new_receipt_id
 from ...schemas import TEXT_ERRORS, load, text
 from ...services import services
@@ -32,6 +42,25 @@ class ReviewQuery(ListQuery):
         (review.OPEN, review.DECIDED), error="must be one of {choices}"))
 
 
+class ReviewClock(Schema):
+    started_at = Time(required=True)
+    honour_by = Time(required=True)
+    decided_at = Time(allow_none=True)
+    status = fields.String(required=True, validate=validate.OneOf([s.value for s in ClockStatus]))
+
+
+def tcpa_clock(row) -> dict:
+    """A flagged text may be a revocation, which the TCPA wants honoured within 10 business days of
+    its arrival: its clock runs until a person decides it (computed on read: no state was added)."""
+    tenant = services().settings.tenants[row["tenant"]]
+    started = row["occurred_at"] or row["received_at"]
+    calendar = tenant_calendar(tenant.calendar, tenant.timezone)
+    clock = Clock(Regime.TCPA, frozenset(), started, honour_by(Regime.TCPA, started, calendar),
+                  at_risk_from(Regime.TCPA, started, calendar), row["decided_at"])
+    return {"started_at": started, "honour_by": clock.honour_by, "decided_at": row["decided_at"],
+            "status": status(clock, utcnow()).value}
+
+
 class ReviewItem(Schema):
     id = fields.Integer(required=True, metadata={"description": "the event's id (as in /v1/events)"})
     tenant = fields.String(required=True)
@@ -48,6 +77,8 @@ class ReviewItem(Schema):
     decision_note = fields.String(allow_none=True)
     operator = fields.String(allow_none=True, metadata={"description": "who decided"})
     decided_at = Time(allow_none=True)
+    tcpa_clock = fields.Nested(ReviewClock, required=True, metadata={
+        "description": "TCPA's 10 business days from the text's arrival, until a person decides it"})
 
 
 ReviewPage = page_of(ReviewItem, "ReviewPage")
@@ -78,7 +109,7 @@ def review_queue():
     rows, next_id = review.review_page(
         services().engine, status=data["status"], tenant=known_tenant(data.get("tenant")),
         tenants=visible_tenants(), after=queries.decode_cursor(data.get("cursor")), limit=data["limit"])
-    return jsonify(ReviewPage().dump({"items": [row._mapping for row in rows],
+    return jsonify(ReviewPage().dump({"items": [{**row._mapping, "tcpa_clock": tcpa_clock(row._mapping)} for row in rows],
                                       "next_cursor": queries.encode_cursor(next_id)}))
 
 

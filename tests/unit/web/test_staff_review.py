@@ -1,6 +1,7 @@
 """POST /v1/opt-outs (staff opt-outs, delivered to the CRMs by the worker) and the review queue."""
 
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -12,7 +13,14 @@ from receiver.ledger import review
 from receiver.ledger.models import ReviewDecision, SignalRow
 from receiver.ledger.operators import add_operator, issue_token
 from receiver.worker import Worker
-from tests.helpers import config_toml, make_settings, twilio_signature, twilio_sms, verify_receipt
+from tests.helpers import (
+    config_toml,
+    make_settings,
+    pin_clock,
+    twilio_signature,
+    twilio_sms,
+    verify_receipt,
+)
 
 PHONE, TEN = "+15551234567", "5551234567"
 
@@ -191,3 +199,21 @@ def test_two_decisions_at_once_one_wins(app, engine_of, agent):
     assert sorted(results) == ["conflict"] * 3 + ["ok"]
     with engine_of.connect() as conn:
         assert conn.execute(select(func.count()).select_from(ReviewDecision)).scalar() == 1
+
+
+def test_a_review_item_carries_its_tcpa_clock_until_decided(app, engine_of, agent, monkeypatch):
+    # Wednesday 2027-03-03 15:00 UTC: ten US business days end with Wednesday 17 March (UTC calendar).
+    pin_clock(monkeypatch, datetime(2027, 3, 3, 15, 0, tzinfo=UTC).timestamp())
+    client = app.test_client()
+    sms(client, "stop by the pool at 5")
+
+    [item] = client.get("/v1/review", headers=agent).get_json()["items"]
+    assert item["tcpa_clock"] == {"started_at": "2027-03-03T15:00:00Z", "honour_by": "2027-03-17T23:59:59Z",
+                                  "decided_at": None, "status": "pending"}
+
+    pin_clock(monkeypatch, datetime(2027, 3, 18, 9, 0, tzinfo=UTC).timestamp())
+    [late] = client.get("/v1/review", headers=agent).get_json()["items"]
+    assert late["tcpa_clock"]["status"] == "breached"
+    client.post(f"/v1/review/{item['id']}", headers=agent, json={"decision": "dismiss"})
+    [decided] = client.get("/v1/review?status=decided", headers=agent).get_json()["items"]
+    assert decided["tcpa_clock"]["status"] == "breached"  # decided after its deadline
