@@ -175,4 +175,4 @@ def _visible() -> list[str] | None:
     return None if g.principal.tenants is None else sorted(g.principal.tenants)
 
 
-from . import console_pages  # noqa: E402,F401  (its routes join this blueprint)
+from . import console_operators, console_pages  # noqa: E402,F401  (their routes join this blueprint)

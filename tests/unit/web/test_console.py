@@ -229,3 +229,4 @@ def test_dead_deliveries_are_replayed_by_an_admin_with_csrf_in_a_post(app):
     missing = client.post("/console/deliveries", data={"csrf": csrf_of(listed.text), "id": 999999}, **HTTPS)
     assert missing.status_code == 404
     assert "Envois abandonnés" in client.get("/console/deliveries?lang=fr", **HTTPS).text
+
