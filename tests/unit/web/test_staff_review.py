@@ -147,7 +147,8 @@ def test_honour_bans_sms_cites_the_original_and_reaches_crm_text(app, engine_of,
 
     settings = app.extensions["receiver"].settings
     Worker(settings, engine_of).run_once()
-    assert [c["phone_number"] for c in sandbox.calls("crmtext")] == ["5550000001", TEN]
+    # Lanes call CRM Text up to four at once: the order of the two calls is not fixed.
+    assert sorted(c["phone_number"] for c in sandbox.calls("crmtext")) == sorted(["5550000001", TEN])
 
 
 def test_dismiss_records_the_decision_only(app, engine_of, agent):
