@@ -164,19 +164,10 @@ def demo_link(tenant, email, phone, scope, campaign):
               help="start a new pass from this date (default: resume a stopped pass, else go on from the last one)")
 def reconcile(tenant, since):
     """Record Experience's unsubscribed list as signals of source experience-sync (one line per tenant)."""
-    from .ledger.db import make_engine
-    from .logs import configure_logging
     from .reconcile import Reconciler, tenants_to_reconcile
 
-    settings = _settings()
-    configure_logging(settings.log_level)
-    try:
-        names = tenants_to_reconcile(settings, tenant)
-    except LookupError as exc:
-        raise click.BadParameter(str(exc), param_hint="--tenant") from None
-    engine = make_engine(settings.database_url)
-    _passes(Reconciler(settings, engine), names, since, "no tenant has experience settings: nothing to reconcile")
-    engine.dispose()
+    _read_back(_settings(), tenants_to_reconcile, Reconciler, tenant, "--tenant", since,
+               "no tenant has experience settings: nothing to reconcile")
 
 
 @cli.command()
@@ -191,26 +182,31 @@ def backfill(source, since):
 
 def _backfill(settings, source, since) -> None:
     from .backfill.run import Backfiller, sources_to_backfill
+
+    _read_back(settings, sources_to_backfill, Backfiller, source, "--source", since,
+               "no source has a backfill option: nothing to read")
+
+
+def _read_back(settings, names_of, reader_class, wanted, option: str, since, nothing: str) -> None:
+    """One pass of a reader of a provider's own record (reconcile's or backfill's) per name, a line each;
+    exit 1 if any stopped on an error."""
     from .ledger.db import make_engine
     from .logs import configure_logging
 
     configure_logging(settings.log_level)
     try:
-        names = sources_to_backfill(settings, source)
+        names = names_of(settings, wanted)
     except LookupError as exc:
-        raise click.BadParameter(str(exc), param_hint="--source") from None
+        raise click.BadParameter(str(exc), param_hint=option) from None
     engine = make_engine(settings.database_url)
-    _passes(Backfiller(settings, engine), names, since, "no source has a backfill option: nothing to read")
-    engine.dispose()
-
-
-def _passes(reader, names: list[str], since, nothing: str) -> None:
-    """One pass of ``reader`` (reconcile's or backfill's) per name, a line each; exit 1 if any stopped."""
-    failed = False
-    for name in names:
-        summary = reader.run(name, since.strftime("%Y-%m-%d") if since else None)
-        click.echo(summary.line(), err=summary.error is not None)
-        failed = failed or summary.error is not None
+    reader, failed = reader_class(settings, engine), False
+    try:
+        for name in names:
+            summary = reader.run(name, since.strftime("%Y-%m-%d") if since else None)
+            click.echo(summary.line(), err=summary.error is not None)
+            failed = failed or summary.error is not None
+    finally:
+        engine.dispose()
     if not names:
         click.echo(nothing)
     if failed:

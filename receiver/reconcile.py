@@ -21,21 +21,18 @@ signals: ``sources/experience_sync.py``). Assumptions:
 """
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
-import requests
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .backfill import cursors
+from .backfill.passes import ReadBack
 from .crm.errors import CrmError, Permanent, Retryable, backoff_seconds
 from .crm.experience import ExperienceClient
-from .crm.transport import new_session
 from .errors import ReceiverError
 from .ledger.models import SignalRow, utcnow
-from .ledger.record import Ledger
 from .settings import Settings, SourceConfig
 from .signals import OPT_IN
 from .sources import experience_sync, own_source
@@ -80,15 +77,7 @@ def tenants_to_reconcile(settings: Settings, tenant: str | None) -> list[str]:
     return [tenant]
 
 
-class Reconciler:
-    def __init__(self, settings: Settings, engine: Engine, *, session: requests.Session | None = None,
-                 sleep=time.sleep):
-        self.settings = settings
-        self.engine = engine
-        self.ledger = Ledger(engine, settings.tenants, settings.identity_key)
-        self.session = session or new_session()
-        self.sleep = sleep
-
+class Reconciler(ReadBack):
     def run(self, tenant: str, since: str | None = None) -> Summary:
         """One pass over ``tenant``'s list: a new one from ``since``, else resume or continue."""
         client = ExperienceClient(self.settings.tenants[tenant].experience, self.session)

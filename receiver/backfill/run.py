@@ -19,26 +19,23 @@ alert (source, that line).
 import hashlib
 import json
 import logging
-import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-import requests
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import metrics
-from ..crm.transport import new_session
 from ..errors import ReceiverError
 from ..identities import mask_email, mask_phone
 from ..ledger.alerts import BACKFILL_FAILED, BACKFILL_RECOVERED, raise_alert
 from ..ledger.models import RequestRecord, utcnow
-from ..ledger.record import Ledger
 from ..settings import Settings, SourceConfig
 from ..signals import Inbound
 from . import cursors, options
 from .convert import to_signal
 from .pages import BackfillError, CredentialsRefused, Page, Position
+from .passes import ReadBack
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +76,7 @@ def sources_to_backfill(settings: Settings, source: str | None = None) -> list[s
     return [source]
 
 
-class Backfiller:
-    def __init__(self, settings: Settings, engine: Engine, *, session: requests.Session | None = None,
-                 sleep=time.sleep):
-        self.settings = settings
-        self.engine = engine
-        self.ledger = Ledger(engine, settings.tenants, settings.identity_key)
-        self.session = session or new_session()
-        self.sleep = sleep
-
+class Backfiller(ReadBack):
     def run(self, name: str, since: str | None = None) -> Summary:
         """One pass over source ``name``'s lists: a new one from ``since``, else resume or go on."""
         config = self.settings.sources[name]
