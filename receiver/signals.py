@@ -34,6 +34,9 @@ class Signal:
     # Whether an email and a phone given together are the same guest's (a signed link, a partner):
     # the open web form is not proof of that, so it never links them.
     links_identities: bool = True
+    # Read back from a sender's own record after the fact (backfill): it may be older than what has
+    # arrived since, so a removal lifts only a state that has held since before it occurred.
+    read_back: bool = False
 
 
 @dataclass(frozen=True)

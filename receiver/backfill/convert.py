@@ -2,8 +2,8 @@
 
 - Twilio: the body is classified by the keyword rules exactly as a webhook body (the source's
   ``extra_opt_out`` included); the event id is the message sid, the webhook's ``MessageSid``.
-  An opt-in (START) read back is recorded but lifts nothing: the list comes newest first and a
-  later STOP may already have arrived by webhook, so applying an old START could undo it.
+  An opt-in (START) read back lifts what its webhook would have, but only a state that has held
+  since before the START was sent: a STOP that arrived later (by webhook or read back) stands.
 - ESPs: an unsubscribe (global or group) is a ``marketing_decline``; a spam report or complaint
   follows the source's ``complaint`` option (``sources/esp.py``); a Postmark hard bounce is
   recorded as ignored, as its webhook is.
@@ -15,14 +15,13 @@ import dataclasses
 
 from ..errors import BadRequest
 from ..settings import SourceConfig
-from ..signals import OPT_IN, OTHER, Signal
+from ..signals import OTHER, Signal
 from ..sources.esp import COMPLAINT, email_signal, mapped_state
 from ..sources.sms import classify, sms_signal
 from ..states import MARKETING_DECLINE
 from .pages import BackfillItem, ItemKind
 
 VIA = "backfill"
-NOT_APPLIED = "an opt-in read back by backfill is recorded, not applied"
 RULES = {
     ItemKind.UNSUBSCRIBE: MARKETING_DECLINE,
     ItemKind.GROUP_UNSUBSCRIBE: MARKETING_DECLINE,
@@ -41,15 +40,14 @@ def to_signal(item: BackfillItem, config: SourceConfig) -> Signal:
         intent, keyword, review = classify(item.body or "", config.options.get("extra_opt_out", ()))
         signal = sms_signal(item.key, item.phone, intent, keyword=keyword, review=review,
                             occurred_at=item.occurred_at, detail=detail)
-        if intent == OPT_IN:
-            signal = dataclasses.replace(signal, remove=frozenset(), detail={**detail, "not_applied": NOT_APPLIED})
-        return signal
+        return dataclasses.replace(signal, read_back=True)
     if item.kind not in RULES:
         return skipped(item, detail, f"unknown item kind {item.kind}")
     state = mapped_state(RULES[item.kind], config.options)
     try:
-        return email_signal(item.key, item.email, add={state} if state else (), keyword=item.kind.value,
-                            occurred_at=item.occurred_at, detail={**detail, "kind": item.kind.value})
+        signal = email_signal(item.key, item.email, add={state} if state else (), keyword=item.kind.value,
+                              occurred_at=item.occurred_at, detail={**detail, "kind": item.kind.value})
+        return dataclasses.replace(signal, read_back=True)
     except BadRequest as refused:
         return skipped(item, detail, refused.message)
 

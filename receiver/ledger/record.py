@@ -53,6 +53,10 @@ class Ledger:
         self._lift_state = delete(consent).where(
             consent.c.tenant == bindparam("b_tenant"), consent.c.identity == bindparam("b_identity"),
             consent.c.state == bindparam("b_state")).returning(consent.c.state)
+        self._lift_older_state = delete(consent).where(
+            consent.c.tenant == bindparam("b_tenant"), consent.c.identity == bindparam("b_identity"),
+            consent.c.state == bindparam("b_state"), consent.c.since <= bindparam("b_before"),
+        ).returning(consent.c.state)
         self._add_link = self._insert(IdentityLink.__table__).on_conflict_do_nothing().returning(
             IdentityLink.__table__.c.phone)
         self._add_deliveries = insert(Delivery.__table__)
@@ -197,10 +201,13 @@ class Ledger:
             }).first()
             if inserted is not None:  # rowcount is not reliable for ON CONFLICT on every driver
                 added.setdefault(identity, []).append(state)
+        # A removal read back after the fact lifts only a state older than itself (see Signal.read_back).
+        lift, before = ((self._lift_older_state, {"b_before": signal.occurred_at})
+                        if signal.read_back and signal.occurred_at else (self._lift_state, {}))
         for state in (s for s in STATES if s in signal.remove):
             identity = identity_for(state, signal.email, signal.phone)
-            deleted = conn.execute(self._lift_state, {
-                "b_tenant": tenant.name, "b_identity": identity, "b_state": state}).first()
+            deleted = conn.execute(lift, {
+                "b_tenant": tenant.name, "b_identity": identity, "b_state": state, **before}).first()
             if deleted is not None:
                 removed.setdefault(identity, []).append(state)
 

@@ -7,6 +7,8 @@ Seeded entries follow the providers' published samples (twilio-python's recorded
 unsubscribes" sample; Postmark's "Suppression dump" example), as tests/unit/backfill/test_sandbox_providers.py.
 """
 
+import time
+
 import pytest
 import requests
 from click.testing import CliRunner
@@ -25,6 +27,7 @@ from tests.helpers import (
     base_env,
     config_toml,
     make_settings,
+    pin_clock,
     twilio_signature,
     twilio_sms,
 )
@@ -119,7 +122,7 @@ def test_twilio_missed_stop_is_recovered_through_the_keyword_rules(backfiller, s
     assert stop.kind == "opt_out" and stop.detail["via"] == "backfill" and stop.event_id.startswith("SM")
     assert [r.review for r in rows.values() if r.phone == OTHER_GUEST and r.kind == "other"] == [True]
     start = next(r for r in rows.values() if r.kind == "opt_in")
-    assert "not_applied" in start.detail  # an old START never undoes a later STOP
+    assert start.detail["via"] == "backfill"  # OTHER_GUEST held no ban: the START had nothing to lift
     with engine.connect() as conn:
         assert CRMTEXT in {d.crm for d in conn.execute(select(Delivery))}
     assert recovered("twilio") == before + 1
@@ -238,6 +241,32 @@ def test_webhook_and_backfill_of_one_stop_are_one_signal_and_one_crmtext_call(bf
     assert summary.error is None and (summary.items, summary.new_signals, summary.recovered) == (1, 0, 0)
     assert len(signals(engine, "twilio")) == 1
     assert [c["method"] for c in sandbox.calls("crmtext")] == ["optoutcustomer"]
+
+
+def test_a_start_read_back_lifts_only_a_ban_older_than_itself(bf_settings, backfiller, sandbox, engine,
+                                                              monkeypatch):
+    """A START Twilio logged before a STOP that came by webhook must not undo it; one sent after does
+    what its webhook would have (contract: "the same mapping as its webhooks")."""
+    stopped_at = time.time() - 2 * 3600
+    pin_clock(monkeypatch, stopped_at)
+    params = twilio_sms(sid="SM" + "6" * 32, phone=GUEST)
+    app = create_app(bf_settings)
+    assert app.test_client().post("/hooks/twilio", data=params, headers={
+        "X-Twilio-Signature": twilio_signature("/hooks/twilio", params)}).status_code == 200
+    app.extensions["receiver"].engine.dispose()
+    monkeypatch.undo()
+    assert consent(engine) == {(GUEST, SMS_BAN)}
+
+    text(sandbox, "START", date_sent=int(stopped_at - 3600))  # sent an hour before the STOP
+    assert backfiller.run("twilio").error is None
+    assert consent(engine) == {(GUEST, SMS_BAN)}
+
+    text(sandbox, "UNSTOP", date_sent=int(stopped_at + 3600))  # sent an hour after it
+    summary = backfiller.run("twilio")
+    assert summary.error is None and summary.new_signals == 1
+    assert consent(engine) == set()
+    lifted = [r for r in signals(engine, "twilio") if r.keyword == "unstop"]
+    assert len(lifted) == 1 and lifted[0].detail["via"] == "backfill"
 
 
 def test_cli_refuses_a_source_without_backfill(bf_settings, database_url, tmp_path):
