@@ -7,7 +7,7 @@ Honoured: when none of the signal's deliveries is left other than ``done`` or ``
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, Engine, case, exists, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, exists, func, select, update
 
 from ..compliance.clocks import ClockStatus, clocks_for, parse_regimes, tenant_calendar
 from ..settings import AlertsConfig, TenantConfig
@@ -34,13 +34,17 @@ def start(conn: Connection, tenant: TenantConfig, signal_id: int, states_added, 
     return len(clocks)
 
 
+# Built once: it runs for every recorded opt-out and every finished delivery.
+_HONOUR = update(ClockRow).where(
+    ClockRow.signal_id == bindparam("b_signal"), ClockRow.honoured_at.is_(None),
+    ~exists().where(Delivery.signal_id == bindparam("b_signal"), Delivery.status.not_in(FINISHED)),
+).values(honoured_at=bindparam("b_now"), updated_at=bindparam("b_now"),
+         status=case((ClockRow.honour_by >= bindparam("b_now"), MET), else_=BREACHED))
+
+
 def honour(conn: Connection, signal_id: int, now: datetime) -> None:
     """Honour the signal's open clocks at ``now`` if every delivery it owes is finished (met, or breached if late)."""
-    owed = exists().where(Delivery.signal_id == signal_id, Delivery.status.not_in(FINISHED))
-    conn.execute(update(ClockRow).where(
-        ClockRow.signal_id == signal_id, ClockRow.honoured_at.is_(None), ~owed,
-    ).values(honoured_at=now, updated_at=now,
-             status=case((ClockRow.honour_by >= now, MET), else_=BREACHED)))
+    conn.execute(_HONOUR, {"b_signal": signal_id, "b_now": now})
 
 
 def advance(engine: Engine, now: datetime, alerts: AlertsConfig | None = None) -> dict[str, int]:

@@ -166,7 +166,11 @@ class Delivery(Base):
     """The outbox: one CRM call owed for one identity's new states."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_signal_id", "signal_id"),  # a clock asks whether its signal still owes one
+        Index("ix_deliveries_tenant_identity", "tenant", "identity"),  # proof, erasure, the console
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # NULL only for an alert no signal raised (backfill.recovered / backfill.failed)
