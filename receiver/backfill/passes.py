@@ -86,8 +86,8 @@ class ReadBack:
 
     def run(self, name: str, since: str | None = None) -> Summary:
         """One pass over ``name``'s lists: a new one from ``since``, else resume or go on."""
-        tenant, position_of = self.cursor(name)
-        cursor = cursors.read(self.engine, tenant, position_of)
+        tenant, source = self.cursor_of(name)
+        cursor = cursors.read(self.engine, tenant, source)
         resume, started_at = None, utcnow()
         if since is None and cursor is not None and cursor.next_url:
             since, resume, started_at = cursor.since, Position.parse(cursor.next_url), cursor.started_at
@@ -97,7 +97,7 @@ class ReadBack:
         try:
             for page in self.pages(name, date.fromisoformat(since), resume):
                 self.record(name, page, summary)
-                cursors.save(self.engine, tenant, position_of, since, str(page.next) if page.next else None,
+                cursors.save(self.engine, tenant, source, since, str(page.next) if page.next else None,
                              started_at)
             return summary
         except CredentialsRefused as exc:
@@ -115,7 +115,7 @@ class ReadBack:
 
     # -- what each reader says ---------------------------------------------------------------------
 
-    def cursor(self, name: str) -> tuple[str, str]:
+    def cursor_of(self, name: str) -> tuple[str, str]:
         """The (tenant, source name) of ``name``'s ``sync_cursors`` row."""
         raise NotImplementedError
 

@@ -59,7 +59,7 @@ class Reconciler(passes.ReadBack):
     summary_type = Summary
     credentials = "the tenant's experience partner_token and hotel_token"
 
-    def cursor(self, name: str) -> tuple[str, str]:
+    def cursor_of(self, name: str) -> tuple[str, str]:
         return name, SOURCE
 
     def first_since(self, started_at: datetime) -> str:

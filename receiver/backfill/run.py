@@ -64,7 +64,7 @@ class Backfiller(passes.ReadBack):
     summary_type = Summary
     credentials = "the source's backfill credentials"
 
-    def cursor(self, name: str) -> tuple[str, str]:
+    def cursor_of(self, name: str) -> tuple[str, str]:
         return self.settings.sources[name].tenant, name
 
     def first_since(self, started_at: datetime) -> str:
