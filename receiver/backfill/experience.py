@@ -7,18 +7,26 @@ page) is followed as given, on our scheme and port and never on another host (``
 with ``since`` added when it lacks it: the vendor's published sample drops it. A ``next_page_url``
 naming a page already read in this pass is refused (a loop would never end). One list; a page's
 position is the ``next_page_url`` it was read from (a cursor saved as a bare URL, before reconcile
-was a backfill, starts its pass again from its ``since``: harmless, every state is deduplicated). A recipient is yielded as read, since one
-carries several states with their times: ``sources/experience_sync.py`` turns a page into signals.
+was a backfill, starts its pass again from its ``since``: harmless, every state is deduplicated).
+A recipient is yielded as read, since one carries several states with their times:
+``sources/experience_sync.py`` turns a page into signals.
 """
 
 from collections.abc import Iterator
 from datetime import date
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+from ..settings import ExperienceConfig
 from .pages import ListClient, Page, Position
 
 PROVIDER = "experience"
 LIST = "retrieve-opt-out"
+
+
+def bearer(config: ExperienceConfig) -> dict[str, str]:
+    """The header a ``ListClient`` for one hotel's account sends: ``partner:hotel`` joined by a colon, not
+    base64, as ``crm/experience.py``'s client sends it for the writes."""
+    return {"Authorization": f"Bearer {config.partner_token}:{config.hotel_token}"}
 
 
 class ExperienceBackfill:

@@ -3,7 +3,6 @@ builds; Experience's reader, built from the tenant's ``experience`` settings."""
 
 from marshmallow import Schema, fields, validate
 
-from ..crm.experience import authorization
 from ..identities import normalize_phone, valid_or_none
 from ..settings import ExperienceConfig, SourceConfig, WorkerConfig
 from . import experience, mailgun, postmark, sendgrid, twilio
@@ -83,6 +82,6 @@ def reader(config: SourceConfig, worker: WorkerConfig, **client_options):
 
 def experience_reader(config: ExperienceConfig, worker: WorkerConfig, **client_options) -> experience.ExperienceBackfill:
     """The reader of one hotel's Experience list, within the ``timeout`` its deliveries have."""
-    client = ListClient(experience.PROVIDER, config.base_url, headers=authorization(config), deadline=config.timeout,
+    client = ListClient(experience.PROVIDER, config.base_url, headers=experience.bearer(config), deadline=config.timeout,
                         retry=retry_policy(worker), **client_options)
     return experience.ExperienceBackfill(client, config.retrieve_path)

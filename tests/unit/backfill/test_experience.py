@@ -10,9 +10,8 @@ from datetime import date
 import pytest
 from werkzeug.wrappers import Response
 
-from receiver.backfill.experience import LIST, ExperienceBackfill
+from receiver.backfill.experience import LIST, ExperienceBackfill, bearer
 from receiver.backfill.pages import BadPage, CredentialsRefused, Position
-from receiver.crm.experience import authorization
 from receiver.settings import ExperienceConfig
 
 from .conftest import json_answer
@@ -25,7 +24,7 @@ CONFIG = ExperienceConfig(base_url="http://unused", partner_token="partner", hot
 
 
 def reader(make_client, provider, path: str = "") -> ExperienceBackfill:
-    client = make_client("experience", headers=authorization(CONFIG))
+    client = make_client("experience", headers=bearer(CONFIG))
     client.base_url = provider.url + path
     return ExperienceBackfill(client, PATH)
 
