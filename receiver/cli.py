@@ -164,7 +164,7 @@ def demo_link(tenant, email, phone, scope, campaign):
               help="start a new pass from this date (default: resume a stopped pass, else go on from the last one)")
 def reconcile(tenant, since):
     """Record Experience's unsubscribed list as signals of source experience-sync (one line per tenant)."""
-    from .reconcile import Reconciler, tenants_to_reconcile
+    from .backfill.reconcile import Reconciler, tenants_to_reconcile
 
     _read_back(_settings(), tenants_to_reconcile, Reconciler, tenant, "--tenant", since,
                "no tenant has experience settings: nothing to reconcile")

@@ -1,7 +1,7 @@
-"""Where each list read stands, one ``sync_cursors`` row per (tenant, source name): shared by backfill and reconcile.
+"""Where each list read stands, one ``sync_cursors`` row per (tenant, source name): shared by every backfill.
 
-``next_url`` set: a pass from ``since`` stopped before that page (a URL, or a backfill ``Position``
-as text) and resumes there. ``next_url`` empty: the last pass finished, and ``since`` is the date
+``next_url`` set: a pass from ``since`` stopped before that page (a ``pages.Position`` as text) and
+resumes there. ``next_url`` empty: the last pass finished, and ``since`` is the date
 the next pass starts from: one day before the finished pass began, as the providers do not all say
 in which time zone they read a date (the overlap is deduplicated).
 """

@@ -1,10 +1,11 @@
-"""Each source kind's ``backfill = {…}`` option, checked by the kind's own options schema, and the reader it builds."""
+"""Each source kind's ``backfill = {…}`` option, checked by the kind's own options schema, and the reader it
+builds; Experience's reader, built from the tenant's ``experience`` settings."""
 
 from marshmallow import Schema, fields, validate
 
 from ..identities import normalize_phone, valid_or_none
-from ..settings import SourceConfig, WorkerConfig
-from . import mailgun, postmark, sendgrid, twilio
+from ..settings import ExperienceConfig, SourceConfig, WorkerConfig
+from . import experience, mailgun, postmark, sendgrid, twilio
 from .pages import ListClient, RetryPolicy
 
 _BASE_URL = fields.Url(require_tld=False, schemes={"http", "https"})
@@ -77,3 +78,10 @@ def reader(config: SourceConfig, worker: WorkerConfig, **client_options):
         return postmark.PostmarkBackfill(client(postmark, headers=postmark.server_token(options["server_token"])),
                                          options["stream"])
     raise LookupError(f"source kind {kind!r} has no backfill")
+
+
+def experience_reader(config: ExperienceConfig, worker: WorkerConfig, **client_options) -> experience.ExperienceBackfill:
+    """The reader of one hotel's Experience list, within the ``timeout`` its deliveries have."""
+    client = ListClient(experience.PROVIDER, config.base_url, headers=experience.bearer(config), deadline=config.timeout,
+                        retry=retry_policy(worker), **client_options)
+    return experience.ExperienceBackfill(client, config.retrieve_path)

@@ -1,6 +1,6 @@
 """The shared piece of every backfill: GET one list page (capped, retried), and the items it yields.
 
-A provider module (``twilio``, ``sendgrid``, ``mailgun``, ``postmark``) knows only its wire
+A provider module (``twilio``, ``sendgrid``, ``mailgun``, ``postmark``, ``experience``) knows only its wire
 format: which lists to read, how one page names the next, and what each entry means. It asks a
 ``ListClient`` for each page and turns the answer into ``BackfillItem``\\ s, one ``Page`` at a
 time, so however long a list is only one page is ever held in memory.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
@@ -93,13 +93,20 @@ class BackfillItem:
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
+Item = TypeVar("Item")
+
+
 @dataclass(frozen=True)
-class Page:
-    """One page's items; ``next`` is where to resume once they are recorded (None: every list is done)."""
+class Page(Generic[Item]):
+    """One page's items; ``next`` is where to resume once they are recorded (None: every list is done).
+
+    The senders' providers yield ``BackfillItem``\\ s; Experience yields its recipients as read, since
+    one recipient carries several states (``sources/experience_sync.py`` reads them).
+    """
 
     position: Position
     next: Position | None
-    items: list[BackfillItem]
+    items: list[Item]
 
 
 class BackfillError(Exception):

@@ -19,23 +19,22 @@ alert (source, that line).
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import metrics
-from ..errors import ReceiverError
 from ..identities import mask_email, mask_phone
 from ..ledger.alerts import BACKFILL_FAILED, BACKFILL_RECOVERED, raise_alert
 from ..ledger.models import RequestRecord, utcnow
 from ..settings import Settings, SourceConfig
 from ..signals import Inbound
-from . import cursors, options
+from . import options, passes
 from .convert import to_signal
-from .pages import BackfillError, CredentialsRefused, Page, Position
-from .passes import ReadBack
+from .pages import Page, Position
 
 log = logging.getLogger(__name__)
 
@@ -43,85 +42,55 @@ FIRST_DAYS = 30
 
 
 @dataclass
-class Summary:
-    """What one source's pass did, printed as one line."""
+class Summary(passes.Summary):
+    """What one source's pass did."""
 
-    source: str
-    since: str
-    resumed: bool = False
-    pages: int = 0
+    COUNTS = "{pages} pages, {items} items recorded ({new_signals} new), {recovered} recovered, {skipped} skipped"
+
     items: int = 0  # items recorded (each one a signal, new or seen before)
     new_signals: int = 0
     recovered: int = 0  # states newly in force: opt-outs the webhooks lost
     skipped: int = 0  # items recorded as ignored: no address or number, an unknown reason
-    error: str | None = None
-
-    def line(self) -> str:
-        start = f"resumed pass since {self.since}" if self.resumed else f"since {self.since}"
-        counts = (f"{self.pages} pages, {self.items} items recorded ({self.new_signals} new), "
-                  f"{self.recovered} recovered, {self.skipped} skipped")
-        end = f"stopped: {self.error}" if self.error else "complete"
-        return f"{self.source}: {start}: {counts}; {end}"
 
 
 def sources_to_backfill(settings: Settings, source: str | None = None) -> list[str]:
     """The sources a run covers; a named one must exist and have a ``backfill`` option."""
-    with_backfill = [name for name, config in settings.sources.items() if config.options.get("backfill")]
-    if source is None:
-        return with_backfill
-    if source not in settings.sources:
-        raise LookupError(f"unknown source {source!r}; known: {', '.join(sorted(settings.sources))}")
-    if source not in with_backfill:
-        raise LookupError(f"source {source!r} has no backfill option")
-    return [source]
+    return passes.names_to_read("source", settings.sources, lambda config: config.options.get("backfill"),
+                                "backfill option", source)
 
 
-class Backfiller(ReadBack):
-    def run(self, name: str, since: str | None = None) -> Summary:
-        """One pass over source ``name``'s lists: a new one from ``since``, else resume or go on."""
-        config = self.settings.sources[name]
-        cursor = cursors.read(self.engine, config.tenant, name)
-        resume, started_at = None, utcnow()
-        if since is None and cursor is not None and cursor.next_url:
-            since, resume, started_at = cursor.since, Position.parse(cursor.next_url), cursor.started_at
-        elif since is None:
-            since = cursor.since if cursor is not None else (started_at.date() - timedelta(days=FIRST_DAYS)).isoformat()
-        summary = Summary(name, since, resumed=resume is not None)
-        try:
-            reader = options.reader(config, self.settings.worker, session=self.session, sleep=self.sleep)
-            for page in reader.pages(date.fromisoformat(since), resume):
-                self._record(config, page, summary)
-                cursors.save(self.engine, config.tenant, name, since, str(page.next) if page.next else None,
-                             started_at)
-            return summary
-        except CredentialsRefused as exc:
-            summary.error = f"{exc}: check the source's backfill credentials"
-        except BackfillError as exc:
-            summary.error = f"{exc}; the next run resumes at this page"
-        except (ReceiverError, SQLAlchemyError) as exc:
-            summary.error = f"database unavailable ({type(exc).__name__})"
-        except Exception as exc:  # an answer nobody foresaw must not stop the other sources
-            log.exception("backfill %s failed unexpectedly", name)
-            summary.error = f"unexpected error ({type(exc).__name__})"
-        log.warning("backfill %s stopped after %d pages: %s", name, summary.pages, summary.error)
-        self._alert_failed(config, summary)
-        return summary
+class Backfiller(passes.ReadBack):
+    command = "backfill"
+    summary_type = Summary
+    credentials = "the source's backfill credentials"
 
-    def _alert_failed(self, config: SourceConfig, summary: Summary) -> None:
+    def cursor_of(self, name: str) -> tuple[str, str]:
+        return self.settings.sources[name].tenant, name
+
+    def first_since(self, started_at: datetime) -> str:
+        return (started_at.date() - timedelta(days=FIRST_DAYS)).isoformat()
+
+    def pages(self, name: str, since: date, resume: Position | None) -> Iterator[Page]:
+        reader = options.reader(self.settings.sources[name], self.settings.worker, session=self.session,
+                                sleep=self.sleep)
+        return reader.pages(since, resume)
+
+    def stopped(self, name: str, summary: Summary) -> None:
         """``backfill.failed`` in a transaction of its own; a database that is down only leaves the log line."""
         try:
             with self.engine.begin() as conn:
-                raise_alert(conn, self.settings.alerts, BACKFILL_FAILED, config.tenant, None,
-                            {"source": config.name, "error": summary.error}, utcnow())
+                raise_alert(conn, self.settings.alerts, BACKFILL_FAILED, self.settings.sources[name].tenant, None,
+                            {"source": name, "error": summary.error}, utcnow())
         except SQLAlchemyError:
-            log.warning("backfill %s: the backfill.failed alert could not be queued", config.name)
+            log.warning("backfill %s: the backfill.failed alert could not be queued", name)
 
     def _recorded(self, config: SourceConfig, request_key: str) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(select(RequestRecord.id).where(
                 RequestRecord.source == config.name, RequestRecord.request_key == request_key)).first() is not None
 
-    def _record(self, config: SourceConfig, page: Page, summary: Summary) -> None:
+    def record(self, name: str, page: Page, summary: Summary) -> None:
+        config = self.settings.sources[name]
         summary.pages += 1
         if not page.items:
             return

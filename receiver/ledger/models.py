@@ -231,7 +231,8 @@ class RateHit(Base):
 
 
 class SyncCursor(Base):
-    """How far ``receiver reconcile`` got reading one tenant's CRM list (one row per tenant and source).
+    """How far a backfill (``receiver backfill``, ``receiver reconcile``) got reading a provider's list (one row
+    per tenant and source; ``backfill/cursors.py``).
 
     ``next_url`` set: a pass from ``since`` stopped before that page and resumes there. ``next_url``
     empty: the last pass finished, and ``since`` is the date the next pass starts from.

@@ -1,5 +1,6 @@
 """`receiver reconcile` end to end: Experience's list (three pages in the sandbox) read by the real
-command, recorded once with the CRM's times, delivered to CRM Text once, never written back."""
+command, recorded once with the CRM's times, delivered to CRM Text once, never written back; refused
+credentials stop the tenant with one line naming it and exit status 1, as every backfill's."""
 
 import subprocess
 import time
@@ -72,3 +73,15 @@ def test_reconcile_records_three_pages_once_and_sends_only_the_us_sms_ban_to_crm
     retrieves = [c for c in stack.calls("experience") if c["method"] == "retrieve"]
     assert [c["since"] for c in retrieves] == ["1970-01-01"] * 3 + [since] * 3
     assert [c for c in stack.calls("experience") if c["method"] == "opt_out"] == []
+
+
+def test_refused_credentials_stop_the_tenant_with_one_line_and_exit_1(stack):
+    before = ledger(stack)
+    stack.fault("experience", "answer", http_status=401, body='"unauthenticated"')
+    refused = reconcile(stack)
+    assert refused.returncode == 1 and refused.stdout == ""
+    [line] = [line for line in refused.stderr.splitlines() if line.startswith("grand:")]  # logs go there too
+    assert line.endswith("0 pages, 0 recipients, 0 states recorded (0 new), 0 new changes, 0 skipped; "
+                         "stopped: experience: credentials refused (HTTP 401): "
+                         "check the tenant's experience partner_token and hotel_token")
+    assert ledger(stack) == before

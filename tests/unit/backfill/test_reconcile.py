@@ -1,5 +1,6 @@
 """`receiver reconcile` against the in-thread sandbox: paging, the CRM's times, idempotence, resuming,
-retries, and which CRM deliveries a state read from Experience owes.
+retries and errors (the pass and wording every backfill shares), and which CRM deliveries a state read
+from Experience owes.
 
 Backoff sleeps are recorded instead of slept; a failure mid-way is injected by a response hook that
 queues a sandbox fault once the first page has been answered.
@@ -12,11 +13,11 @@ import requests
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from receiver.backfill.reconcile import SOURCE, Reconciler
 from receiver.cli import cli
 from receiver.ledger.models import Consent, Delivery, RequestRecord, SignalRow, SyncCursor, utcnow
 from receiver.ledger.outbox import PENDING, SKIPPED
 from receiver.ledger.record import Ledger
-from receiver.reconcile import SOURCE, Reconciler
 from receiver.signals import OPT_IN, OPT_OUT, Inbound
 from receiver.sources.experience_sync import event_id, parse_time
 from receiver.sources.sms import sms_signal
@@ -157,8 +158,10 @@ def test_a_stopped_pass_resumes_at_the_page_it_stopped_at(reconciler, sandbox, e
 
     session.hooks["response"].append(fail_the_next_call)
     first = Reconciler(xp_settings, engine, session=session, sleep=sleeps.append).run("grand")
-    assert first.pages == 1 and "HTTP 400" in first.error and "(permanent)" in first.error
-    assert first.line().endswith("(permanent)") and "stopped: HTTP 400 from" in first.line()
+    assert first.pages == 1 and sleeps == []  # a 400 is not retried
+    assert first.line().startswith("grand: since 1970-01-01: 1 pages, 2 recipients")
+    assert "stopped: experience: HTTP 400 from" in first.line()
+    assert first.line().endswith("; the next run resumes at this page")
     saved = cursor(engine)
     assert saved.since == "1970-01-01" and "cursor=2" in saved.next_url and saved.completed_at is None
     assert len(consent(engine)) == 3  # page 1: ann (two states) and bob
@@ -184,23 +187,39 @@ def test_retryable_errors_back_off_and_honour_retry_after(reconciler, sandbox, e
     assert 0.1 <= sleeps[0] <= 0.2 and 0.2 <= sleeps[1] <= 0.4 and sleeps[2] == 7
 
 
-@pytest.mark.parametrize("mode", ["500", "malformed"])
-def test_retries_are_bounded(reconciler, sandbox, engine, sleeps, mode):
+def test_retries_are_bounded(reconciler, sandbox, engine, sleeps):
     seed(sandbox, RECORDS)
-    sandbox.fault("experience", mode, count=10)
+    sandbox.fault("experience", "500", count=10)
     summary = reconciler.run("grand")
-    assert "gave up after 4 attempts" in summary.error
+    assert summary.error == "experience: HTTP 500, gave up after 4 attempts; the next run resumes at this page"
     assert len(retrieves(sandbox)) == 4 and len(sleeps) == 3
     assert cursor(engine) is None and consent(engine) == {}
 
 
-@pytest.mark.parametrize("mode", ["400"])
-def test_a_permanent_error_stops_at_once(reconciler, sandbox, engine, sleeps, mode):
+@pytest.mark.parametrize("mode, error", [
+    ("400", "experience: HTTP 400 from SANDBOX_URL/experience/api/xp-unsubscribe/retrieve-opt-out"),
+    ("malformed", "experience: unexpected answer: not JSON (HTTP 200, 10 bytes)"),
+    ("truncated", "experience: unexpected answer: not JSON (HTTP 200, 20 bytes)"),
+    ("answer", "experience: unexpected answer: no recipients list"),
+])
+def test_a_refused_or_garbled_page_stops_the_tenant_at_once(reconciler, sandbox, engine, sleeps, mode, error):
+    """Like every backfill's: a page that is not the documented one is not retried; the next run resumes there."""
     seed(sandbox, RECORDS)
-    sandbox.fault("experience", mode)
+    sandbox.fault("experience", mode, body='{"recipients": "none"}')
     summary = reconciler.run("grand")
-    assert summary.error.endswith("(permanent)") and summary.pages == 0
-    assert len(retrieves(sandbox)) == 1 and sleeps == []
+    assert summary.error == error.replace("SANDBOX_URL", sandbox.url) + "; the next run resumes at this page"
+    assert summary.pages == 0 and len(retrieves(sandbox)) == 1 and sleeps == []
+    assert cursor(engine) is None and consent(engine) == {}
+
+
+def test_refused_credentials_stop_the_tenant_with_one_line_naming_it(reconciler, sandbox, engine, sleeps):
+    seed(sandbox, RECORDS)
+    sandbox.fault("experience", "answer", http_status=401, body='"unauthenticated"')
+    summary = reconciler.run("grand")
+    assert summary.line() == ("grand: since 1970-01-01: 0 pages, 0 recipients, 0 states recorded (0 new), "
+                              "0 new changes, 0 skipped; stopped: experience: credentials refused (HTTP 401): "
+                              "check the tenant's experience partner_token and hotel_token")
+    assert len(retrieves(sandbox)) == 1 and sleeps == [] and consent(engine) == {}
 
 
 def test_a_state_set_before_a_later_re_consent_is_not_applied_again(reconciler, sandbox, engine, xp_settings):
@@ -247,7 +266,7 @@ def test_cli_prints_a_line_per_tenant_and_a_failing_tenant_does_not_stop_the_oth
     result = CliRunner().invoke(cli, ["reconcile"], env=env)
     assert result.exit_code == 1, result.output
     [failed] = [line for line in result.stderr.splitlines() if line.startswith("grand:")]  # logs go there too
-    assert failed.startswith("grand: since 1970-01-01: 0 pages") and failed.endswith("(permanent)")
+    assert failed.startswith("grand: since 1970-01-01: 0 pages") and "stopped: experience: HTTP 400 from" in failed
     assert result.stdout.strip() == ("annex: since 1970-01-01: 3 pages, 5 recipients, 6 states recorded (6 new), "
                                      "6 new changes, 0 skipped; complete")
 
