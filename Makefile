@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint lock bench bench-drain translations screenshots browser clean
+.PHONY: run test lint lock bench bench-drain bench-chaos translations screenshots browser clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench: $(STAMP)
 # Drain rates per lane (PostgreSQL at 127.0.0.1:5432); BENCH_ARGS=--quick for a tenth of the counts.
 bench-drain: $(STAMP)
 	$(BIN)/python bench/drain.py --db postgres $(BENCH_ARGS)
+
+# PostgreSQL failures under steady load, on a throwaway cluster of its own (needs the PostgreSQL server
+# binaries; run as root, the cluster runs as the postgres user); BENCH_ARGS=--quick for shorter phases.
+bench-chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
