@@ -151,7 +151,7 @@ def run(quick: bool) -> list[str]:
     # Well below what the processes can do on a shared 2-core machine: recovery is then the
     # service's (reconnecting, leases), not a CPU starved by the catch-up.
     rates = dict(stops_per_second=8, batches_per_second=1, batch_size=5) if quick else dict(
-        stops_per_second=12, batches_per_second=1, batch_size=10)
+        stops_per_second=10, batches_per_second=1, batch_size=10)
     tmp = Path(tempfile.mkdtemp(prefix="receiver-chaos-"))
     cluster = Cluster(free_port()).create()
     processes = Processes(tmp, cluster.url)
@@ -162,6 +162,7 @@ def run(quick: bool) -> list[str]:
         senders = Senders(processes.web_urls, public_base_url=PUBLIC_BASE_URL, twilio_token=TWILIO_TOKEN,
                           partner_secret=PARTNER_SECRET, **rates).start()
         origin = time.time()
+        print(f"{_cpu_pressure()}", flush=True)
         print(f"load: {rates}; PostgreSQL {cluster.url} (throwaway); logs in {tmp}", flush=True)
         time.sleep(warmup)
 
@@ -190,7 +191,10 @@ def run(quick: bool) -> list[str]:
 
         senders.stop()
         end = time.time()
-        print(f"answers: {dict(senders.answers)}; refused: {len(senders.refused)}", flush=True)
+        seconds = sorted(senders.seconds) or [0.0]
+        print(f"answers: {dict(senders.answers)}; refused: {len(senders.refused)}; answer 200 in "
+              f"{seconds[len(seconds) // 2]:.3f} s (median), {seconds[int(len(seconds) * 0.99)]:.3f} s (p99); "
+              f"{_cpu_pressure()}", flush=True)
         wait_until(lambda: _pending(cluster) == 0, timeout=180, interval=1, message="an empty outbox")
         time.sleep(2)
         crmtext, experience = processes.calls("crmtext"), processes.calls("experience")
@@ -198,6 +202,15 @@ def run(quick: bool) -> list[str]:
         processes.stop()
         cluster.remove()
     return report(senders, crmtext, experience, faults, origin, end, hold, observe)
+
+
+def _cpu_pressure() -> str:
+    """How starved of CPU the machine was (shared with other work): Linux's pressure stall information."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().split()[1:4]
+    except OSError:
+        return "CPU pressure unknown"
+    return "CPU pressure (share of time some task waited for a CPU, %): " + " ".join(some)
 
 
 def _listening(cluster: Cluster) -> int:

@@ -4,8 +4,9 @@ each sent at its scheduled time and retried as its sender would while the servic
 Signatures come from the senders' own libraries (twilio's RequestValidator, standardwebhooks'
 Webhook), never from our code. A retry is the same message: the same MessageSid and parameters
 (Twilio), the same ``webhook-id`` and body, signed afresh (Standard Webhooks). A 503, another 5xx or a
-connection error is retried (after 0.25, 0.5, 1, 2, 2 … s), on the next web process, as a load
-balancer would; a 4xx is a refusal (counted, never retried). Every answer 200 is an acknowledgement:
+connection error (or a timeout: 15 s, Twilio's; 30 s for a batch) is retried after 1, 2, then every
+5 s (Standard Webhooks senders wait 5 s before their first retry, Twilio does not retry by itself),
+on the next web process, as a load balancer would; a 4xx is a refusal (counted, never retried). Every answer 200 is an acknowledgement:
 the opt-outs it carries must reach the CRMs.
 """
 
@@ -22,7 +23,7 @@ import requests
 from standardwebhooks import Webhook
 from twilio.request_validator import RequestValidator
 
-BACKOFF = (0.25, 0.5, 1.0, 2.0)
+BACKOFF = (1.0, 2.0, 5.0)
 
 
 @dataclass
@@ -45,7 +46,8 @@ class Senders:
         self.stops_per_second, self.batches_per_second, self.batch_size = (
             stops_per_second, batches_per_second, batch_size)
         self.acks: list[Ack] = []
-        self.answers: Counter = Counter()  # every answer: status code, or "connection error"
+        self.answers: Counter = Counter()  # every answer: its status code, or the client's error (ReadTimeout …)
+        self.seconds: list[float] = []  # how long each answer 200 took
         self.refused: list[tuple[str, int]] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -113,13 +115,15 @@ class Senders:
     def _deliver(self, send, ack: Ack) -> None:
         for attempt in itertools.count(1):
             url = self.web_urls[next(self.next_web) % len(self.web_urls)]
+            started = time.monotonic()
             try:
                 status = send(url).status_code
-            except requests.RequestException:
-                status = "connection error"
+            except requests.RequestException as exc:
+                status = type(exc).__name__
             with self.lock:
                 self.answers[status] += 1
                 if status == 200:
+                    self.seconds.append(time.monotonic() - started)
                     ack.at, ack.attempts = time.time(), attempt
                     self.acks.append(ack)
                     return
