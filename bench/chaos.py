@@ -18,8 +18,9 @@ removed at the end): the machine's shared server is never restarted nor its back
 
 GOAL chaos-lost: acknowledged opt-outs never delivered (target 0). GOAL chaos-duplicate: second
 ``optoutcustomer`` calls for one opt-out (target 0). GOAL chaos-recovery: seconds until throughput
-is back to 95 % after each fault, the worst (target 10). GOAL chaos-held-xmin: throughput during
-the held transaction ÷ before (target 0.8; the lower of acknowledged and delivered).
+is back to 95 % of the steady load after each fault, the worst (target 10). GOAL chaos-held-xmin:
+throughput during the held transaction ÷ the steady load it had before (target 0.8; the lower of
+acknowledged and delivered). See chaos_figures.py for why the load, not a measured rate, is the bar.
 """
 
 import argparse
@@ -99,7 +100,8 @@ class Processes:
                                               stderr=subprocess.STDOUT, start_new_session=True)
 
     def start_web(self, i: int) -> None:
-        self.spawn(f"web{i}", [str(BIN / "gunicorn"), "wsgi:app"], PORT=str(self.web_ports[i]))
+        # INFO: the request log's line per request, whose duration_ms is the time the service spent.
+        self.spawn(f"web{i}", [str(BIN / "gunicorn"), "wsgi:app"], PORT=str(self.web_ports[i]), LOG_LEVEL="INFO")
         # /healthz, not /readyz: a web process is up when it answers, whatever the database's state.
         wait_until(lambda: _ok(self.web_urls[i] + "/healthz"), timeout=180, interval=0.5, message=f"web{i}")
 
@@ -148,10 +150,11 @@ def _ok(url: str) -> bool:
 
 def run(quick: bool) -> list[str]:
     hold, observe, warmup = (15, 20, 25) if quick else (60, 30, 30)
-    # Well below what the processes can do on a shared 2-core machine: recovery is then the
-    # service's (reconnecting, leases), not a CPU starved by the catch-up.
-    rates = dict(stops_per_second=8, batches_per_second=1, batch_size=5) if quick else dict(
-        stops_per_second=10, batches_per_second=1, batch_size=10)
+    # Within what ONE web process carries on a shared, CPU-starved 2-core machine (the kill -9 leaves
+    # one for ~15 s): recovery is then the service's (reconnecting, leases), not a queue of requests
+    # whose senders timed out and retried (at 11 requests/s that queue never drained here).
+    rates = dict(stops_per_second=6, batches_per_second=1, batch_size=5) if quick else dict(
+        stops_per_second=6, batches_per_second=1, batch_size=10)
     tmp = Path(tempfile.mkdtemp(prefix="receiver-chaos-"))
     cluster = Cluster(free_port()).create()
     processes = Processes(tmp, cluster.url)
@@ -229,20 +232,22 @@ def _pending(cluster: Cluster) -> int:
 
 def report(senders, crmtext, experience, faults, origin, end, hold, observe) -> list[str]:
     optout_times = [c["_t"] for c in crmtext if c.get("method") == "optoutcustomer"]
-    series = Series(senders.acks, optout_times, origin, end)
+    load = (senders.stops_per_second + senders.batches_per_second * senders.batch_size, senders.stops_per_second)
+    series = Series(senders.acks, optout_times, origin, end, load)
+    print(f"load: {load[0]:g} opt-outs/s, {load[1]:g} STOPs/s", flush=True)
     worst = 0.0
     for name, began, ended in faults:
         acked, called = series.baseline(began)
-        seconds = series.recovery(began, ended, observe)
+        seconds = series.recovery(ended, observe)
         worst = max(worst, seconds)
-        print(f"{name}: baseline {acked:.1f} acknowledged/s, {called:.1f} CRM Text calls/s; fault "
+        print(f"{name}: before it (median) {acked:.1f} acknowledged/s, {called:.1f} CRM Text calls/s; fault "
               f"{ended - began:.1f} s; back to 95 % after {seconds:g} s", flush=True)
         print(f"  {series.around(began, ended, observe)}", flush=True)
     _, held_began, held_ended = faults[2]
-    held = series.ratio(held_began, held_ended, held_began)
+    held = series.ratio(held_began, held_ended)
     before = delivery_latency(senders.acks, crmtext, held_began - 10, held_began)
     during = delivery_latency(senders.acks, crmtext, held_began, held_ended)
-    print(f"held snapshot: acknowledged {held[0]:.3f}, called {held[1]:.3f} of before; median "
+    print(f"held snapshot: acknowledged {held[0]:.3f}, called {held[1]:.3f} of the load; median "
           f"acknowledgement→CRM Text call {before} s before, {during} s during", flush=True)
     check = delivery_check(senders.acks, crmtext, experience)
     print(f"check: {check}", flush=True)
