@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint lock bench bench-drain bench-backfill translations screenshots browser clean
+.PHONY: run test lint lock bench bench-ingest bench-drain bench-backfill bench-chaos bench-latency bench-lookup translations screenshots browser clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-drain: $(STAMP)
 # DATABASE_URL=postgresql://… for PostgreSQL); BENCH_ARGS="--items 10000" for a smaller run.
 bench-backfill: $(STAMP)
 	$(BIN)/python bench/backfill.py $(BENCH_ARGS)
+
+# PostgreSQL failures under steady load, on a throwaway cluster of its own (needs the PostgreSQL server
+# binaries; run as root, the cluster runs as the postgres user); BENCH_ARGS=--quick for shorter phases.
+bench-chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -21,6 +21,7 @@ from contextlib import closing
 from datetime import timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from . import metrics
 from .backfill.schedule import Schedule
@@ -102,6 +103,10 @@ class Worker:
                 self.backfill.tick()
                 self.move_clocks()
                 busy = self.claim()
+            except DBAPIError as exc:  # PostgreSQL restarting, a connection cut: a line per poll, not a traceback
+                log.warning("database unavailable (%s); retrying in %s s", type(exc.orig).__name__,
+                            self.config.poll_seconds)
+                busy = 0
             except Exception:
                 log.exception("worker iteration failed; retrying")
                 busy = 0
@@ -208,26 +213,40 @@ class Worker:
                     run.paused_until = time.monotonic() + self.config.backoff_base_seconds
                     handed_back = list(run.queue)
                     run.queue.clear()
+        except DBAPIError as exc:  # the database failed mid-unit: what was called stays "started" (checked later)
+            log.warning("database unavailable (%s) delivering a unit of lane %s/%s; handing it back",
+                        type(exc.orig).__name__, *run.lane)
+            handed_back = unit
         except Exception:
             log.exception("delivering a unit of lane %s/%s failed; handing it back", *run.lane)
             handed_back = unit
         except BaseException as exc:  # the thread dying mid-call: nothing more is written, as after kill -9
             died = self.died = exc
         finally:
-            try:
-                if died is None:
-                    self.leases.postpone(handed_back, self.leases.now() + timedelta(
-                        seconds=self.config.backoff_base_seconds), "their CRM failed the previous call")
-            finally:
-                with self.lock:
-                    run.in_flight -= 1
-                    for row in unit + handed_back:
-                        if row.id in self.held:
-                            self.held.discard(row.id)
-                            run.held -= 1
-                    self._start_units()
-                    self.lock.notify_all()
-                self.wake.set()
+            if died is None:
+                self._hand_back(handed_back)
+            with self.lock:
+                run.in_flight -= 1
+                for row in unit + handed_back:
+                    if row.id in self.held:
+                        self.held.discard(row.id)
+                        run.held -= 1
+                self._start_units()
+                self.lock.notify_all()
+            self.wake.set()
+
+    def _hand_back(self, rows: list) -> None:
+        """Postpone ``rows`` by ``backoff_base_seconds``. When the database cannot take even that (it
+        is what failed the unit), say so: the rows stay leased and are claimed again once the lease
+        runs out; a call whose outcome was not stored is checked before it is made again."""
+        if not rows:
+            return
+        try:
+            self.leases.postpone(rows, self.leases.now() + timedelta(seconds=self.config.backoff_base_seconds),
+                                 "their CRM failed the previous call")
+        except Exception as exc:  # noqa: BLE001 - a pool thread's exception would otherwise vanish unseen
+            log.warning("could not hand back %d deliveries (%s); they are retried when their lease runs out "
+                        "(lease_seconds = %s)", len(rows), type(exc).__name__, self.config.lease_seconds)
 
     def _deliver_unit(self, protocol: LaneDelivery, unit: list) -> bool:
         """Hand ``unit`` to the protocol and finish each step's reports before its next call; True
