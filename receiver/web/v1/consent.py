@@ -65,14 +65,19 @@ class CheckAnswer(Schema):
     recipients = fields.List(fields.Nested(CheckedRecipient), required=True)
 
 
+# Made once (a schema instance holds no request's data): GET /v1/consent is asked before every
+# send, and making them per request cost a fifth of its time.
+CONSENT_QUERY, CONSENT_ANSWER = ConsentQuery(), ConsentAnswer()
+
+
 @bp.get("/consent")
 @allow(Permission.READ)
 def consent():
-    data = load(ConsentQuery(), request.args.to_dict())
+    data = load(CONSENT_QUERY, request.args.to_dict())
     tenant = known_tenant(data["tenant"])
     email, phone = normalize_contact(data.get("email"), data.get("phone"))
     states = queries.guest_states(services().engine, tenant, email, phone, key=services().settings.identity_key)
-    return jsonify(ConsentAnswer().dump({"tenant": tenant, "email": email, "phone": phone, "states": states}))
+    return jsonify(CONSENT_ANSWER.dump({"tenant": tenant, "email": email, "phone": phone, "states": states}))
 
 
 @bp.post("/consent/check")
