@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint lock bench bench-drain translations screenshots browser clean
+.PHONY: run test lint lock bench bench-ingest bench-latency bench-drain translations screenshots browser clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,8 +44,16 @@ translations: $(STAMP)
 screenshots: $(STAMP) browser
 	RECEIVER_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/e2e/test_browser.py tests/e2e/test_console_browser.py
 
-bench: $(STAMP)
-	$(BIN)/python bench/ingest.py
+# Ingest rate against bare Flask (SQLite and PostgreSQL at 127.0.0.1:5432) and the web workers' memory.
+bench-ingest: $(STAMP)
+	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
+
+bench: bench-ingest
+
+# Seconds from a STOP's receipt to its CRM Text call: web + worker + sandbox on PostgreSQL at
+# 127.0.0.1:5432, 200 STOPs a second for 60 s; BENCH_ARGS=--quick for 10 s.
+bench-latency: $(STAMP)
+	$(BIN)/python bench/latency.py $(BENCH_ARGS)
 
 # Drain rates per lane (PostgreSQL at 127.0.0.1:5432); BENCH_ARGS=--quick for a tenth of the counts.
 bench-drain: $(STAMP)
