@@ -16,7 +16,7 @@ Memory: after its STOPs, each receiver gunicorn worker's resident set (VmRSS in 
 Ends with one line per goal (issue #16): ``GOAL ingest-sqlite <ratio> 0.6``, ``GOAL ingest-postgres
 <ratio> 0.6`` and ``GOAL web-rss <MB> 80`` (the largest worker of either run), each ``met|missed``.
 
-    .venv/bin/python bench/ingest.py [--db sqlite|postgres|both] [--requests N]
+    .venv/bin/python bench/ingest.py [--db sqlite|postgres|both] [--requests N | --quick]
                                      [--concurrency 32] [--workers W]
 """
 
@@ -242,9 +242,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--quick", action="store_true", help="500 requests instead of --requests")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="WEB_CONCURRENCY (default: the service's)")
     args = parser.parse_args()
+    if args.quick:
+        args.requests = 500
     all_reqs = signed_requests(WARMUP + args.requests)
     dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
     measured = {db: bench(db, args.requests, args.concurrency, args.workers, all_reqs) for db in dbs}
