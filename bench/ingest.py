@@ -11,8 +11,12 @@ of at least 0.6 (storing an opt-out durably should cost less than the web stack 
 Then a partner figure: signed Standard Webhooks batches of 1000 opt-out events, one after the
 other, each stored in one transaction: events/s and the p50 time of one batch.
 These are numbers, not assertions: the client runs on the same machine and competes for CPU.
+Memory: after its STOPs, each receiver gunicorn worker's resident set (VmRSS in /proc/<pid>/status).
 
-    .venv/bin/python bench/ingest.py [--db sqlite|postgres|both] [--requests N]
+Ends with one line per goal (issue #16): ``GOAL ingest-sqlite <ratio> 0.6``, ``GOAL ingest-postgres
+<ratio> 0.6`` and ``GOAL web-rss <MB> 80`` (the largest worker of either run), each ``met|missed``.
+
+    .venv/bin/python bench/ingest.py [--db sqlite|postgres|both] [--requests N | --quick]
                                      [--concurrency 32] [--workers W]
 """
 
@@ -133,17 +137,31 @@ def stop(process: subprocess.Popen | None) -> None:
         process.wait()
 
 
+def worker_rss_mb(master: int) -> list[float]:
+    """The resident set of each of gunicorn's workers (the master's children), in MB."""
+    sizes = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:  # a process that ended meanwhile
+            continue
+        if int(fields.get("PPid", "0").strip()) == master and "VmRSS" in fields:
+            sizes.append(int(fields["VmRSS"].split()[0]) / 1024)
+    return sorted(sizes)
+
+
 def measure(argv, env, port, log, warmup, reqs, concurrency) -> dict:
     process = None
     try:
         process = start_gunicorn(argv, env, port, log)
         _, _, warm_status = send_all(port, warmup, concurrency)
         elapsed, lat, statuses = send_all(port, reqs, concurrency)
+        rss = worker_rss_mb(process.pid)
     finally:
         stop(process)
     bad = {c: n for st in (warm_status, statuses) for c, n in st.items() if c != 200}
     pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000  # noqa: E731
-    return {"requests": len(reqs), "rps": len(reqs) / elapsed, "p50": pct(50), "p99": pct(99), "bad": bad}
+    return {"requests": len(reqs), "rps": len(reqs) / elapsed, "p50": pct(50), "p99": pct(99), "bad": bad, "rss": rss}
 
 
 def partner_batches(port: int, batches: int, size: int) -> dict:
@@ -174,7 +192,7 @@ def partner_batches(port: int, batches: int, size: int) -> dict:
     return {"batches": batches, "events_per_s": batches * size / sum(times), "p50": times[len(times) // 2] * 1000}
 
 
-def bench(db: str, n: int, concurrency: int, workers: int | None, all_reqs: list) -> float:
+def bench(db: str, n: int, concurrency: int, workers: int | None, all_reqs: list) -> tuple[float, list[float]]:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{db}-"))
     if db == "postgres":
         os.environ["DATABASE_URL"] = POSTGRES_URL
@@ -213,24 +231,35 @@ def bench(db: str, n: int, concurrency: int, workers: int | None, all_reqs: list
         print(f"{name:<10}{r['requests']:>10}{r['rps']:>10.1f}{r['p50']:>10.1f}{r['p99']:>10.1f}"
               + (f"   non-200: {r['bad']}" if r["bad"] else ""))
     print(f"ratio receiver/bare req/s: {ratio:.2f} (goal >= 0.6)")
+    print("receiver worker RSS after the run: " + ", ".join(f"{mb:.0f} MB" for mb in results["receiver"]["rss"]))
     print(f"stored: {stored}/{n + WARMUP + 6000} (STOPs + partner events)")
     print(f"partner batches of 1000 events: {partner['events_per_s']:.0f} events/s, "
           f"p50 {partner['p50']:.0f} ms a batch ({partner['batches']} batches, one at a time)")
-    return ratio
+    return ratio, results["receiver"]["rss"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--quick", action="store_true", help="500 requests instead of --requests")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="WEB_CONCURRENCY (default: the service's)")
     args = parser.parse_args()
+    if args.quick:
+        args.requests = 500
     all_reqs = signed_requests(WARMUP + args.requests)
     dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
-    ratios = {db: bench(db, args.requests, args.concurrency, args.workers, all_reqs) for db in dbs}
-    print("\nsummary: " + ", ".join(f"{db} receiver/bare = {r:.2f}" for db, r in ratios.items())
-          + " (goal >= 0.6): " + ("met" if all(r >= 0.6 for r in ratios.values()) else "NOT met"))
+    measured = {db: bench(db, args.requests, args.concurrency, args.workers, all_reqs) for db in dbs}
+    print()
+    for db, (ratio, _) in measured.items():
+        goal(f"ingest-{db}", ratio, 0.6, ratio >= 0.6)
+    rss = max((mb for _, sizes in measured.values() for mb in sizes), default=float("nan"))
+    goal("web-rss", rss, 80, rss <= 80)
+
+
+def goal(name: str, measured: float, target: float, met: bool) -> None:
+    print(f"GOAL {name} {measured:.2f} {target:g} {'met' if met else 'missed'}")
 
 
 if __name__ == "__main__":

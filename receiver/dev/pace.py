@@ -13,8 +13,9 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 
 from .answers import basic_keyword
 
@@ -48,7 +49,12 @@ class Pace:
 
     @contextmanager
     def call(self, crm: str):
-        """Count the call as under way while it is served, after waiting the latency set for it."""
+        """Count the call as under way while it is served, after waiting the latency set for it.
+
+        The call's arrival (``g.arrived_at``, before that wait) is what the call log keeps as
+        ``arrived_at``: bench/latency.py measures a STOP's way to the CRM up to that instant.
+        """
+        g.arrived_at = datetime.now(UTC).isoformat()
         account = _account(crm)
         with self.lock:
             self.now[crm][account] += 1

@@ -34,7 +34,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.serving import make_server
 
 from . import answers, pace
@@ -74,6 +74,7 @@ class _State:
                 "records": None, "since": None,
                 "authorization": request.headers.get("Authorization"),
                 "at": datetime.now(UTC).isoformat(), **fields}
+        call["arrived_at"] = g.get("arrived_at", call["at"])  # before a set latency (pace.py)
         with self.lock:
             queue = self.faults[crm]
             fault = dict(queue[0]) if queue else None

@@ -57,8 +57,37 @@ def next_link(previous: str | None, row) -> str:
 
 def lock_head(conn: Connection, insert, tenant: str) -> str | None:
     """Lock ``tenant``'s head row for this transaction (made on first use); its hash, None for a new chain."""
-    conn.execute(insert(heads).values(tenant=tenant, signal_id=None, chain_sha256=None).on_conflict_do_nothing())
-    return conn.execute(select(heads.c.chain_sha256).where(heads.c.tenant == tenant).with_for_update()).scalar()
+    locked = select(heads.c.chain_sha256).where(heads.c.tenant == tenant).with_for_update()
+    row = conn.execute(locked).first()
+    if row is None:  # the tenant's first signal: one statement more, once
+        conn.execute(insert(heads).values(tenant=tenant, signal_id=None, chain_sha256=None).on_conflict_do_nothing())
+        row = conn.execute(locked).first()
+    return row.chain_sha256
+
+
+def reserve(conn: Connection, source: str, event_ids: list[str]) -> tuple[set[str], list[int]]:
+    """In one statement, taken under the head lock: which of ``event_ids`` the source has already
+    recorded, and an id for each (ascending: chain order), so rows go in once, complete.
+
+    PostgreSQL takes the ids from the table's sequence; SQLite's one writer holds the write lock
+    (``BEGIN IMMEDIATE``), so the ids after the largest are free until it commits.
+    """
+    seen = select(signals.c.event_id, sa.cast(sa.null(), sa.BigInteger)).where(
+        signals.c.source == source, signals.c.event_id.in_(event_ids))
+    if conn.dialect.name == "postgresql":
+        ids = select(sa.null(), sa.func.nextval(sa.func.pg_get_serial_sequence("signals", "id"))).select_from(
+            sa.func.generate_series(1, len(event_ids)))
+    else:
+        ids = select(sa.null(), sa.func.coalesce(sa.func.max(signals.c.id), 0) + 1)
+    found, taken = set(), []
+    for event_id, signal_id in conn.execute(seen.union_all(ids)):
+        if signal_id is None:
+            found.add(event_id)
+        else:
+            taken.append(signal_id)
+    if conn.dialect.name != "postgresql":
+        taken = list(range(taken[0], taken[0] + len(event_ids)))
+    return found, sorted(taken)
 
 
 def move_head(conn: Connection, tenant: str, signal_id: int, sha256: str) -> None:

@@ -20,8 +20,12 @@ FINISHED = ("done", "skipped")
 
 
 def start(conn: Connection, tenant: TenantConfig, signal_id: int, states_added, one_click: bool,
-          started_at: datetime, now: datetime) -> int:
-    """Store the clocks a signal's added states start; honoured at once when it owes no delivery."""
+          started_at: datetime, now: datetime, owed: bool) -> int:
+    """Store the clocks a signal's added states start; honoured at once when it owes no delivery.
+
+    ``owed``: whether the signal owes a pending delivery. The recorder knows (it planned them), so
+    the clocks are inserted already honoured or not, instead of being checked with a second statement.
+    """
     clocks = clocks_for(states_added, one_click, parse_regimes(tenant.regimes), started_at,
                         tenant_calendar(tenant.calendar, tenant.timezone))
     if not clocks:
@@ -29,8 +33,8 @@ def start(conn: Connection, tenant: TenantConfig, signal_id: int, states_added, 
     conn.execute(sa.insert(ClockRow), [{
         "signal_id": signal_id, "tenant": tenant.name, "regime": clock.regime.value, "states": sorted(clock.states),
         "started_at": clock.started_at, "honour_by": clock.honour_by, "at_risk_from": clock.at_risk_from,
-        "honoured_at": None, "status": PENDING, "updated_at": now} for clock in clocks])
-    honour(conn, signal_id, now)
+        "honoured_at": None if owed else now, "updated_at": now,
+        "status": PENDING if owed else (MET if clock.honour_by >= now else BREACHED)} for clock in clocks])
     return len(clocks)
 
 

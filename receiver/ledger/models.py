@@ -23,6 +23,11 @@ from .. import clock
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+# Recording inserts a signal's consent, deliveries and clocks before the signal row, and the receipt
+# row last (each once, complete): these keys are checked at commit (migration 0012).
+CHECKED_AT_COMMIT = {"deferrable": True, "initially": "DEFERRED"}
+
+
 class UTCDateTime(TypeDecorator):
     """Stored as naive UTC on every engine, returned as aware UTC, so comparisons agree."""
 
@@ -80,7 +85,7 @@ class SignalRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id"))
+    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id", **CHECKED_AT_COMMIT))
     source: Mapped[str] = mapped_column(String(64))
     tenant: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[str] = mapped_column(String(255))
@@ -125,7 +130,7 @@ class ClockRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    signal_id: Mapped[int] = mapped_column(BigId, ForeignKey("signals.id"))
+    signal_id: Mapped[int] = mapped_column(BigId, ForeignKey("signals.id", **CHECKED_AT_COMMIT))
     tenant: Mapped[str] = mapped_column(String(64))
     regime: Mapped[str] = mapped_column(String(16))
     states: Mapped[list] = mapped_column(JSON)
@@ -147,7 +152,7 @@ class Consent(Base):
     identity: Mapped[str] = mapped_column(String(320), primary_key=True)
     state: Mapped[str] = mapped_column(String(32), primary_key=True)
     since: Mapped[datetime] = mapped_column(UTCDateTime())
-    signal_id: Mapped[int] = mapped_column(BigId, ForeignKey("signals.id"))
+    signal_id: Mapped[int] = mapped_column(BigId, ForeignKey("signals.id", **CHECKED_AT_COMMIT))
 
 
 class IdentityLink(Base):
@@ -174,7 +179,7 @@ class Delivery(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # NULL only for an alert no signal raised (backfill.recovered / backfill.failed)
-    signal_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("signals.id"))
+    signal_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("signals.id", **CHECKED_AT_COMMIT))
     tenant: Mapped[str] = mapped_column(String(64))
     crm: Mapped[str] = mapped_column(String(16))
     identity: Mapped[str] = mapped_column(String(320))

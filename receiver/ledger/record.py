@@ -16,7 +16,7 @@ from ..states import EXPERIENCE, STATES, identity_for
 from . import chain, clocks, outbox
 from .db import dialect_insert
 from .models import Consent, Delivery, IdentityLink, ReplayNonce, RequestRecord, SignalRow, utcnow
-from .wakeup import notify
+from .wakeup import notify, owing
 
 ACCEPTED, DUPLICATE, IGNORED = "accepted", "duplicate", "ignored"
 
@@ -43,12 +43,9 @@ class Ledger:
         self._insert = dialect_insert(engine)
         # Built once: building a statement per request cost more than running it (bench/ingest.py).
         requests, signals, consent = RequestRecord.__table__, SignalRow.__table__, Consent.__table__
+        # Each row is inserted once, complete: the outcome is worked out first (issue #16: ingest cost).
         self._add_request = insert(requests)
-        self._finish_request = update(requests).where(requests.c.id == bindparam("b_id")).values(
-            status=bindparam("status"), event_ids=bindparam("event_ids"), changes=bindparam("changes"))
-        self._add_signal = self._insert(signals).on_conflict_do_nothing().returning(signals.c.id)
-        self._signal_changes = update(signals).where(signals.c.id == bindparam("b_id")).values(
-            changes=bindparam("changes"))
+        self._add_signals = insert(signals)
         self._add_state = self._insert(consent).on_conflict_do_nothing().returning(consent.c.state)
         self._lift_state = delete(consent).where(
             consent.c.tenant == bindparam("b_tenant"), consent.c.identity == bindparam("b_identity"),
@@ -59,7 +56,7 @@ class Ledger:
         ).returning(consent.c.state)
         self._add_link = self._insert(IdentityLink.__table__).on_conflict_do_nothing().returning(
             IdentityLink.__table__.c.phone)
-        self._add_deliveries = insert(Delivery.__table__)
+        self._add_deliveries = owing(engine, insert(Delivery.__table__))
         self._first_receipt = select(SignalRow.receipt_id).where(
             SignalRow.source == bindparam("b_source"), SignalRow.event_id == bindparam("b_event_id"))
         self._linked = select(IdentityLink.email).where(
@@ -71,6 +68,9 @@ class Ledger:
 
         ``also(conn, receipt_id, now)`` writes more in the same transaction first (a review decision);
         it raises to store nothing. ``then(conn, outcome, now)`` writes more in it last (an alert).
+
+        The receipt row goes in last, complete: a redelivery fails there on (source, request_key)
+        and the whole transaction rolls back, to be answered as a duplicate.
         """
         receipt_id, now = new_receipt_id(), utcnow()
         digest = hashlib.sha256(evidence).hexdigest()
@@ -78,18 +78,16 @@ class Ledger:
             with self.engine.begin() as conn:
                 if also is not None:
                     also(conn, receipt_id, now)
-                conn.execute(self._add_request, {
-                    "id": receipt_id, "source": source.name, "tenant": source.tenant,
-                    "request_key": inbound.request_key, "status": ACCEPTED, "received_at": now,
-                    "evidence_sha256": digest, "event_ids": [], "changes": [],
-                })
                 if inbound.nonce:
                     self._use_nonce(conn, source, inbound, now)
                 outcome = self._apply(conn, source, inbound, receipt_id, now, digest)
                 if then is not None:
                     then(conn, outcome, now)
-                conn.execute(self._finish_request, {"b_id": receipt_id, "status": outcome.status,
-                                                    "event_ids": outcome.event_ids, "changes": outcome.changes})
+                conn.execute(self._add_request, {
+                    "id": receipt_id, "source": source.name, "tenant": source.tenant,
+                    "request_key": inbound.request_key, "status": outcome.status, "received_at": now,
+                    "evidence_sha256": digest, "event_ids": outcome.event_ids, "changes": outcome.changes,
+                })
             return outcome
         except IntegrityError:
             return self._duplicate(source, inbound)
@@ -119,7 +117,9 @@ class Ledger:
             with self.engine.connect() as conn:
                 first = conn.execute(select(RequestRecord).where(
                     RequestRecord.source == source.name, RequestRecord.request_key == inbound.request_key,
-                )).one()
+                )).first()
+                if first is None:  # a signal's event id taken by a concurrent request: the retry sees it
+                    raise Unavailable("the opt-out could not be stored; retry later")
                 original = first.id
                 if first.status == DUPLICATE and first.event_ids:
                     original = self._recorded_by(conn, source, first.event_ids[0]) or first.id
@@ -137,38 +137,45 @@ class Ledger:
         """``event_ids`` lists every event of the request once, new or seen before (those are skipped
         and also listed in ``duplicate_event_ids``); an id repeated within the request counts once,
         as its first event. A request of nothing but seen events is a duplicate of the receipt that
-        first recorded its first event."""
+        first recorded its first event.
+
+        Each signal row is inserted once, complete with its changes: its id is reserved first (in
+        chain order, under the tenant's head lock), the state changes made under that id, then the
+        rows inserted together; the references to it are checked at commit (migration 0012).
+        """
         tenant = self.tenants[source.tenant]
-        event_ids, duplicates, changes, kinds, listed = [], [], [], set(), set()
-        # Taken before the first signal id: a tenant's ids then follow its chain (ledger/chain.py).
-        head = chain.lock_head(conn, self._insert, tenant.name) if inbound.signals else None
-        linked_last = None
-        for signal in inbound.signals:
-            if signal.event_id in listed:  # e.g. two identical SendGrid events, keyed by their content
-                continue
-            listed.add(signal.event_id)
-            row = {
-                "receipt_id": receipt_id, "source": source.name, "tenant": tenant.name,
-                "event_id": signal.event_id, "kind": signal.kind, "keyword": signal.keyword,
-                "review": signal.review, "phone": signal.phone, "email": signal.email, "changes": [],
-                "received_at": now, "occurred_at": signal.occurred_at, "evidence_sha256": digest,
-                "detail": signal.detail, "add_states": sorted(signal.add), "remove_states": sorted(signal.remove),
-                **chain.hashes(self.identity_key, signal.email, signal.phone),
-            }
-            linking = chain.is_chained(signal.kind, signal.review)
-            row["chain_sha256"] = chain.next_link(head, row) if linking else None
-            inserted = conn.execute(self._add_signal, row).scalar()
-            event_ids.append(signal.event_id)
-            if inserted is None:
-                duplicates.append(signal.event_id)
-                continue
-            if linking:
-                head, linked_last = row["chain_sha256"], inserted
-            kinds.add(signal.kind)
-            signal_changes = self._change_states(conn, tenant, signal, inserted, now)
-            if signal_changes:
-                conn.execute(self._signal_changes, {"b_id": inserted, "changes": signal_changes})
+        fresh: dict[str, Signal] = {}
+        for signal in inbound.signals:  # e.g. two identical SendGrid events, keyed by their content
+            fresh.setdefault(signal.event_id, signal)
+        event_ids = list(fresh)
+        duplicates, changes, kinds, rows, owed = [], [], set(), [], []
+        head = linked_last = None
+        if fresh:
+            # Taken before the ids: a tenant's ids then follow its chain (ledger/chain.py).
+            head = chain.lock_head(conn, self._insert, tenant.name)
+            seen, ids = chain.reserve(conn, source.name, event_ids)
+            for signal, signal_id in zip(fresh.values(), ids, strict=True):
+                if signal.event_id in seen:
+                    duplicates.append(signal.event_id)
+                    continue
+                kinds.add(signal.kind)
+                signal_changes = self._change_states(conn, tenant, signal, signal_id, now, owed)
                 changes.extend(signal_changes)
+                row = {
+                    "id": signal_id, "receipt_id": receipt_id, "source": source.name, "tenant": tenant.name,
+                    "event_id": signal.event_id, "kind": signal.kind, "keyword": signal.keyword,
+                    "review": signal.review, "phone": signal.phone, "email": signal.email, "changes": signal_changes,
+                    "received_at": now, "occurred_at": signal.occurred_at, "evidence_sha256": digest,
+                    "detail": signal.detail, "add_states": sorted(signal.add), "remove_states": sorted(signal.remove),
+                    **chain.hashes(self.identity_key, signal.email, signal.phone), "chain_sha256": None,
+                }
+                if chain.is_chained(signal.kind, signal.review):
+                    head = row["chain_sha256"] = chain.next_link(head, row)
+                    linked_last = signal_id
+                rows.append(row)
+        if rows:
+            conn.execute(self._add_signals, rows)
+        self._owe(conn, owed)
         if linked_last is not None:
             chain.move_head(conn, tenant.name, linked_last, head)
         original = None
@@ -183,8 +190,9 @@ class Ledger:
                        changes=changes, original_receipt_id=original, duplicate_event_ids=duplicates,
                        kinds=frozenset(kinds))
 
-    def _change_states(self, conn, tenant: TenantConfig, signal: Signal, signal_id: int, now) -> list[dict]:
-        """Apply the signal's adds and removes; only real changes create deliveries."""
+    def _change_states(self, conn, tenant: TenantConfig, signal: Signal, signal_id: int, now,
+                       owed: list[dict]) -> list[dict]:
+        """Apply the signal's adds and removes; only real changes owe deliveries (added to ``owed``)."""
         linked = False
         if signal.email and signal.phone and signal.links_identities:
             linked = conn.execute(self._add_link, {
@@ -220,26 +228,33 @@ class Ledger:
             if identity in removed:
                 change["removed"] = removed[identity]
             changes.append(change)
+        owed_before = len(owed)
         for identity, states in added.items():
-            self._owe_deliveries(conn, tenant, signal, signal_id, identity, states, now)
+            owed.extend(self._owe_deliveries(conn, tenant, signal, signal_id, identity, states, now))
         if added:
+            pending = any(row["status"] == outbox.PENDING for row in owed[owed_before:])
             clocks.start(conn, tenant, signal_id, {s for states in added.values() for s in states},
-                         came_by_one_click(signal), signal.occurred_at or now, now)
+                         came_by_one_click(signal), signal.occurred_at or now, now, owed=pending)
         if linked:
+            self._owe(conn, owed)  # first: held-back deliveries of this request's earlier signals count too
             self._owe_held_back(conn, tenant, signal.email, signal.phone, added.get(signal.phone, []), now)
         return changes
 
-    def _owe_deliveries(self, conn, tenant, signal, signal_id, identity, states, now) -> None:
+    def _owe(self, conn, owed: list[dict]) -> None:
+        """Insert the deliveries owed so far (one statement; it wakes the workers on PostgreSQL)."""
+        if owed:
+            conn.execute(self._add_deliveries, owed)
+            owed.clear()
+
+    def _owe_deliveries(self, conn, tenant, signal, signal_id, identity, states, now) -> list[dict]:
+        """The delivery rows the states added for ``identity`` owe, inserted by the caller with the rest."""
         is_email = "@" in identity
         email = identity if is_email else (signal.email or self._linked_email(conn, tenant.name, identity))
         phone = signal.phone if is_email else identity
-        rows = [{"signal_id": signal_id, "tenant": tenant.name, "crm": planned.crm, "identity": identity,
+        return [{"signal_id": signal_id, "tenant": tenant.name, "crm": planned.crm, "identity": identity,
                  "payload": planned.payload, "status": planned.status, "reason": planned.reason, "attempts": 0,
                  "next_attempt_at": now, "created_at": now, "updated_at": now}
                 for planned in outbox.plan(tenant, signal, identity, states, now, email, phone)]
-        if rows:
-            conn.execute(self._add_deliveries, rows)
-            notify(conn)
 
     def _owe_held_back(self, conn, tenant, email, phone, just_added, now) -> None:
         """email-only: Experience deliveries skipped for want of an email are owed once a link gives one.

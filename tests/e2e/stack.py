@@ -65,13 +65,13 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def start_sandbox(self):
+    def start_sandbox(self, timeout: float = 20.0):
         self._spawn("sandbox", [str(BIN / "receiver"), "sandbox", "--port", str(self.sandbox_port)])
-        wait_until(lambda: self._ok(self.sandbox_url + "/_sandbox/calls"), message="sandbox")
+        wait_until(lambda: self._ok(self.sandbox_url + "/_sandbox/calls"), timeout=timeout, message="sandbox")
 
-    def start_web(self):
+    def start_web(self, timeout: float = 20.0):
         self._spawn("web", [str(BIN / "gunicorn"), "wsgi:app"])
-        wait_until(lambda: self._ok(self.web_url + "/readyz"), message="web /readyz")
+        wait_until(lambda: self._ok(self.web_url + "/readyz"), timeout=timeout, message="web /readyz")
 
     def start_worker(self, name: str = "worker"):
         return self._spawn(name, [str(BIN / "receiver"), "worker"])
