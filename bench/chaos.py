@@ -44,6 +44,7 @@ from chaos_figures import Series, delivery_check, delivery_latency  # noqa: E402
 from chaos_load import Senders  # noqa: E402
 from pgcluster import Cluster  # noqa: E402
 
+from bench.goals import goal  # noqa: E402
 from tests.e2e.stack import free_port, wait_until  # noqa: E402
 from tests.helpers import PUBLIC_BASE_URL, TWILIO_TOKEN, base_env  # noqa: E402
 
@@ -68,12 +69,6 @@ kind = "standard-webhooks"
 tenant = "chaos"
 secret = "{PARTNER_SECRET}"
 """
-
-
-def goal(name: str, measured: float, target: float, higher_is_better: bool) -> str:
-    met = measured >= target if higher_is_better else measured <= target
-    shown = f"{measured:g}" if float(measured).is_integer() else f"{measured:.3f}"
-    return f"GOAL {name} {shown} {target:g} {'met' if met else 'missed'}"
 
 
 class Processes:

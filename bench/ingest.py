@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import text  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
+from bench.goals import goal  # noqa: E402
 from receiver.ledger.db import make_engine  # noqa: E402
 from receiver.settings import load_settings  # noqa: E402
 from tests.e2e.stack import free_port, wait_until  # noqa: E402
@@ -253,13 +254,11 @@ def main() -> None:
     measured = {db: bench(db, args.requests, args.concurrency, args.workers, all_reqs) for db in dbs}
     print()
     for db, (ratio, _) in measured.items():
-        goal(f"ingest-{db}", ratio, 0.6, ratio >= 0.6)
+        print(goal(f"ingest-{db}", ratio, 0.6))
     rss = max((mb for _, sizes in measured.values() for mb in sizes), default=float("nan"))
-    goal("web-rss", rss, 80, rss <= 80)
+    print(goal("web-rss", rss, 80, higher_is_better=False))
 
 
-def goal(name: str, measured: float, target: float, met: bool) -> None:
-    print(f"GOAL {name} {measured:.2f} {target:g} {'met' if met else 'missed'}")
 
 
 if __name__ == "__main__":

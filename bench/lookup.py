@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from twilio.request_validator import RequestValidator  # noqa: E402
 
 from bench.fill import fill, identity, sizes  # noqa: E402
+from bench.goals import goal  # noqa: E402
 from bench.ingest import PATH, POSTGRES_URL, send_all, start_gunicorn, stop  # noqa: E402
 from tests.e2e.stack import free_port  # noqa: E402
 from tests.helpers import (  # noqa: E402
@@ -63,8 +64,6 @@ def pct(latencies: list[float], p: float) -> float:
     return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000
 
 
-def goal(name: str, measured: float, target: float, met: bool) -> str:
-    return f"GOAL {name} {measured:.2f} {target:g} {'met' if met else 'missed'}"
 
 
 def stops(count: int) -> list[tuple]:
@@ -202,8 +201,8 @@ def main() -> None:
                 print(f"kept the {name} ledger: {url}")
             else:
                 drop_database(url)
-    print(goal("lookup-p99", p99, LOOKUP_P99_MS, p99 <= LOOKUP_P99_MS))
-    print(goal("ingest-at-10m", ratio, INGEST_RATIO, ratio >= INGEST_RATIO))
+    print(goal("lookup-p99", p99, LOOKUP_P99_MS, higher_is_better=False))
+    print(goal("ingest-at-10m", ratio, INGEST_RATIO))
 
 
 if __name__ == "__main__":
