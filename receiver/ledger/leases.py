@@ -170,7 +170,7 @@ class Leases:
         moved = conn.execute(update(Delivery).where(
             Delivery.id == row.id, Delivery.lease_owner == self.owner).values(**values)).rowcount
         if moved and values.get("status") == DONE and row.crm != ALERTS:
-            clocks.honour(conn, row.signal_id, now)  # its last owed delivery done: the clocks stop
+            clocks.honour(conn, [row.signal_id], now)  # its last owed delivery done: the clocks stop
         if moved and values.get("status") == DEAD and row.crm != ALERTS:  # a dead alert is only logged
             raise_alert(conn, self.alerts, DELIVERY_DEAD, row.tenant, row.signal_id, {
                 "delivery_id": row.id, "crm": row.crm, "identity": masked(row.identity), "attempts": attempts,

@@ -166,7 +166,10 @@ class Delivery(Base):
     """The outbox: one CRM call owed for one identity's new states."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_signal_id", "signal_id"),  # a finish asks what else its signal owes (clocks.honour)
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # NULL only for an alert no signal raised (backfill.recovered / backfill.failed)
