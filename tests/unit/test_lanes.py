@@ -80,7 +80,9 @@ def test_a_slow_tenant_does_not_hold_up_another(world_maker, no_signals):
 
 def test_each_lane_keeps_to_its_concurrency(world_maker):
     world = world_maker(smsonly_concurrency=2)
-    world.sandbox.latency(0.2, crm=CRMTEXT)
+    # Calls long enough that a lane's fourth call starts before its first ends, even on a loaded
+    # machine where each call's STARTED transaction waits its turn (SQLite: one writer at a time).
+    world.sandbox.latency(1.0, crm=CRMTEXT)
     for phone in phones(8):
         world.stop(phone, tenant="smsonly")
     for phone in phones(8, "555444"):
