@@ -31,11 +31,11 @@ def start(conn: Connection, tenant: TenantConfig, signal_id: int, states_added, 
         "signal_id": signal_id, "tenant": tenant.name, "regime": clock.regime.value, "states": sorted(clock.states),
         "started_at": clock.started_at, "honour_by": clock.honour_by, "at_risk_from": clock.at_risk_from,
         "honoured_at": None, "status": PENDING, "updated_at": now} for clock in clocks])
-    honour(conn, [signal_id], now)
+    honour(conn, [signal_id], now, lock=False)  # rows of this transaction: no other sees them yet
     return len(clocks)
 
 
-def honour(conn: Connection, signal_ids: Collection[int], now: datetime) -> None:
+def honour(conn: Connection, signal_ids: Collection[int], now: datetime, lock: bool = True) -> None:
     """Honour the open clocks of ``signal_ids`` at ``now`` whose signal has every delivery it owes
     finished (met, or breached if late): one statement however many signals (a finished batch's)."""
     if not signal_ids:
@@ -44,8 +44,9 @@ def honour(conn: Connection, signal_ids: Collection[int], now: datetime) -> None
     # Two lanes finishing one signal's last two deliveries at once could each see the other's still
     # owed (not committed yet) and neither honour: the open clocks are locked first (in id order), so
     # the second waits, and its next statement reads the first's commit. (SQLite: one writer anyway.)
-    conn.execute(select(ClockRow.id).where(ClockRow.signal_id.in_(ids), ClockRow.honoured_at.is_(None))
-                 .order_by(ClockRow.id).with_for_update())
+    if lock:
+        conn.execute(select(ClockRow.id).where(ClockRow.signal_id.in_(ids), ClockRow.honoured_at.is_(None))
+                     .order_by(ClockRow.id).with_for_update())
     owed = exists().where(Delivery.signal_id == ClockRow.signal_id, Delivery.status.not_in(FINISHED))
     conn.execute(update(ClockRow).where(
         ClockRow.signal_id.in_(ids), ClockRow.honoured_at.is_(None), ~owed,
