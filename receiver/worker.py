@@ -17,7 +17,6 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -37,16 +36,22 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 CLOCK_PASS_SECONDS = 10.0  # how often open clocks are moved on (at_risk, breached): two indexed updates
-QUEUED_UNITS = 2  # units a lane may hold queued beyond those in flight: the next call is ready
 
 
 class LaneRun:
-    """One lane's rows in this process: queued, and units in flight (at most ``concurrency``)."""
+    """One lane's rows in this process: queued, and units in flight: in their call (at most
+    ``concurrency``), or being finished once their call is over (as many again at most).
+
+    It holds up to ``concurrency`` units more, queued (each waits about a call: well within its
+    lease), and asks for more once it has room for ``concurrency`` units: claiming after every
+    finished unit cost a transaction for each CRM Text delivery (bench/drain.py).
+    """
 
     def __init__(self, lane: Lane, protocol: LaneDelivery):
         self.lane, self.protocol = lane, protocol
         self.queue: deque = deque()
-        self.in_flight = 0
+        self.calling = 0  # units in their call: a CRM call slot each
+        self.in_flight = 0  # units started and not yet finished (calling, or being finished)
         self.held = 0  # rows queued or in flight
         self.paused_until = 0.0  # time.monotonic(): after a failed call
         self.next_start = 0.0  # time.monotonic(): max_per_second's next slot
@@ -54,10 +59,15 @@ class LaneRun:
     def room(self) -> int:
         if self.paused_until > time.monotonic():
             return 0
-        return self.protocol.unit * (self.protocol.concurrency + QUEUED_UNITS) - self.held
+        return 3 * self.protocol.unit * self.protocol.concurrency - self.held
+
+    def wants_more(self) -> bool:
+        return self.room() >= self.protocol.unit * self.protocol.concurrency
 
     def startable(self) -> bool:
-        return bool(self.queue) and self.in_flight < self.protocol.concurrency and self.paused_until <= time.monotonic()
+        concurrency = self.protocol.concurrency
+        return (bool(self.queue) and self.calling < concurrency and self.in_flight < 2 * concurrency
+                and self.paused_until <= time.monotonic())
 
     def take_slot(self) -> float:
         """Seconds to wait before starting one more unit, under ``max_per_second``."""
@@ -82,6 +92,7 @@ class Worker:
         self.backfill = Schedule(settings, engine)  # [backfill] every_minutes, claimed by one worker at a time
         self._next_clock_pass = 0.0
         self.wake = threading.Event()  # a unit finished, or a delivery was committed (LISTEN)
+        self.notified = threading.Event()  # a delivery was committed (LISTEN)
         self.lock = threading.Condition()  # guards lanes and held; notified whenever a unit ends
         self.lanes: dict[Lane, LaneRun] = {}
         self.held: set[int] = set()  # ids of rows queued or in flight here
@@ -96,22 +107,27 @@ class Worker:
         threading.Thread(target=fold.sweep, args=(self.leases.engine, self.stopping), name="fold-emails",
                          daemon=True).start()
         if self.engine.dialect.name == "postgresql":
-            self.listener = Listener(self.engine, self.wake.set, self.stopping).start()
+            self.listener = Listener(self.engine, self.notify, self.stopping).start()
+        look = True  # claim even if no lane wants more: new lanes may have rows due
         while not self.stopping.is_set():
             self.wake.clear()
+            self.notified.clear()
             try:
                 self.backfill.tick()
                 self.move_clocks()
-                busy = self.claim()
+                claimed = self.claim(look)
             except DBAPIError as exc:  # PostgreSQL restarting, a connection cut: a line per poll, not a traceback
                 log.warning("database unavailable (%s); retrying in %s s", type(exc.orig).__name__,
                             self.config.poll_seconds)
-                busy = 0
+                claimed = 0
             except Exception:
                 log.exception("worker iteration failed; retrying")
-                busy = 0
-            if not busy:
-                self.wake.wait(self.config.poll_seconds)
+                claimed = 0
+            if claimed:  # at once again: for lanes that want more still, or all if the claim was cut short
+                look = claimed >= self.config.claim_size
+                continue
+            # A unit finishing wakes this loop for its lane's next rows; a poll or a commit, for any lane's.
+            look = not self.wake.wait(self.config.poll_seconds) or self.notified.is_set()
         self.drain()
         log.info("worker %s stopped", self.owner)
 
@@ -119,9 +135,18 @@ class Worker:
         self.stopping.set()
         self.wake.set()
 
-    def claim(self) -> int:
-        """Claim what the lanes have room for and start what they may; returns how many rows were claimed."""
+    def notify(self) -> None:
+        """A delivery was committed (LISTEN): look for due rows whatever the lanes hold."""
+        self.notified.set()
+        self.wake.set()
+
+    def claim(self, look: bool = True) -> int:
+        """Claim what the lanes have room for and start what they may; returns how many rows were claimed.
+
+        Unless ``look``, only when a lane wants more (it has room for ``concurrency`` units)."""
         with self.lock:
+            if not look and not any(run.wants_more() for run in self.lanes.values()):
+                return 0
             full = [lane for lane, run in self.lanes.items() if run.room() <= 0]
             skip = set(self.held)
         claimed = self.leases.claim(self._room, full, skip)
@@ -189,8 +214,7 @@ class Worker:
                 self.held.add(row.id)
             self._start_units()
         self.finish(unserved)
-        self.leases.postpone(paused, self.leases.now() + timedelta(seconds=self.config.backoff_base_seconds),
-                             "their CRM failed a recent call")
+        self.hand_back(paused, "their CRM failed a recent call")
 
     def _start_units(self) -> None:
         """Under the lock: hand each lane's queued rows to the pool, a unit at a time, up to its concurrency."""
@@ -199,20 +223,23 @@ class Worker:
         for run in self.lanes.values():
             while run.startable():
                 unit = [run.queue.popleft() for _ in range(min(run.protocol.unit, len(run.queue)))]
+                run.calling += 1
                 run.in_flight += 1
                 self.pool.submit(self._run_unit, run, unit, run.take_slot())
 
     def _run_unit(self, run: LaneRun, unit: list, delay: float) -> None:
+        """One unit in one thread: its call holds one of the lane's call slots; its reports are
+        finished once the slot is free again, so the lane's next call does not wait for that."""
+        reports: list[Report] = []
         handed_back: list = []
         died = None
+        failed = False
         try:
             if delay and self.stopping.wait(delay):
                 handed_back = unit
-            elif self._deliver_unit(run.protocol, unit):
-                with self.lock:
-                    run.paused_until = time.monotonic() + self.config.backoff_base_seconds
-                    handed_back = list(run.queue)
-                    run.queue.clear()
+            else:
+                reports = run.protocol.deliver(unit, self.leases)
+                failed = any(report.error is not None for report in reports)
         except DBAPIError as exc:  # the database failed mid-unit: what was called stays "started" (checked later)
             log.warning("database unavailable (%s) delivering a unit of lane %s/%s; handing it back",
                         type(exc.orig).__name__, *run.lane)
@@ -222,9 +249,27 @@ class Worker:
             handed_back = unit
         except BaseException as exc:  # the thread dying mid-call: nothing more is written, as after kill -9
             died = self.died = exc
-        finally:
+        try:
+            with self.lock:
+                run.calling -= 1
+                if failed:  # the CRM failed the call: the lane pauses, its unit's unfinished and queued rows go back
+                    run.paused_until = time.monotonic() + self.config.backoff_base_seconds
+                    handed_back = unit + list(run.queue)
+                    run.queue.clear()
+                self._start_units()
             if died is None:
-                self._hand_back(handed_back)
+                try:
+                    self.finish(reports)
+                except DBAPIError as exc:
+                    log.warning("database unavailable (%s) finishing a unit of lane %s/%s; handing it back",
+                                type(exc.orig).__name__, *run.lane)
+                    handed_back = unit + handed_back
+                except Exception:
+                    log.exception("finishing a unit of lane %s/%s failed; handing it back", *run.lane)
+                    handed_back = unit + handed_back
+                # Rows finished meanwhile are left as they are (postpone moves only those still ours, pending).
+                self.hand_back(handed_back, "their CRM failed the previous call")
+        finally:
             with self.lock:
                 run.in_flight -= 1
                 for row in unit + handed_back:
@@ -235,32 +280,19 @@ class Worker:
                 self.lock.notify_all()
             self.wake.set()
 
-    def _hand_back(self, rows: list) -> None:
-        """Postpone ``rows`` by ``backoff_base_seconds``. When the database cannot take even that (it
-        is what failed the unit), say so: the rows stay leased and are claimed again once the lease
-        runs out; a call whose outcome was not stored is checked before it is made again."""
+    def hand_back(self, rows: list, why: str) -> None:
+        """Postpone ``rows`` by ``backoff_base_seconds`` on the database's clock (read only when there are any).
+
+        When the database cannot take even that (it is what failed the unit), say so: the rows stay
+        leased and are claimed again once the lease runs out; a call whose outcome was not stored is
+        checked before it is made again."""
         if not rows:
             return
         try:
-            self.leases.postpone(rows, self.leases.now() + timedelta(seconds=self.config.backoff_base_seconds),
-                                 "their CRM failed the previous call")
+            self.leases.postpone(rows, self.leases.now() + timedelta(seconds=self.config.backoff_base_seconds), why)
         except Exception as exc:  # noqa: BLE001 - a pool thread's exception would otherwise vanish unseen
             log.warning("could not hand back %d deliveries (%s); they are retried when their lease runs out "
                         "(lease_seconds = %s)", len(rows), type(exc).__name__, self.config.lease_seconds)
-
-    def _deliver_unit(self, protocol: LaneDelivery, unit: list) -> bool:
-        """Hand ``unit`` to the protocol and finish each step's reports before its next call; True
-        when the CRM failed a call (the unit's unfinished rows are handed back)."""
-        with closing(protocol.deliver(unit, self.leases)) as steps:
-            for reports in steps:
-                self.finish(reports)
-                if any(report.error is not None for report in reports):
-                    self.leases.postpone(unit, self.leases.now() + timedelta(seconds=self.config.backoff_base_seconds),
-                                         "their CRM failed the previous call")
-                    return True
-                if self.stopping.is_set():
-                    return False
-        return False
 
     def finish(self, reports: list[Report]) -> None:
         for report, finished in zip(reports, self.leases.finish(reports), strict=True):

@@ -6,7 +6,6 @@ whose answer was lost.
 """
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from standardwebhooks import Webhook
@@ -27,22 +26,21 @@ class AlertsDelivery:
         self.webhook = Webhook(config.secret)
         self.session = new_session()
 
-    def deliver(self, batch: list, books: Books) -> Iterator[list[Report]]:
-        for row in batch:
-            started = books.start(row)
-            if started is None:
-                continue
-            body = json.dumps(row.payload, separators=(",", ":"))
-            message_id, at = f"alert_{row.id}", datetime.fromtimestamp(int(clock.now()), UTC)
-            headers = {"content-type": "application/json", "webhook-id": message_id,
-                       "webhook-timestamp": str(int(at.timestamp())),
-                       "webhook-signature": self.webhook.sign(message_id, at, body)}
-            try:
-                reply = call(self.session, "POST", self.config.url, timeout=self.config.timeout, headers=headers,
-                             data=body.encode())
-                check_response(reply)
-            except CrmError as error:
-                yield [Report(row, Outcome.of(error), error=error, attempt_id=started.attempt_id, started=started.at)]
-                return  # the rest wait for the backoff, as a CRM's do
-            yield [Report(row, Outcome.OK, http_status=reply.status_code, attempt_id=started.attempt_id,
-                          started=started.at)]
+    def deliver(self, unit: list, books: Books) -> list[Report]:
+        [row] = unit
+        started = books.start(row)
+        if started is None:
+            return []
+        body = json.dumps(row.payload, separators=(",", ":"))
+        message_id, at = f"alert_{row.id}", datetime.fromtimestamp(int(clock.now()), UTC)
+        headers = {"content-type": "application/json", "webhook-id": message_id,
+                   "webhook-timestamp": str(int(at.timestamp())),
+                   "webhook-signature": self.webhook.sign(message_id, at, body)}
+        try:
+            reply = call(self.session, "POST", self.config.url, timeout=self.config.timeout, headers=headers,
+                         data=body.encode())
+            check_response(reply)
+        except CrmError as error:  # the rest wait for the backoff, as a CRM's do
+            return [Report(row, Outcome.of(error), error=error, attempt_id=started.attempt_id, started=started.at)]
+        return [Report(row, Outcome.OK, http_status=reply.status_code, attempt_id=started.attempt_id,
+                       started=started.at)]

@@ -28,7 +28,6 @@ is asked first.
 import base64
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -160,7 +159,7 @@ MAY_HAVE_APPLIED = (Outcome.STARTED, Outcome.UNKNOWN, Outcome.OK, Outcome.ALREAD
 
 
 class CrmTextDelivery:
-    """One store's delivery protocol: one row per step, each checked before it is called again."""
+    """One store's delivery protocol: one row per unit, checked before it is called again."""
 
     unit = 1  # rows per call: each row is its own unit of work, up to ``concurrency`` at once
 
@@ -168,36 +167,34 @@ class CrmTextDelivery:
         self.client = CrmTextClient(config)
         self.concurrency, self.max_per_second = config.concurrency, config.max_per_second
 
-    def deliver(self, batch: list, books: Books) -> Iterator[list[Report]]:
-        for row in batch:
-            yield self._deliver(row, books)
-
-    def _deliver(self, row, books: Books) -> list[Report]:
+    def deliver(self, unit: list, books: Books) -> list[Report]:
+        [row] = unit
         ten = row.payload["ten_digits"]
-        earlier = books.earlier_attempts(row, MAY_HAVE_APPLIED)
-        if earlier is None:
+        # One transaction: renewed, still owed, no earlier attempt that may have applied, STARTED written.
+        started = books.start(row, unless=MAY_HAVE_APPLIED)
+        if started is None:
             return []
-        if {a.outcome for a in earlier} & {Outcome.OK, Outcome.ALREADY}:
-            # A previous owner's call succeeded after its lease ran out, so it could not mark the
-            # row done: calling again would text the guest a second confirmation.
-            return [Report(row, Outcome.ALREADY, detail="an earlier attempt already delivered it")]
-        if earlier:
+        if started.earlier:
+            earlier = started.earlier
+            if {a.outcome for a in earlier} & {Outcome.OK, Outcome.ALREADY}:
+                # A previous owner's call succeeded after its lease ran out, so it could not mark the
+                # row done: calling again would text the guest a second confirmation.
+                return [Report(row, Outcome.ALREADY, detail="an earlier attempt already delivered it")]
             settled = self.client.settled_after(max(a.started_at for a in earlier))
-            if books.now() < settled:
+            if started.at < settled:
                 # That call may still be under way: a status read now could say "not opted out".
                 books.postpone([row], settled, "an earlier call's outcome is not settled yet")
                 return []
-            checked = books.now()
             try:
                 status = self.client.customer_status(ten)
             except CrmError as exc:
-                return [Report(row, Outcome.RETRY, error=exc, started=checked)]
+                return [Report(row, Outcome.RETRY, error=exc, started=started.at)]
             if status == OPTED_OUT:
-                return [Report(row, Outcome.ALREADY, started=checked,
+                return [Report(row, Outcome.ALREADY, started=started.at,
                                detail="CRM Text already has the number opted out (checked)")]
-        started = books.start(row)
-        if started is None:
-            return []
+            started = books.start(row)  # checked: not opted out, so this call is the one that applies
+            if started is None:
+                return []
         try:
             result = self.client.opt_out(ten)
         except CrmError as exc:

@@ -1,12 +1,11 @@
 """What a CRM's delivery protocol is handed and what it reports: outcomes, reports, the ledger's books.
 
 A protocol (``crmtext.CrmTextDelivery``, ``experience.ExperienceDelivery``) serves one lane, one
-CRM account of one tenant. ``deliver(batch, books)`` yields one step at a time, each a list of
-``Report``s (possibly none), so the worker records each step before the protocol makes its next
-call. It reaches the ledger only through ``Books``; storage stays in ``ledger/leases.py``.
+CRM account of one tenant. ``deliver(unit, books)`` makes one call for a unit of rows and returns
+its ``Report``s (possibly none); the worker records them once the lane's call slot is free again.
+It reaches the ledger only through ``Books``; storage stays in ``ledger/leases.py``.
 """
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -52,8 +51,12 @@ class Report:
 
 
 class Started(NamedTuple):
-    attempt_id: int
+    """What ``Books.start`` found: the STARTED attempt it wrote, on the database's clock; or, asked
+    to start unless the row had such attempts, those it had (``attempt_id`` None: nothing written)."""
+
+    attempt_id: int | None
     at: datetime
+    earlier: tuple = ()
 
 
 class Books(Protocol):
@@ -65,11 +68,10 @@ class Books(Protocol):
     def renew(self, rows: list) -> list:
         """Extend the lease on ``rows``; returns those still ours and still owed (trimmed to what they owe)."""
 
-    def earlier_attempts(self, row, outcomes: tuple[Outcome, ...]) -> list | None:
-        """Renew ``row`` and read its earlier attempts with these outcomes; None when it is ours or owed no more."""
-
-    def start(self, row) -> Started | None:
-        """Renew ``row`` and write its attempt as STARTED, just before the call; None when it is ours or owed no more."""
+    def start(self, row, unless: tuple[Outcome, ...] = ()) -> Started | None:
+        """Renew ``row`` and write its attempt as STARTED, just before the call, in one transaction;
+        None when it is not ours or owed no more. With ``unless``, when the row has earlier attempts
+        with those outcomes nothing is written: they are returned (``Started.earlier``)."""
 
     def postpone(self, rows: list, until: datetime, why: str) -> None:
         """Hand ``rows`` back until ``until`` without counting an attempt."""
@@ -86,5 +88,5 @@ class LaneDelivery(Protocol):
     concurrency: int
     max_per_second: float | None
 
-    def deliver(self, batch: list, books: Books) -> Iterator[list[Report]]:
-        """Deliver ``batch`` (rows of this lane), yielding the reports of each step."""
+    def deliver(self, unit: list, books: Books) -> list[Report]:
+        """Deliver ``unit`` (at most ``unit`` rows of this lane) in one call; the reports of its rows."""

@@ -19,7 +19,6 @@ known (crm-apis.md, section 1), kept here so that correcting it is a one-file ch
 """
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -187,7 +186,7 @@ def coalesce(rows: list) -> tuple[list[dict], list[list]]:
 
 
 class ExperienceDelivery:
-    """One property's delivery protocol: one step per batch of at most ``batch_size`` records."""
+    """One property's delivery protocol: one call per unit, a batch of at most ``batch_size`` rows."""
 
     def __init__(self, config: ExperienceConfig):
         self.client = ExperienceClient(config)
@@ -195,15 +194,11 @@ class ExperienceDelivery:
         self.unit = config.batch_size
         self.concurrency, self.max_per_second = config.concurrency, config.max_per_second
 
-    def deliver(self, batch: list, books: Books) -> Iterator[list[Report]]:
-        size = self.client.config.batch_size
-        _, groups = coalesce(batch)
-        for start in range(0, len(groups), size):
-            yield self._send(books, [row for group in groups[start:start + size] for row in group])
-
-    def _send(self, books: Books, rows: list) -> list[Report]:
+    def deliver(self, unit: list, books: Books) -> list[Report]:
+        if len(unit) > self.unit:
+            raise ValueError(f"at most {self.unit} rows per unit")
         # Renewed, and trimmed to what each row still owes, just before the call.
-        records, owners = coalesce(books.renew(rows))
+        records, owners = coalesce(books.renew(unit))
         if not records:
             return []
         started = books.now()

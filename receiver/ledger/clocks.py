@@ -4,10 +4,11 @@ The status is stored (the worker moves it on with two indexed updates), not reco
 Honoured: when none of the signal's deliveries is left other than ``done`` or ``skipped``.
 """
 
+from collections.abc import Collection
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, Engine, bindparam, case, exists, func, select, update
+from sqlalchemy import Connection, Engine, case, exists, func, select, update
 
 from ..compliance.clocks import ClockStatus, clocks_for, parse_regimes, tenant_calendar
 from ..settings import AlertsConfig, TenantConfig
@@ -38,17 +39,23 @@ def start(conn: Connection, tenant: TenantConfig, signal_id: int, states_added, 
     return len(clocks)
 
 
-# Built once: it runs for every recorded opt-out and every finished delivery.
-_HONOUR = update(ClockRow).where(
-    ClockRow.signal_id == bindparam("b_signal"), ClockRow.honoured_at.is_(None),
-    ~exists().where(Delivery.signal_id == bindparam("b_signal"), Delivery.status.not_in(FINISHED)),
-).values(honoured_at=bindparam("b_now"), updated_at=bindparam("b_now"),
-         status=case((ClockRow.honour_by >= bindparam("b_now"), MET), else_=BREACHED))
-
-
-def honour(conn: Connection, signal_id: int, now: datetime) -> None:
-    """Honour the signal's open clocks at ``now`` if every delivery it owes is finished (met, or breached if late)."""
-    conn.execute(_HONOUR, {"b_signal": signal_id, "b_now": now})
+def honour(conn: Connection, signal_ids: Collection[int], now: datetime, lock: bool = True) -> None:
+    """Honour the open clocks of ``signal_ids`` at ``now`` whose signal has every delivery it owes
+    finished (met, or breached if late): one statement however many signals (a finished batch's)."""
+    if not signal_ids:
+        return
+    ids = sorted(set(signal_ids))
+    # Two lanes finishing one signal's last two deliveries at once could each see the other's still
+    # owed (not committed yet) and neither honour: the open clocks are locked first (in id order), so
+    # the second waits, and its next statement reads the first's commit. (SQLite: one writer anyway.)
+    if lock:
+        conn.execute(select(ClockRow.id).where(ClockRow.signal_id.in_(ids), ClockRow.honoured_at.is_(None))
+                     .order_by(ClockRow.id).with_for_update())
+    owed = exists().where(Delivery.signal_id == ClockRow.signal_id, Delivery.status.not_in(FINISHED))
+    conn.execute(update(ClockRow).where(
+        ClockRow.signal_id.in_(ids), ClockRow.honoured_at.is_(None), ~owed,
+    ).values(honoured_at=now, updated_at=now,
+             status=case((ClockRow.honour_by >= now, MET), else_=BREACHED)))
 
 
 def advance(engine: Engine, now: datetime, alerts: AlertsConfig | None = None) -> dict[str, int]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, insert, or_, select, tuple_, update
+from sqlalchemy import Engine, bindparam, insert, or_, select, tuple_, update
 
 from ..crm.delivery import Outcome, Report, Started
 from ..crm.errors import backoff_seconds
@@ -24,6 +24,7 @@ from .outbox import DEAD, DONE, PENDING, masked, still_owed
 
 log = logging.getLogger(__name__)
 
+DONE_OUTCOMES = (Outcome.OK, Outcome.ALREADY)
 TAKEN_OVER = "taken over"  # our lease ran out meanwhile: the row is another worker's now
 
 
@@ -55,12 +56,11 @@ class Leases:
             # Due-ness is read on the clock that wrote next_attempt_at (ours, as the record path's);
             # leases on the database's, so a host whose clock runs ahead never takes a live lease over.
             now = db_now(conn)
-            query = (select(Delivery.id, Delivery.crm, Delivery.tenant)
-                     .where(Delivery.status == PENDING, Delivery.next_attempt_at <= utcnow(),
-                            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
-                     .order_by(Delivery.next_attempt_at, Delivery.id)
-                     .limit(self.config.claim_size)
-                     .with_for_update(skip_locked=True))
+            due = (Delivery.status == PENDING, Delivery.next_attempt_at <= utcnow(),
+                   or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
+            # Candidates read without a lock: only the rows chosen below are locked and leased.
+            query = (select(Delivery.id, Delivery.crm, Delivery.tenant).where(*due)
+                     .order_by(Delivery.next_attempt_at, Delivery.id).limit(self.config.claim_size))
             if full:
                 query = query.where(tuple_(Delivery.crm, Delivery.tenant).not_in(list(full)))
             left: dict[tuple[str, str], int] = {}
@@ -72,35 +72,40 @@ class Leases:
                     lane = (crm, tenant)
                     left[lane] = (room(crm, tenant) if lane not in left else left[lane]) - 1
                     if left[lane] < 0:
-                        continue  # locked until this commits, not leased: free for others
+                        continue
                 ids.append(delivery_id)
             if not ids:
                 return []
-            conn.execute(update(Delivery).where(Delivery.id.in_(ids)).values(
-                lease_owner=self.owner, lease_until=now + timedelta(seconds=self.config.lease_seconds)))
-            return conn.execute(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+            # Due-ness checked again under the lock: a row another worker leased meanwhile is left to it.
+            chosen = select(Delivery.id).where(Delivery.id.in_(ids), *due).with_for_update(skip_locked=True)
+            rows = conn.execute(update(Delivery).where(Delivery.id.in_(chosen)).values(
+                lease_owner=self.owner, lease_until=now + timedelta(seconds=self.config.lease_seconds),
+            ).returning(*Delivery.__table__.c)).all()
+            return sorted(rows, key=lambda row: row.id)
 
     def renew(self, rows: list) -> list:
         with self.engine.begin() as conn:
-            return self._renew(conn, rows)
+            return self._renew(conn, rows, db_now(conn))
 
-    def earlier_attempts(self, row, outcomes: tuple[Outcome, ...]) -> list | None:
+    def start(self, row, unless: tuple[Outcome, ...] = ()) -> Started | None:
+        """Renew ``row`` and write its attempt as STARTED, in one transaction just before the call;
+        None when it is not ours or owed no more. With ``unless``: if the row has earlier attempts
+        with those outcomes, nothing is written and they come back in ``Started.earlier``."""
         with self.engine.begin() as conn:
-            if not self._renew(conn, [row]):
+            now = db_now(conn)
+            if not self._renew(conn, [row], now):
                 return None
-            return conn.execute(select(Attempt.outcome, Attempt.started_at).where(
-                Attempt.delivery_id == row.id, Attempt.outcome.in_(outcomes))).all()
-
-    def start(self, row) -> Started | None:
-        with self.engine.begin() as conn:
-            if not self._renew(conn, [row]):
-                return None
-            started = db_now(conn)
+            if unless:
+                # Read under the row lock _renew took: no other worker can start a call meanwhile.
+                earlier = tuple(conn.execute(select(Attempt.outcome, Attempt.started_at).where(
+                    Attempt.delivery_id == row.id, Attempt.outcome.in_(unless))))
+                if earlier:
+                    return Started(None, now, earlier)
             attempt_id = conn.execute(insert(Attempt).values(
-                delivery_id=row.id, started_at=started, outcome=Outcome.STARTED).returning(Attempt.id)).scalar()
-        return Started(attempt_id, started)
+                delivery_id=row.id, started_at=now, outcome=Outcome.STARTED).returning(Attempt.id)).scalar()
+        return Started(attempt_id, now)
 
-    def _renew(self, conn, rows: list) -> list:
+    def _renew(self, conn, rows: list, now: datetime) -> list:
         """Extend our lease on ``rows`` just before a call; returns those still ours and still owed,
         checked in this transaction so that a re-consent (START) committed mid-batch stops the call."""
         ours = set(conn.execute(select(Delivery.id).where(
@@ -110,7 +115,7 @@ class Leases:
         kept = still_owed(conn, [row for row in rows if row.id in ours])
         if kept:
             conn.execute(update(Delivery).where(Delivery.id.in_([row.id for row in kept])).values(
-                lease_until=db_now(conn) + timedelta(seconds=self.config.lease_seconds)))
+                lease_until=now + timedelta(seconds=self.config.lease_seconds)))
         return kept
 
     def postpone(self, rows: list, until: datetime, why: str) -> None:
@@ -139,38 +144,56 @@ class Leases:
 
     def finish(self, reports: list[Report]) -> list[Finished]:
         """Record each attempt's outcome and move its delivery on (done, retry later, or dead), in one
-        transaction."""
+        transaction: a batch's attempts in one statement each way, its done deliveries in one."""
         if not reports:
             return []
-        with self.engine.begin() as conn:
-            return [self._finish(conn, report) for report in reports]
-
-    def _finish(self, conn, report: Report) -> Finished:
-        row, outcome, detail = report.row, report.outcome, report.detail
         now = utcnow()
+        done = [report for report in reports if report.outcome in DONE_OUTCOMES]
+        with self.engine.begin() as conn:
+            self._write_attempts(conn, reports, now)
+            moved = set()
+            if done:
+                moved = set(conn.execute(update(Delivery).where(
+                    Delivery.id.in_([report.row.id for report in done]), Delivery.lease_owner == self.owner,
+                ).values(status=DONE, last_error=None, attempts=Delivery.attempts + 1, updated_at=now,
+                         lease_owner=None, lease_until=None).returning(Delivery.id)).scalars())
+            finished = [Finished(DONE if report.row.id in moved else TAKEN_OVER, report.row.attempts + 1, now)
+                        if report.outcome in DONE_OUTCOMES else self._finish_failed(conn, report, now)
+                        for report in reports]
+            # their last owed delivery done: the clocks stop (an alert has none)
+            clocks.honour(conn, [report.row.signal_id for report in done
+                                 if report.row.id in moved and report.row.crm != ALERTS], now)
+        return finished
+
+    @staticmethod
+    def _write_attempts(conn, reports: list[Report], now: datetime) -> None:
+        """Each report's attempt, finished: the STARTED ones updated, the others inserted whole."""
+        finished = [{"finished_at": now, "outcome": report.outcome, "http_status": report.http_status,
+                     "detail": report.detail} for report in reports]
+        started = [{"a_id": report.attempt_id, **attempt} for report, attempt in zip(reports, finished, strict=True)
+                   if report.attempt_id is not None]
+        whole = [{"delivery_id": report.row.id, "started_at": report.started or now, **attempt}
+                 for report, attempt in zip(reports, finished, strict=True) if report.attempt_id is None]
+        attempts = Attempt.__table__
+        if started:
+            conn.execute(update(attempts).where(attempts.c.id == bindparam("a_id")), started)
+        if whole:
+            conn.execute(insert(attempts), whole)
+
+    def _finish_failed(self, conn, report: Report, now: datetime) -> Finished:
+        """A failed attempt: retried later, or dead (its alert raised) once out of attempts or time."""
+        row, outcome, detail = report.row, report.outcome, report.detail
         attempts = row.attempts + 1
-        values: dict[str, Any] = {"attempts": attempts, "updated_at": now, "lease_owner": None, "lease_until": None}
-        if outcome in (Outcome.OK, Outcome.ALREADY):
-            values.update(status=DONE, last_error=None)
-        elif outcome == Outcome.PERMANENT:
-            values.update(status=DEAD, last_error=detail)
+        values: dict[str, Any] = {"attempts": attempts, "updated_at": now, "lease_owner": None, "lease_until": None,
+                                  "last_error": detail}
+        too_old = now - (row.replayed_at or row.created_at) > timedelta(hours=self.config.max_age_hours)
+        if outcome == Outcome.PERMANENT or attempts >= self.config.max_attempts or too_old:
+            values["status"] = DEAD
         else:
-            too_old = now - (row.replayed_at or row.created_at) > timedelta(hours=self.config.max_age_hours)
-            if attempts >= self.config.max_attempts or too_old:
-                values.update(status=DEAD, last_error=detail)
-            else:
-                retry_after = report.error.retry_after if report.error is not None else None
-                values.update(last_error=detail, next_attempt_at=max(now + self.backoff(attempts, retry_after),
-                                                                     report.not_before or now))
-        attempt = {"finished_at": now, "outcome": outcome, "http_status": report.http_status, "detail": detail}
-        if report.attempt_id is None:
-            conn.execute(insert(Attempt).values(delivery_id=row.id, started_at=report.started or now, **attempt))
-        else:
-            conn.execute(update(Attempt).where(Attempt.id == report.attempt_id).values(**attempt))
+            retry_after = report.error.retry_after if report.error is not None else None
+            values["next_attempt_at"] = max(now + self.backoff(attempts, retry_after), report.not_before or now)
         moved = conn.execute(update(Delivery).where(
             Delivery.id == row.id, Delivery.lease_owner == self.owner).values(**values)).rowcount
-        if moved and values.get("status") == DONE and row.crm != ALERTS:
-            clocks.honour(conn, row.signal_id, now)  # its last owed delivery done: the clocks stop
         if moved and values.get("status") == DEAD and row.crm != ALERTS:  # a dead alert is only logged
             raise_alert(conn, self.alerts, DELIVERY_DEAD, row.tenant, row.signal_id, {
                 "delivery_id": row.id, "crm": row.crm, "identity": masked(row.identity), "attempts": attempts,

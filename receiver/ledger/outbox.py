@@ -85,17 +85,18 @@ def still_owed(conn, rows: list) -> list:
     """The rows that still owe something, an Experience row trimmed to the states it still owes;
     the others are marked skipped as superseded (their lease released)."""
     owed = owed_states(conn, rows) if rows else {}
-    kept = []
+    kept, superseded = [], []
     for row in rows:
         states = owed[row.id]
         if not states:
             conn.execute(update(Delivery).where(Delivery.id == row.id).values(
                 status=SKIPPED, reason=SUPERSEDED, lease_owner=None, lease_until=None, updated_at=utcnow()))
             log.info("delivery %s to %s for %s skipped: %s", row.id, row.crm, masked(row.identity), SUPERSEDED)
-            clocks.honour(conn, row.signal_id, utcnow())  # nothing left to send: not owed is honoured
+            superseded.append(row.signal_id)
             continue
         if row.crm == EXPERIENCE and len(states) < len(row.payload["states"]):
             payload = {**row.payload, "states": {s: row.payload["states"][s] for s in states}}
             row = SimpleNamespace(**{**row._mapping, "payload": payload})
         kept.append(row)
+    clocks.honour(conn, superseded, utcnow())  # nothing left to send: not owed is honoured
     return kept

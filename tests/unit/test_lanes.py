@@ -68,11 +68,11 @@ def test_a_slow_tenant_does_not_hold_up_another(world_maker, no_signals):
     worker = world.worker()
     thread = start(worker)
     try:
-        wait_until(lambda: statuses(world, "smsonly") == [DONE] * 3)
-        # B finished every delivery while A's call, started first, was still under way: B never waited behind A.
+        # B finishes every delivery while A's call (4 s) is under way: had B waited behind A, A's call
+        # would be over by then. (A's thread may start its call a little after B's: threads race.)
+        wait_until(lambda: statuses(world, "smsonly") == [DONE] * 3 and world.sandbox.under_way(CRMTEXT, "GRAND") == 1)
         [slow] = [d for d in world.deliveries(CRMTEXT) if d.tenant == "grand"]
         assert (slow.status, world.outcomes(slow.id)) == (PENDING, ["started"])
-        assert world.sandbox.under_way(CRMTEXT, "GRAND") == 1
     finally:
         stop(worker, thread)
     assert statuses(world, "grand") == [DONE]  # and the slow call was finished, not dropped
@@ -80,7 +80,9 @@ def test_a_slow_tenant_does_not_hold_up_another(world_maker, no_signals):
 
 def test_each_lane_keeps_to_its_concurrency(world_maker):
     world = world_maker(smsonly_concurrency=2)
-    world.sandbox.latency(0.2, crm=CRMTEXT)
+    # Calls long enough that a lane's fourth call starts before its first ends, even on a loaded
+    # machine where each call's STARTED transaction waits its turn (SQLite: one writer at a time).
+    world.sandbox.latency(1.0, crm=CRMTEXT)
     for phone in phones(8):
         world.stop(phone, tenant="smsonly")
     for phone in phones(8, "555444"):

@@ -812,30 +812,33 @@ def test_deliveries_of_a_tenant_that_left_the_config_are_dead_lettered_not_block
     assert all("no experience" in r.last_error or "no crmtext" in r.last_error for r in rows)
 
 
-def test_the_worker_records_each_step_of_a_lane_before_the_next_and_stops_the_lane_on_a_failed_call(
-        world, monkeypatch):
-    # Issue 12.2: the worker only loops; a lane's protocol (crm/) yields steps of reports, and the
-    # worker finishes each before the protocol goes on, handing the rest back after a failed call.
+def test_the_worker_finishes_each_unit_and_stops_the_lane_on_a_failed_call(world, monkeypatch):
+    # Issues 12.2 and 16: the worker only loops; a lane's protocol (crm/) makes one call per unit and
+    # returns its reports, which the worker finishes (once the call slot is free for the lane's next
+    # unit); after a failed call the lane pauses and its queued rows are handed back, never called.
     phones = ["+15551110001", "+15551110002", "+15551110003"]
     for phone in phones:
         world.stop(phone, tenant="smsonly")
-    seen = []
+    called = []
 
     class Scripted:
-        unit, concurrency, max_per_second = 3, 1, None  # the whole batch in one unit
+        unit, concurrency, max_per_second = 1, 1, None  # one call at a time: the third waits for the second
 
-        def deliver(self, batch, books):
-            first, second, _ = batch
-            yield [Report(first, Outcome.OK, started=books.now())]
-            seen.append(world.get(first.id).status)
-            yield [Report(second, Outcome.RETRY, error=Retryable("unavailable", status=503))]
-            raise AssertionError("resumed after its CRM failed a call")
+        def deliver(self, unit, books):
+            [row] = unit
+            called.append(row.id)
+            if len(called) == 1:
+                return [Report(row, Outcome.OK, started=books.now())]
+            if len(called) == 2:
+                return [Report(row, Outcome.RETRY, error=Retryable("unavailable", status=503))]
+            raise AssertionError("called after its CRM failed a call")
 
     monkeypatch.setitem(lanes.PROTOCOLS, CRMTEXT, lambda config: Scripted())
     before = utcnow()
     assert world.worker().run_once() == 3
     first, second, third = world.deliveries(CRMTEXT)
-    assert seen == [DONE]
+    assert called == [first.id, second.id]
+    assert world.get(first.id).status == DONE
     assert (world.get(second.id).status, world.outcomes(second.id)) == (PENDING, ["retry"])
     rest = world.get(third.id)
     assert (rest.status, rest.attempts, rest.lease_owner) == (PENDING, 0, None)

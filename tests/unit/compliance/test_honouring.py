@@ -1,9 +1,10 @@
 """Clocks honoured by the worker's deliveries (sandbox CRMs), moved on to at_risk / breached by its pass, gauged."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from receiver.ledger import clocks as ledger_clocks
 from receiver.ledger.models import ClockRow, Delivery
@@ -102,3 +103,34 @@ def test_the_status_pass_moves_only_open_clocks_past_their_instants(sandboxed, e
     assert ledger_clocks.advance(engine, clock.honour_by) == {"breached": 0, "at_risk": 0}
     assert ledger_clocks.advance(engine, clock.honour_by + timedelta(microseconds=1)) == {
         "breached": 1, "at_risk": 0}
+
+
+def test_two_lanes_finishing_one_signals_deliveries_at_once_honour_its_clock(sandboxed, engine, monkeypatch):
+    # Each lane's finish saw the other's delivery still owed (not committed yet), and neither honoured.
+    pin_clock(monkeypatch, ARRIVED.timestamp())
+    stop(sandboxed, engine)
+    with engine.connect() as conn:
+        deliveries = conn.execute(select(Delivery.id, Delivery.signal_id).order_by(Delivery.id)).all()
+    assert len(deliveries) == 2  # Experience and CRM Text
+    later = ARRIVED + timedelta(minutes=5)
+
+    def finish(conn, delivery) -> None:
+        conn.execute(update(Delivery).where(Delivery.id == delivery.id).values(status="done"))
+        ledger_clocks.honour(conn, [delivery.signal_id], later)
+
+    first = engine.connect()
+    first.begin()
+    finish(first, deliveries[0])
+    second = threading.Thread(target=lambda: finish_in_own_transaction(engine, finish, deliveries[1]))
+    second.start()
+    second.join(timeout=1.0)  # had it not waited for the first, it would have read its delivery owed
+    first.commit()
+    first.close()
+    second.join(timeout=30)
+    assert not second.is_alive()
+    assert (the_clock(engine).status, the_clock(engine).honoured_at) == ("met", later)
+
+
+def finish_in_own_transaction(engine, finish, delivery) -> None:
+    with engine.begin() as conn:
+        finish(conn, delivery)

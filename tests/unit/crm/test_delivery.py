@@ -5,6 +5,8 @@ ledger's books kept in memory."""
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import pytest
+
 from receiver.crm.crmtext import CrmTextDelivery
 from receiver.crm.delivery import Outcome, Started
 from receiver.crm.errors import OutcomeUnknown, Permanent, Retryable
@@ -29,14 +31,13 @@ class MemoryBooks:
     def renew(self, rows: list) -> list:
         return [row for row in rows if row.id not in self.gone]
 
-    def earlier_attempts(self, row, outcomes):
+    def start(self, row, unless=()) -> Started | None:
         if row.id in self.gone:
             return None
-        return [SimpleNamespace(outcome=o, started_at=at) for o, at in self.attempts.get(row.id, []) if o in outcomes]
-
-    def start(self, row) -> Started | None:
-        if row.id in self.gone:
-            return None
+        earlier = tuple(SimpleNamespace(outcome=o, started_at=at) for o, at in self.attempts.get(row.id, [])
+                        if o in unless)
+        if earlier:
+            return Started(None, self.now(), earlier)
         self.started.append(row.id)
         return Started(len(self.started), self.now())
 
@@ -73,9 +74,9 @@ def test_outcomes_of_failed_calls():
     assert Outcome.of(Retryable("429")) == Outcome.RETRY
 
 
-def test_crmtext_reports_one_step_per_row_with_its_started_attempt(sandbox):
-    books = MemoryBooks()
-    steps = list(crmtext(sandbox).deliver([sms_row(1), sms_row(2, "5559876543")], books))
+def test_crmtext_reports_one_call_per_row_with_its_started_attempt(sandbox):
+    books, protocol = MemoryBooks(), crmtext(sandbox)
+    steps = [protocol.deliver([sms_row(1)], books), protocol.deliver([sms_row(2, "5559876543")], books)]
     assert [[(r.row.id, r.outcome, r.attempt_id) for r in step] for step in steps] == [
         [(1, Outcome.OK, 1)], [(2, Outcome.OK, 2)]]
     assert books.started == [1, 2] and methods(sandbox) == ["optoutcustomer", "optoutcustomer"]
@@ -83,14 +84,14 @@ def test_crmtext_reports_one_step_per_row_with_its_started_attempt(sandbox):
 
 def test_crmtext_does_not_call_for_a_row_it_holds_no_more(sandbox):
     books = MemoryBooks(gone={1})
-    assert list(crmtext(sandbox).deliver([sms_row(1)], books)) == [[]]
+    assert crmtext(sandbox).deliver([sms_row(1)], books) == []
     assert methods(sandbox) == [] and books.started == []
 
 
 def test_crmtext_waits_for_an_unknown_call_to_settle_without_calling(sandbox):
     started = datetime.now(UTC)
     books = MemoryBooks(attempts={1: [(Outcome.UNKNOWN, started)]})
-    assert list(crmtext(sandbox).deliver([sms_row(1)], books)) == [[]]
+    assert crmtext(sandbox).deliver([sms_row(1)], books) == []
     assert books.postponed == [([1], started + timedelta(seconds=2.0 + CALL_MARGIN_SECONDS))]
     assert methods(sandbox) == []
 
@@ -99,21 +100,24 @@ def test_crmtext_asks_before_repeating_a_settled_unknown_call(sandbox):
     protocol = crmtext(sandbox)
     protocol.client.opt_out(TEN)  # the unknown call did land
     books = MemoryBooks(attempts={1: [(Outcome.UNKNOWN, datetime.now(UTC) - timedelta(hours=1))]})
-    [[report]] = list(protocol.deliver([sms_row(1)], books))
+    [report] = protocol.deliver([sms_row(1)], books)
     assert (report.outcome, report.attempt_id) == (Outcome.ALREADY, None) and report.started is not None
     assert methods(sandbox) == ["optoutcustomer", "getcustomerinfo"] and books.started == []
 
 
 def test_crmtext_reports_a_failed_call_with_its_error(sandbox):
     sandbox.fault("crmtext", "429", retry_after=30)
-    [[report]] = list(crmtext(sandbox).deliver([sms_row(1)], MemoryBooks()))
+    [report] = crmtext(sandbox).deliver([sms_row(1)], MemoryBooks())
     assert report.outcome == Outcome.RETRY and report.error is not None
     assert (report.http_status, report.error.retry_after, report.attempt_id) == (429, 30.0, 1)
 
 
-def test_experience_sends_one_step_per_batch(sandbox):
+def test_experience_sends_one_call_per_unit_of_at_most_a_batch(sandbox):
     rows = [email_row(i, f"guest{i}@example.com") for i in range(3)]
-    steps = list(experience(sandbox, batch_size=2).deliver(rows, MemoryBooks()))
+    protocol, books = experience(sandbox, batch_size=2), MemoryBooks()
+    with pytest.raises(ValueError):
+        protocol.deliver(rows, books)
+    steps = [protocol.deliver(rows[:2], books), protocol.deliver(rows[2:], books)]
     assert [[(r.row.id, r.outcome, r.http_status) for r in step] for step in steps] == [
         [(0, Outcome.OK, 200), (1, Outcome.OK, 200)], [(2, Outcome.OK, 200)]]
     assert [len(c["records"]) for c in sandbox.calls("experience") if c["method"] == "opt_out"] == [2, 1]
@@ -121,7 +125,7 @@ def test_experience_sends_one_step_per_batch(sandbox):
 
 def test_experience_sends_only_what_the_ledger_still_gives(sandbox):
     rows = [email_row(1, "a@example.com"), email_row(2, "b@example.com")]
-    [step] = list(experience(sandbox, batch_size=5).deliver(rows, MemoryBooks(gone={1})))
+    step = experience(sandbox, batch_size=5).deliver(rows, MemoryBooks(gone={1}))
     assert [r.row.id for r in step] == [2]
     [call] = [c for c in sandbox.calls("experience") if c["method"] == "opt_out"]
     assert [r["email"] for r in call["records"]] == ["b@example.com"]
@@ -130,6 +134,6 @@ def test_experience_sends_only_what_the_ledger_still_gives(sandbox):
 def test_experience_failed_call_reports_every_row_of_the_batch(sandbox):
     sandbox.fault("experience", "500")
     rows = [email_row(1, "a@example.com"), email_row(2, "b@example.com")]
-    [step] = list(experience(sandbox, batch_size=5).deliver(rows, MemoryBooks()))
+    step = experience(sandbox, batch_size=5).deliver(rows, MemoryBooks())
     assert [(r.row.id, r.outcome, r.http_status) for r in step] == [(1, Outcome.RETRY, 500), (2, Outcome.RETRY, 500)]
     assert all(r.error is not None for r in step)

@@ -259,6 +259,6 @@ def test_the_delivery_finishes_the_named_records_and_leaves_the_others_unknown()
             for i in range(3)]
     delivery = ExperienceDelivery(ExperienceConfig(base_url="https://xp.test", partner_token="p", hotel_token="h"))
     delivery.client = canned_client({"successes": {}, "errors": {"guest1@example.com": "bad", "zz@x.test": "?"}})
-    [reports] = list(delivery.deliver(rows, _Books()))
+    reports = delivery.deliver(rows, _Books())
     assert [(r.row.id, r.outcome) for r in reports] == [(0, Outcome.UNKNOWN), (1, Outcome.RETRY), (2, Outcome.UNKNOWN)]
     assert "bad" in reports[1].detail
