@@ -1,5 +1,4 @@
-"""Experience CRM: the API client (write opt-out states in batches, read the unsubscribed list)
-and its delivery protocol (deliveries coalesced into records, sent ``batch_size`` at a time).
+"""Experience CRM: the API client (write opt-out states in batches) and its delivery protocol (deliveries coalesced into records, sent ``batch_size`` at a time).
 
 The write endpoint is not publicly documented. Assumption used until the real contract is
 known (crm-apis.md, section 1), kept here so that correcting it is a one-file change:
@@ -15,20 +14,19 @@ known (crm-apis.md, section 1), kept here so that correcting it is a one-file ch
   the batch leaves the records it does not name unknown (one of them may be the one it meant).
 - One record per (email, phone): states of one email linked to two phones travel as two
   records, so each phone's state reaches the CRM before its delivery is done.
-- The read endpoint's ``next_page_url`` omits ``since``: it is added back when missing.
+- The read endpoint (``retrieve-opt-out``) is read by ``backfill/experience.py``, as every provider's list.
 """
 
 import json
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import phonenumbers
 import requests
 
 from ..settings import ExperienceConfig
 from .delivery import Books, Outcome, Report
-from .errors import CrmError, OutcomeUnknown, Permanent, Retryable, check_response
+from .errors import CrmError, OutcomeUnknown, check_response
 from .transport import call, new_session
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -77,40 +75,6 @@ class ExperienceClient:
             raise PartlyUnknown(f"{unmatched} of Experience's errors name no record of the batch", failed,
                                 status=resp.status_code, detail=resp.text)
         return failed
-
-    def retrieve_opt_outs(self, since: str, cursor_url: str | None = None) -> tuple[list[dict], str | None]:
-        """One page of unsubscribed customers, and the next page's URL (None on the last)."""
-        url = self._next_url(cursor_url, since) if cursor_url else self._base + self.config.retrieve_path
-        params = None if cursor_url else {"since": since}
-        resp = call(self.session, "GET", url, timeout=self.config.timeout, params=params,
-                    headers=self._headers)
-        check_response(resp)
-        try:
-            body = resp.json()
-        except ValueError:
-            raise Retryable("unreadable Experience answer to retrieve-opt-out",
-                            status=resp.status_code, detail=resp.text) from None
-        recipients = body.get("recipients", []) if isinstance(body, dict) else None
-        if not isinstance(recipients, list):
-            raise Retryable("Experience answer has no recipients list", status=resp.status_code,
-                            detail=resp.text)
-        next_url = body.get("next_page_url") or None
-        if next_url is not None and not isinstance(next_url, str):
-            raise Permanent("Experience next_page_url is not a URL", status=resp.status_code, detail=resp.text)
-        return [r for r in recipients if isinstance(r, dict)], next_url
-
-    def _next_url(self, next_page_url: str, since: str) -> str:
-        """The CRM's next_page_url, on our own scheme and host, with ``since`` added if missing."""
-        base = urlsplit(self._base)
-        url = urlsplit(urljoin(self._base + "/", next_page_url))
-        if url.hostname != base.hostname:
-            # Following it would send the hotel's credentials to another host.
-            raise Permanent("Experience next_page_url points to another host", detail=next_page_url)
-        query = parse_qsl(url.query, keep_blank_values=True)
-        if not any(key == "since" for key, _ in query):
-            query.append(("since", since))
-        # Our scheme and port: a proxy in front of the CRM may rewrite https as http.
-        return urlunsplit((base.scheme, base.netloc, url.path, urlencode(query), ""))
 
 
 class PartlyUnknown(OutcomeUnknown):

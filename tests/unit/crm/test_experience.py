@@ -96,32 +96,6 @@ def test_unreadable_success_is_outcome_unknown(client, sandbox, mode):
         client.opt_out(records(1))
 
 
-def test_retrieve_pages_and_re_adds_since(client, sandbox):
-    for start in (0, 250, 500):
-        assert client.opt_out(records(250 if start < 500 else 10, start)) == {}
-    pages, cursor = [], None
-    while True:
-        page, cursor = client.retrieve_opt_outs(TODAY, cursor)
-        pages.append(page)
-        if cursor is None:
-            break
-        assert "since=" not in cursor  # the sandbox, like the vendor's sample, drops it
-    assert [len(p) for p in pages] == [250, 250, 10]
-    assert [r["email"] for p in pages for r in p] == [f"guest{i}@example.com" for i in range(510)]
-    retrieves = [c for c in sandbox.calls("experience") if c["method"] == "retrieve"]
-    assert [c["since"] for c in retrieves] == [TODAY] * 3
-
-
-def test_retrieve_keeps_since_when_next_page_has_it(client):
-    url = client._next_url("/experience/api/xp-unsubscribe/retrieve-opt-out?cursor=5&since=2020-01-01", TODAY)
-    assert url.endswith("retrieve-opt-out?cursor=5&since=2020-01-01")
-
-
-def test_retrieve_never_follows_another_host(client):
-    with pytest.raises(Permanent):
-        client.retrieve_opt_outs(TODAY, "https://elsewhere.test/api/xp-unsubscribe/retrieve-opt-out?cursor=1")
-
-
 def test_errors_keyed_by_email_phone_or_index():
     batch = [{"email": "A@Example.com"}, {"phone": "+15551234567"}, {"email": "c@example.com"}]
     errors = {"a@example.com": "bad", "+1 555 123 4567": ["no such phone"], "2": "x"}
@@ -191,14 +165,6 @@ def test_retry_after_forms():
     assert parse_retry_after("999999", now=now) == 3600.0
     assert parse_retry_after("soon", now=now) is None
     assert parse_retry_after(None) is None
-
-
-@pytest.mark.parametrize("next_page_url", [["a"], 7, {"url": "x"}])
-def test_a_next_page_url_that_is_not_a_string_is_permanent(next_page_url):
-    answer = CannedSession(200, json.dumps({"recipients": [], "next_page_url": next_page_url}).encode())
-    config = ExperienceConfig(base_url="https://xp.example", partner_token="p", hotel_token="h")
-    with pytest.raises(Permanent):
-        ExperienceClient(config, answer).retrieve_opt_outs("2026-01-01")
 
 
 def coalesced_row(email, phone, **states):
