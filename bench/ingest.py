@@ -75,23 +75,29 @@ def signed_requests(count: int) -> list[tuple[str, str, bytes, dict]]:
     return out
 
 
+def request(conn: http.client.HTTPConnection, method: str, path: str, body, headers: dict):
+    """One request on a keep-alive connection, its answer read; the server may have closed the
+    connection while it was idle, so it is tried once more on a new one."""
+    for attempt in (1, 2):
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            return resp
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            conn.close()
+            if attempt == 2:
+                raise
+
+
 def send_all(port: int, reqs: list, concurrency: int) -> tuple[float, list[float], dict[int, int]]:
     """Send ``reqs`` (method, path, body, headers) over ``concurrency`` keep-alive connections;
     (seconds, latencies, status counts)."""
     def run(chunk):
         conn, lat, statuses = http.client.HTTPConnection("127.0.0.1", port, timeout=60), [], {}
         for method, path, body, headers in chunk:
-            for attempt in (1, 2):  # the server may close an idle keep-alive connection: reconnect once
-                start = time.perf_counter()
-                try:
-                    conn.request(method, path, body=body, headers=headers)
-                    resp = conn.getresponse()
-                    resp.read()
-                    break
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    conn.close()
-                    if attempt == 2:
-                        raise
+            start = time.perf_counter()
+            resp = request(conn, method, path, body, headers)
             lat.append(time.perf_counter() - start)
             statuses[resp.status] = statuses.get(resp.status, 0) + 1
         conn.close()

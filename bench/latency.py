@@ -36,6 +36,7 @@ from sqlalchemy import text  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
 from bench.goals import goal  # noqa: E402
+from bench.ingest import request  # noqa: E402
 from tests.e2e.stack import Stack, wait_until  # noqa: E402
 from tests.helpers import PUBLIC_BASE_URL, TWILIO_TOKEN, drop_database, fresh_database, twilio_sms  # noqa: E402
 
@@ -99,16 +100,7 @@ def send_on_schedule(port: int, stops: list, rate: float, connections: int) -> t
             if pause > 0:
                 time.sleep(pause)
             body, headers = stops[i]
-            for attempt in (1, 2):  # an idle keep-alive connection may have been closed: once more
-                try:
-                    conn.request("POST", PATH, body=body, headers=headers)
-                    resp = conn.getresponse()
-                    resp.read()
-                    break
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    conn.close()
-                    if attempt == 2:
-                        raise
+            resp = request(conn, "POST", PATH, body, headers)
             with lock:
                 answered[i] = time.time()
                 statuses[resp.status] = statuses.get(resp.status, 0) + 1
