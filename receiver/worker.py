@@ -15,7 +15,6 @@ import signal
 import socket
 import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -24,8 +23,8 @@ from sqlalchemy.exc import DBAPIError
 
 from . import metrics
 from .backfill.schedule import Schedule
-from .crm.delivery import LaneDelivery, Outcome, Report
-from .crm.lanes import Lane, Protocols
+from .crm.delivery import Outcome, Report
+from .crm.lanes import Lane, LaneRun, Protocols
 from .ledger import clocks, fold
 from .ledger.leases import Finished, Leases
 from .ledger.models import utcnow
@@ -36,47 +35,6 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 CLOCK_PASS_SECONDS = 10.0  # how often open clocks are moved on (at_risk, breached): two indexed updates
-
-
-class LaneRun:
-    """One lane's rows in this process: queued, and units in flight: in their call (at most
-    ``concurrency``), or being finished once their call is over (as many again at most).
-
-    It holds up to ``concurrency`` units more, queued (each waits about a call: well within its
-    lease), and asks for more once it has room for ``concurrency`` units: claiming after every
-    finished unit cost a transaction for each CRM Text delivery (bench/drain.py).
-    """
-
-    def __init__(self, lane: Lane, protocol: LaneDelivery):
-        self.lane, self.protocol = lane, protocol
-        self.queue: deque = deque()
-        self.calling = 0  # units in their call: a CRM call slot each
-        self.in_flight = 0  # units started and not yet finished (calling, or being finished)
-        self.held = 0  # rows queued or in flight
-        self.paused_until = 0.0  # time.monotonic(): after a failed call
-        self.next_start = 0.0  # time.monotonic(): max_per_second's next slot
-
-    def room(self) -> int:
-        if self.paused_until > time.monotonic():
-            return 0
-        return 3 * self.protocol.unit * self.protocol.concurrency - self.held
-
-    def wants_more(self) -> bool:
-        return self.room() >= self.protocol.unit * self.protocol.concurrency
-
-    def startable(self) -> bool:
-        concurrency = self.protocol.concurrency
-        return (bool(self.queue) and self.calling < concurrency and self.in_flight < 2 * concurrency
-                and self.paused_until <= time.monotonic())
-
-    def take_slot(self) -> float:
-        """Seconds to wait before starting one more unit, under ``max_per_second``."""
-        rate, now = self.protocol.max_per_second, time.monotonic()
-        if rate is None:
-            return 0.0
-        start = max(now, self.next_start)
-        self.next_start = start + 1 / rate
-        return start - now
 
 
 class Worker:
