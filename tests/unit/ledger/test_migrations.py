@@ -220,17 +220,3 @@ def test_0011_lets_an_alert_row_have_no_signal(migrated_to):
         # the alert owes its own sending, never a state; the CRM delivery still owes its signal's
         assert owed_states(conn, rows)[2] == ["backfill.failed"]
     assert [r.signal_id for r in rows] == [1, None]
-
-
-def test_0012_indexes_the_deliveries_of_a_signal(migrated_to):
-    url, engine = migrated_to("0011")
-    assert "ix_deliveries_signal_id" not in {i["name"] for i in inspect(engine).get_indexes("deliveries")}
-
-    upgrade(url)
-
-    assert "ix_deliveries_signal_id" in {i["name"] for i in inspect(engine).get_indexes("deliveries")}
-    if engine.dialect.name == "sqlite":  # a finish's "does the signal still owe another?" is an index look-up
-        with engine.connect() as conn:
-            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN SELECT 1 FROM deliveries WHERE signal_id = 1 "
-                                        "AND status NOT IN ('done', 'skipped')").all()
-        assert "ix_deliveries_signal_id" in str(plan)
