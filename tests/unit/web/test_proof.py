@@ -52,6 +52,11 @@ def test_an_unknown_guest_has_an_empty_proof(client):
     assert answer.status_code == 200
     proof = answer.get_json()
     assert (proof["states"], proof["signals"], proof["deliveries"], proof["clocks"]) == ({}, [], [], [])
+    # The other look-ups of a guest never seen answer the same way: 200, nothing in them.
+    events = client.get("/v1/events?tenant=grand&phone=%2B15550009999", headers=ADMIN)
+    assert events.status_code == 200 and events.get_json()["items"] == []
+    consent = client.get("/v1/consent?tenant=grand&phone=%2B15550009999", headers=ADMIN)
+    assert consent.status_code == 200 and consent.get_json()["states"] == {}
 
 
 def test_a_proof_needs_a_guest_and_a_known_tenant(client):
