@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from standardwebhooks import Webhook
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -136,6 +136,25 @@ def test_an_alert_the_endpoint_refuses_is_retried_with_the_same_id_and_sent_once
         [(status, attempts)] = conn.execute(select(Delivery.status, Delivery.attempts)
                                             .where(Delivery.crm == "alerts")).all()
     assert (status, attempts) == ("done", 2)
+
+
+def test_an_unreachable_alerts_url_keeps_its_token_out_of_the_record_and_the_log(tmp_path, database_url, settings,
+                                                                                  engine, receiver_log):
+    # A Slack-style hook: the token is the url's path. Port 9 (discard) refuses the connection.
+    alerting = make_settings(tmp_path, database_url, toml=config_toml(
+        extra=f'[alerts]\nurl = "http://127.0.0.1:9/services/T000/B000/hooktoken123"\nsecret = "{SECRET}"\n'))
+    with engine.begin() as conn:
+        raise_alert(conn, alerting.alerts, "backfill.failed", "grand", None, {"source": "twilio"}, utcnow())
+
+    Worker(alerting, engine, owner="w1").run_once()
+
+    with engine.connect() as conn:
+        [(last_error, attempts)] = conn.execute(select(Delivery.last_error, Delivery.attempts)
+                                                .where(Delivery.crm == "alerts")).all()
+        details = " ".join(str(row) for row in conn.execute(text("SELECT * FROM attempts")).all())
+    assert attempts == 1 and "127.0.0.1" in last_error  # the failure is recorded, where it went too
+    for seen in (last_error, details, receiver_log()):
+        assert "hooktoken123" not in seen and "T000" not in seen
 
 
 @pytest.fixture
