@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint lock bench bench-ingest bench-drain bench-backfill bench-chaos bench-latency bench-lookup translations screenshots browser clean
+.PHONY: run test lint lock bench bench-ingest bench-drain bench-backfill bench-chaos bench-latency bench-lookup bench-verify translations screenshots browser clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ bench-chaos: $(STAMP)
 # 127.0.0.1:5432; ~22 GB of disk, ~30 min on 2 cores); BENCH_ARGS=--signals 1000000 for a tenth.
 bench-lookup: $(STAMP)
 	$(BIN)/python bench/lookup.py $(BENCH_ARGS)
+
+# receiver verify on 1,000,000 chained signals in PostgreSQL (DATABASE_URL's server): time and peak RSS.
+bench-verify: $(STAMP)
+	$(BIN)/python bench/verify.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

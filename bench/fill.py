@@ -15,7 +15,7 @@ What a signal n (1..N, its id) is, consistent with what Ledger.record stores for
   - its own receipt (``rcpt_`` + n zero-padded: older than any new ULID receipt id), random
     request keys and event ids (md5), received over the last two years in id order, every
     delivery done and every clock met. All of tenant ``grand``. The chain hashes are random
-    stand-ins (same size; ``receiver verify`` would not pass), and no attempts rows are kept.
+    stand-ins (same size; ``receiver verify`` would not pass: bench/verify.py chains them for real), and no attempts rows are kept.
 """
 
 import threading

@@ -3,10 +3,14 @@
 ``webhook-id`` is ``alert_<delivery id>``, the same on every retry, so a receiver that keeps the
 ids it has seen (as Standard Webhooks asks) acts on an alert once even if a retry follows a call
 whose answer was lost.
+
+The url's path and query are kept out of what a failure stores and logs (``last_error``, attempts,
+the worker's log line): an operations endpoint often carries its token there (Slack-style hooks).
 """
 
 import json
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from standardwebhooks import Webhook
 
@@ -41,6 +45,17 @@ class AlertsDelivery:
                          data=body.encode())
             check_response(reply)
         except CrmError as error:  # the rest wait for the backoff, as a CRM's do
+            error.detail = self.without_url(error.detail)
+            error.args = (self.without_url(str(error)),)
             return [Report(row, Outcome.of(error), error=error, attempt_id=started.attempt_id, started=started.at)]
         return [Report(row, Outcome.OK, http_status=reply.status_code, attempt_id=started.attempt_id,
                        started=started.at)]
+
+    def without_url(self, text: str) -> str:
+        """``text`` with the alerts url's path (and query) replaced by ``/…``: its host stays, its token goes."""
+        parts = urlsplit(self.config.url)
+        secret = parts.path + (f"?{parts.query}" if parts.query else "")
+        for shown in (secret, parts.path):
+            if len(shown) > 1:
+                text = text.replace(shown, "/…")
+        return text

@@ -1,5 +1,7 @@
 """/console's compliance pages: a guest's printable proof and signed JSON (the code of GET /v1/proof), dead deliveries."""
 
+import json
+
 from flask import Response, g, request
 from flask_babel import gettext as _
 
@@ -42,6 +44,20 @@ def proof_json():
     name = "proof-{}.json".format(request.args.get("tenant", ""))
     return Response(body, mimetype="application/json",
                     headers={**headers, "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@bp.get("/proof.signed.json")
+def proof_signed_json():
+    """One file that keeps its signature: the exact signed text and its webhook-* headers, for offline checks.
+
+    A browser saving /console/proof.json keeps the body but drops the headers the signature is in;
+    this file holds both, and ``receiver/check_proof.py`` (standalone) checks it with the published keys.
+    """
+    _document, body, headers = _guest_proof()
+    bundle = json.dumps({**headers, "body": body.decode()}, indent=1, sort_keys=True)
+    name = "proof-{}-signed.json".format(request.args.get("tenant", ""))
+    return Response(bundle, mimetype="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @bp.route("/deliveries", methods=["GET", "POST"])

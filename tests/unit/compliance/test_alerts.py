@@ -3,16 +3,18 @@
 import base64
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from standardwebhooks import Webhook
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from receiver.errors import ConfigError
-from receiver.ledger.models import ClockRow, Delivery
+from receiver.ledger.alerts import raise_alert
+from receiver.ledger.models import ClockRow, Delivery, utcnow
 from receiver.ledger.record import Ledger
 from receiver.signals import Inbound
 from receiver.sources.sms import classify, sms_signal
@@ -24,15 +26,20 @@ SECRET = "whsec_" + base64.b64encode(b"alerts-secret-of-32-bytes-long!!").decode
 ARRIVED = datetime(2027, 3, 3, 15, 0, tzinfo=UTC)
 
 
+ops_status = [lambda: 204]  # what the endpoint answers next (a test may make it refuse)
+
+
 @pytest.fixture
 def ops():
     """The operators' alert endpoint: every POST it got (headers, body)."""
     got = []
 
+    ops_status[0] = lambda: 204
+
     @Request.application
     def app(request):
         got.append((dict(request.headers), request.get_data()))
-        return Response("", 204)
+        return Response("", ops_status[0]())
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -91,6 +98,63 @@ def test_without_an_alerts_url_an_alert_is_only_logged(sandboxed_settings, engin
     assert "clock.breached" in receiver_log()
     with engine.connect() as conn:
         assert conn.execute(select(Delivery.id).where(Delivery.crm == "alerts")).first() is None
+
+
+def test_an_alert_the_endpoint_refuses_is_retried_with_the_same_id_and_sent_once_it_is_taken(
+        tmp_path, database_url, settings, engine, ops):
+    url, got = ops
+    refusals = [1]  # the operators' endpoint answers 503 once (a deploy), then takes it
+
+    def answer():
+        if refusals[0]:
+            refusals[0] -= 1
+            return 503
+        return 204
+    ops_status[0] = answer
+    alerting = make_settings(tmp_path, database_url, toml=config_toml(
+        extra=f'[alerts]\nurl = "{url}"\nsecret = "{SECRET}"\n'))
+    with engine.begin() as conn:
+        raise_alert(conn, alerting.alerts, "backfill.failed", "grand", None, {"source": "twilio"},
+                    utcnow())
+
+    worker = Worker(alerting, engine, owner="w1")
+    for _ in range(100):  # bounded: the retry waits for the worker's backoff (0.2 s in the test config)
+        worker.run_once()
+        if len(got) == 2:
+            break
+        time.sleep(0.1)
+
+    assert len(got) == 2
+    ids = {headers.get("Webhook-Id") for headers, _ in got}
+    assert len(ids) == 1  # a retry carries the first try's webhook-id: the receiver acts on it once
+    for headers, body in got:
+        Webhook(SECRET).verify(body, {k.lower(): v for k, v in headers.items()})
+    for _ in range(3):
+        worker.run_once()
+    assert len(got) == 2  # once taken, never sent again
+    with engine.connect() as conn:
+        [(status, attempts)] = conn.execute(select(Delivery.status, Delivery.attempts)
+                                            .where(Delivery.crm == "alerts")).all()
+    assert (status, attempts) == ("done", 2)
+
+
+def test_an_unreachable_alerts_url_keeps_its_token_out_of_the_record_and_the_log(tmp_path, database_url, settings,
+                                                                                  engine, receiver_log):
+    # A Slack-style hook: the token is the url's path. Port 9 (discard) refuses the connection.
+    alerting = make_settings(tmp_path, database_url, toml=config_toml(
+        extra=f'[alerts]\nurl = "http://127.0.0.1:9/services/T000/B000/hooktoken123"\nsecret = "{SECRET}"\n'))
+    with engine.begin() as conn:
+        raise_alert(conn, alerting.alerts, "backfill.failed", "grand", None, {"source": "twilio"}, utcnow())
+
+    Worker(alerting, engine, owner="w1").run_once()
+
+    with engine.connect() as conn:
+        [(last_error, attempts)] = conn.execute(select(Delivery.last_error, Delivery.attempts)
+                                                .where(Delivery.crm == "alerts")).all()
+        details = " ".join(str(row) for row in conn.execute(text("SELECT * FROM attempts")).all())
+    assert attempts == 1 and "127.0.0.1" in last_error  # the failure is recorded, where it went too
+    for seen in (last_error, details, receiver_log()):
+        assert "hooktoken123" not in seen and "T000" not in seen
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
 """Clocks and chain links written with each recorded signal (Ledger.record), read back from the ledger."""
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from receiver.compliance.chain import verify
 from receiver.ledger import chain
+from receiver.ledger.db import make_engine
 from receiver.ledger.models import ClockRow, SignalRow
 from receiver.ledger.record import Ledger
 from receiver.links import Link
@@ -114,6 +116,61 @@ def test_concurrent_writers_of_one_tenant_make_one_linear_chain(ledger, engine, 
     assert len(rows) == 60
     assert verify(rows, settings.identity_key) is None
     assert chain.head(engine, "grand")["chain_sha256"] == rows[-1]["chain_sha256"]
+
+
+def test_a_tenant_whose_chain_head_is_locked_does_not_hold_up_another_tenants_writers(tmp_path, database_url,
+                                                                                     settings):
+    # PostgreSQL only: SQLite has one writer for the whole file, whatever the tenant.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL: per-tenant chain locks")
+    small = make_settings(tmp_path, database_url, toml=config_toml(extra="""
+[sources.twilio-small]
+kind = "twilio"
+tenant = "smsonly"
+auth_token = "env:TWILIO_AUTH_TOKEN"
+"""))
+    engine = make_engine(database_url)
+    ledger = Ledger(engine, small.tenants, small.identity_key)
+    ledger.record(small.sources["twilio"], sms("SM-g0"), b"Body=STOP")
+    ledger.record(small.sources["twilio-small"], sms("SM-s0"), b"Body=STOP")
+    done, errors = [], []
+
+    def write(source: str, sid: str, phone: str):
+        try:
+            ledger.record(small.sources[source], sms(sid, phone=phone), b"Body=STOP")
+            done.append(sid)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    holder = engine.connect()
+    try:
+        holder.begin()  # a long transaction of grand's holds its chain head (what a recording one takes first)
+        holder.execute(select(chain.heads.c.chain_sha256).where(chain.heads.c.tenant == "grand").with_for_update())
+        grand = threading.Thread(target=write, args=("twilio", "SM-g1", "+15557654321"))
+        grand.start()
+        with engine.connect() as watcher:  # grand's writer is queued on that row lock...
+            for _ in range(600):
+                if watcher.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                        "AND datname = current_database()")).scalar():
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("grand's writer never waited on its chain head")
+        other = threading.Thread(target=write, args=("twilio-small", "SM-s1", "+15557654321"))
+        other.start()
+        other.join(120)  # ...while the other tenant's writer records and commits
+        assert done == ["SM-s1"] and errors == []
+        assert grand.is_alive()
+    finally:
+        holder.rollback()
+        holder.close()
+    grand.join(120)
+    assert sorted(done) == ["SM-g1", "SM-s1"] and errors == []
+    rows = list(chain.stream(engine))
+    assert [(row["tenant"], row["event_id"]) for row in rows] == [
+        ("grand", "SM-g0"), ("grand", "SM-g1"), ("smsonly", "SM-s0"), ("smsonly", "SM-s1")]
+    assert verify(rows, small.identity_key) is None
+    engine.dispose()
 
 
 def test_help_texts_stay_out_of_the_chain_so_pruning_them_keeps_it_whole(ledger, engine, settings):

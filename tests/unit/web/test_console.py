@@ -1,13 +1,18 @@
 """/console: sign-in (cookie flags, new session, rate limit, CSRF), find a guest, staff opt-out, review, sign-out,
 clocks and CRM answers, the printable proof, dead deliveries and replay."""
 
+import json
 import re
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select, update
 
+import receiver
 from receiver import create_app
 from receiver.access.credentials import Passwords
 from receiver.access.roles import Role
@@ -189,6 +194,36 @@ def test_the_printable_proof_is_the_v1_document_and_its_json_is_signed(app, clie
                                                       **HTTPS).text
 
 
+def test_an_auditor_checks_the_downloaded_proof_offline_with_the_published_keys(app, client, tmp_path):
+    stop(client)
+    crm_answers(app)
+    sign_in(client, email="look@grand.example")
+    query = {"tenant": "grand", "phone": PHONE}
+    printable = client.get("/console/proof", query_string=query, **HTTPS).text
+    assert "/console/proof.signed.json?" in printable and "check_proof.py" in printable
+    download = client.get("/console/proof.signed.json", query_string=query, **HTTPS)
+    assert 'filename="proof-grand-signed.json"' in download.headers["Content-Disposition"]
+    # What the auditor has: the saved file, the key set, and check_proof.py copied alone (no receiver).
+    (tmp_path / "proof-grand-signed.json").write_bytes(download.data)
+    (tmp_path / "receipt-keys.json").write_bytes(client.get("/.well-known/receipt-keys").data)
+    script = tmp_path / "check_proof.py"
+    script.write_text((Path(receiver.__file__).parent / "check_proof.py").read_text())
+
+    def check(*names):
+        return subprocess.run([sys.executable, "-I", str(script), *names], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+
+    ok = check("proof-grand-signed.json", "receipt-keys.json")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("signature ok: key ") and "proof of tenant grand" in ok.stdout
+    bundle = json.loads(download.data)
+    assert json.loads(bundle["body"])["signals"][0]["receipt_id"] in printable  # the document the page shows
+    bundle["body"] = bundle["body"].replace('"sms_ban"', '"mail_ban"', 1)  # one state changed after signing
+    (tmp_path / "proof-grand-signed.json").write_text(json.dumps(bundle))
+    tampered = check("proof-grand-signed.json", "receipt-keys.json")
+    assert tampered.returncode == 1 and "does not match" in tampered.stderr
+
+
 def test_another_tenants_guest_is_not_found(app):
     engine = app.extensions["receiver"].engine
     add_operator(engine, "desk@smsonly.example", Role.VIEWER, ["smsonly"], Passwords().hash(PASSWORD))
@@ -198,6 +233,7 @@ def test_another_tenants_guest_is_not_found(app):
     query = {"tenant": "grand", "phone": PHONE}
     assert client.get("/console/proof", query_string=query, **HTTPS).status_code == 404
     assert client.get("/console/proof.json", query_string=query, **HTTPS).status_code == 404
+    assert client.get("/console/proof.signed.json", query_string=query, **HTTPS).status_code == 404
 
 
 def test_dead_deliveries_are_replayed_by_an_admin_with_csrf_in_a_post(app):

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import update
 
-from receiver import create_app
+from receiver import check_proof, create_app
 from receiver.ledger.models import Delivery
 from tests.helpers import make_settings, twilio_signature, twilio_sms, verify_receipt
 
@@ -52,8 +52,29 @@ def test_an_unknown_guest_has_an_empty_proof(client):
     assert answer.status_code == 200
     proof = answer.get_json()
     assert (proof["states"], proof["signals"], proof["deliveries"], proof["clocks"]) == ({}, [], [], [])
+    # The other look-ups of a guest never seen answer the same way: 200, nothing in them.
+    events = client.get("/v1/events?tenant=grand&phone=%2B15550009999", headers=ADMIN)
+    assert events.status_code == 200 and events.get_json()["items"] == []
+    consent = client.get("/v1/consent?tenant=grand&phone=%2B15550009999", headers=ADMIN)
+    assert consent.status_code == 200 and consent.get_json()["states"] == {}
 
 
 def test_a_proof_needs_a_guest_and_a_known_tenant(client):
     assert client.get("/v1/proof?tenant=grand", headers=ADMIN).get_json()["error"].startswith("email")
     assert client.get("/v1/proof?tenant=nobody&phone=%2B15551234567", headers=ADMIN).status_code == 400
+
+
+def test_a_v1_proof_saved_with_its_headers_is_checked_offline(client, tmp_path):
+    stop(client, PHONE, "SM" + "1" * 32)
+    answer = client.get(f"/v1/proof?tenant=grand&phone={PHONE}", headers=ADMIN)
+    # As `curl -D proof.headers -o proof.json` saves them.
+    (tmp_path / "proof.json").write_bytes(answer.data)
+    (tmp_path / "proof.headers").write_text("HTTP/1.1 200 OK\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in answer.headers.items()))
+    (tmp_path / "keys.json").write_bytes(client.get("/.well-known/receipt-keys").data)
+    paths = [str(tmp_path / "proof.json"), str(tmp_path / "keys.json"), "--headers", str(tmp_path / "proof.headers")]
+
+    assert check_proof.main(paths) == 0
+    (tmp_path / "proof.json").write_bytes(answer.data.replace(b"sms_ban", b"mail_ban"))
+    assert check_proof.main(paths) == 1
+    assert check_proof.main(paths[:2]) == 1  # the body alone: its signature was in the headers
