@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint lock bench bench-ingest bench-drain bench-backfill bench-chaos bench-latency bench-lookup bench-verify translations screenshots browser clean
+.PHONY: run test lint lock bench bench-ingest bench-hostile bench-drain bench-backfill bench-chaos bench-latency bench-lookup bench-verify translations screenshots browser clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
 
 bench: bench-ingest
+
+# Issue 11's measurement: one real worker against a dripping CRM and a gzip-bomb CRM while a third
+# tenant delivers to the sandbox (PostgreSQL at 127.0.0.1:5432): peak RSS, the third tenant's deliveries.
+bench-hostile: $(STAMP)
+	$(BIN)/python bench/hostile.py $(BENCH_ARGS)
 
 # Seconds from a STOP's receipt to its CRM Text call: web + worker + sandbox on PostgreSQL at
 # 127.0.0.1:5432, 200 STOPs a second for 60 s; BENCH_ARGS=--quick for 10 s.

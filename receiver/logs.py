@@ -44,9 +44,12 @@ _ENCODED_E164 = re.compile(r"(?P<plus>%(?:25)?2B)(?P<digits>\d{8,15})(?!\d)", re
 _INTERNATIONAL = re.compile(
     r"(?<![0-9A-Za-z])(?P<prefix>\+|011[ .\-]?)\d(?:[ .\-]?(?:\(\d{1,4}\)|\d)){7,14}(?!\d)"
 )
-# North American numbers as people type them: 555-123-4567, (555) 123-4567, +1 555.123.4567.
+# North American numbers as people type them and the service accepts them (3, 3 and 4 digits, each
+# gap empty or a few separators): 555-123-4567, (555) 123-4567, (555)1234567, 555 1234567,
+# 555/123/4567, [555] 123-4567, +1 555.123.4567, with no-break spaces or Unicode dashes too.
+_SEP = r"[ .\-/\u00a0\u2010-\u2015]{0,3}"
 _FORMATTED = re.compile(
-    r"(?<![0-9A-Za-z])(?P<plus>\+)?(?:1[ .\-]?)?(?:\(\d{3}\)\s?|\d{3}[ .\-])\d{3}[ .\-]\d{4}"
+    rf"(?<![0-9A-Za-z])(?P<plus>\+)?(?:1{_SEP})?(?:\(\d{{3}}\)|\[\d{{3}}\]|\d{{3}}){_SEP}\d{{3}}{_SEP}\d{{4}}"
     r"(?![0-9A-Za-z])"
 )
 # Runs glued to letters are left alone: those are ids (Twilio SIDs, ULIDs), not phone numbers.

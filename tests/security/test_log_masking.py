@@ -3,6 +3,7 @@
 import pytest
 
 from receiver.identities import normalize_email, normalize_phone
+from receiver.logs import mask_text
 
 
 @pytest.mark.parametrize("value, masked", [
@@ -21,3 +22,17 @@ def test_values_the_service_accepts_are_masked_on_its_error_answers(client, rece
     [line] = [line for line in receiver_log().splitlines() if '"status": 404' in line]
     assert f"unknown tenant '{masked}'" in line
     assert value not in line and value.partition("@")[0] not in line
+
+
+@pytest.mark.parametrize("typed", [
+    "555 1234567", "555-1234567", "555.1234567", "555123-4567", "(555)1234567", "(555) 1234567",
+    "(555)-123-4567", "555 - 123 - 4567", "555/123/4567", "[555] 123-4567", "1 555 1234567",
+    "555\u00a0123\u00a04567", "555\u2011123\u20114567", "555\u2013123\u20134567",
+])
+def test_us_numbers_the_service_accepts_however_typed_are_masked(typed):
+    assert normalize_phone(typed) == "+15551234567"  # the service takes it as this guest's number
+
+    masked = mask_text(f"refused phone {typed} for tenant x")
+
+    assert "1234567" not in "".join(char for char in masked if char.isdigit())
+    assert "4567" in masked  # its last four stay, as for every masked number
