@@ -155,7 +155,7 @@ def test_stop_start_stop_delivers_again(stack):
     assert all(r.status == "done" for r in rows)
 
 
-def test_crmtext_callback_never_calls_optoutcustomer(stack):
+def test_crmtext_callback_of_an_opt_out_it_applied_never_calls_optoutcustomer(stack):
     phone = new_phone()
     answer = stack.post_crmtext({"msgID": secrets.token_hex(6), "mobileNum": ten(phone), "message": "STOP",
                                  "optInStatus": "Opt-out", "keyword": "GRAND"})
@@ -166,6 +166,20 @@ def test_crmtext_callback_never_calls_optoutcustomer(stack):
     assert sorted((r.crm, r.status) for r in rows) == [("crmtext", "skipped"), ("experience", "done")]
     assert stack.opt_out_calls(ten(phone)) == []
     assert stack.experience_records(phone)
+
+
+@pytest.mark.parametrize("text", ["UNSUBSCRIBE", "please stop texting me"])
+def test_crmtext_callback_of_an_opt_out_it_does_not_handle_calls_optoutcustomer_once(stack, text):
+    # Issue 10.10: CRM Text acts on STOP and QUIT only (crm-apis.md, OptOutCustomer); its callback
+    # (crm-apis.md's field table) still says Opt-in, so without our call the store keeps texting.
+    phone = new_phone()
+    answer = stack.post_crmtext({"msgID": secrets.token_hex(6), "mobileNum": ten(phone), "message": text,
+                                 "optInStatus": "Opt-in", "keyword": "GRAND", "custID": "112233"})
+    assert answer.status_code == 200
+    assert answer.json()["changes"] == [{"phone": phone, "states": ["sms_ban"]}]
+    rows = stack.settled(phone)
+    assert sorted((r.crm, r.status) for r in rows) == [("crmtext", "done"), ("experience", "done")]
+    assert len(stack.opt_out_calls(ten(phone))) == 1
 
 
 def test_non_us_number_is_recorded_and_skipped_for_crmtext(stack):

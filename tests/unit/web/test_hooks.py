@@ -3,7 +3,7 @@
 import dataclasses
 import json
 import re
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from sqlalchemy import func, select
@@ -118,6 +118,20 @@ def test_advanced_opt_out_has_answered_so_no_message(client, engine, body, opt_o
     assert (response.status_code, response.get_data()) == (200, TWIML_EMPTY)
     verify_receipt(client, response)
     assert count(engine, SignalRow) == 1
+
+
+@pytest.mark.parametrize("text", ["Help", "INFO"])
+def test_appendix_a_request_as_an_advanced_opt_out_help_gets_no_second_reply(client, engine, text):
+    # Appendix A's request, field for field (inbound-formats.md), as Advanced Opt-Out posts a HELP:
+    # OptOutType=HELP, Twilio has texted its help reply. Signed by Twilio's own SDK over the new body.
+    params = dict(parse_qsl(APPENDIX_A_BODY.decode(), keep_blank_values=True))
+    params.update(Body=text, OptOutType="HELP")
+
+    response = post_twilio(client, params)
+
+    assert (response.status_code, response.get_data()) == (200, TWIML_EMPTY)
+    with engine.connect() as conn:
+        assert conn.execute(select(SignalRow.kind, SignalRow.keyword)).all() == [("help", "help")]
 
 
 @pytest.mark.parametrize("body", ["START", "hello"])
