@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 # The newest migration: a migrated database's alembic_version holds it. Kept here so /readyz need
@@ -70,7 +69,12 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 
 def dialect_insert(engine: Engine):
     """The engine's own ``insert`` (PostgreSQL's or SQLite's), which has ON CONFLICT clauses."""
-    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    # Imported here, so a process loads only its own database's dialect (the other costs up to 2 MB).
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def is_migrated(engine: Engine) -> bool:
