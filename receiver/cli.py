@@ -29,7 +29,7 @@ def db():
 @db.command("upgrade")
 def db_upgrade():
     """Apply every migration (idempotent; the Procfile's release step)."""
-    from .ledger.db import upgrade
+    from .ledger.migrate import upgrade
 
     settings = _settings()
     upgrade(settings.database_url, settings.identity_key)

@@ -172,7 +172,7 @@ def configure_logging(level: str = "INFO") -> None:
     """
     root = logging.getLogger()
     root.setLevel(level.upper())
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz asks alembic on every probe
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines: noise in `db upgrade`
     if any(h.get_name() == _HANDLER_NAME for h in root.handlers):
         return
     handler = logging.StreamHandler(sys.stderr)

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import create_engine, text
 
 from receiver import clock
-from receiver.ledger.db import make_engine, upgrade
+from receiver.ledger.db import make_engine
+from receiver.ledger.migrate import upgrade
 from receiver.ledger.models import Base
 from receiver.settings import load_settings
 from receiver.sources import configure

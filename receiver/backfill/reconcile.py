@@ -27,7 +27,7 @@ from ..ledger.models import SignalRow
 from ..settings import Settings
 from ..signals import OPT_IN
 from ..sources import experience_sync, own_source
-from . import options, passes
+from . import passes, readers
 from .pages import Page, Position
 
 SOURCE = experience_sync.NAME
@@ -66,7 +66,7 @@ class Reconciler(passes.ReadBack):
         return FIRST_SINCE
 
     def pages(self, name: str, since: date, resume: Position | None) -> Iterator[Page[dict]]:
-        reader = options.experience_reader(self.settings.tenants[name].experience, self.settings.worker,
+        reader = readers.experience_reader(self.settings.tenants[name].experience, self.settings.worker,
                                            session=self.session, sleep=self.sleep)
         return reader.pages(since, resume)
 

@@ -32,7 +32,7 @@ from ..ledger.alerts import BACKFILL_FAILED, BACKFILL_RECOVERED, raise_alert
 from ..ledger.models import RequestRecord, utcnow
 from ..settings import Settings, SourceConfig
 from ..signals import Inbound
-from . import options, passes
+from . import passes, readers
 from .convert import to_signal
 from .pages import Page, Position
 
@@ -71,7 +71,7 @@ class Backfiller(passes.ReadBack):
         return (started_at.date() - timedelta(days=FIRST_DAYS)).isoformat()
 
     def pages(self, name: str, since: date, resume: Position | None) -> Iterator[Page]:
-        reader = options.reader(self.settings.sources[name], self.settings.worker, session=self.session,
+        reader = readers.reader(self.settings.sources[name], self.settings.worker, session=self.session,
                                 sleep=self.sleep)
         return reader.pages(since, resume)
 

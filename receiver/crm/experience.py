@@ -25,11 +25,10 @@ import phonenumbers
 import requests
 
 from ..settings import ExperienceConfig
+from ..sources.experience_sync import TIME_FORMAT
 from .delivery import Books, Outcome, Report
 from .errors import CrmError, OutcomeUnknown, check_response
 from .transport import call, new_session
-
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def format_time(dt: datetime) -> str:

@@ -4,15 +4,12 @@ import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import make_url
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration: a migrated database's alembic_version holds it. Kept here so /readyz need
+# not load alembic (see migrate.py); a unit test asserts it is the head of the migration scripts.
+HEAD = "0013"
 
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:
@@ -72,28 +69,20 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 
 def dialect_insert(engine: Engine):
     """The engine's own ``insert`` (PostgreSQL's or SQLite's), which has ON CONFLICT clauses."""
-    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-
-
-def alembic_config(url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return config
-
-
-def upgrade(url: str, identity_key: bytes | None = None) -> None:
-    """Apply every migration; running it again does nothing. ``identity_key`` chains older signals (0010)."""
-    config = alembic_config(url)
-    config.attributes["identity_key"] = identity_key
-    command.upgrade(config, "head")
+    # Imported here, so a process loads only its own database's dialect (the other costs up to 2 MB).
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def is_migrated(engine: Engine) -> bool:
-    """True when the database answers and is at the newest migration."""
-    heads = set(ScriptDirectory.from_config(alembic_config(str(engine.url))).get_heads())
+    """True when the database answers and is at the newest migration (``HEAD``), as alembic records it."""
     with engine.connect() as connection:
-        return set(MigrationContext.configure(connection).get_current_heads()) == heads
+        if not inspect(connection).has_table("alembic_version"):
+            return False
+        return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars()) == {HEAD}
 
 
 def db_now(conn) -> datetime:

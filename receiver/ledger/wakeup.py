@@ -9,7 +9,6 @@ import logging
 import threading
 from collections.abc import Callable
 
-import psycopg
 from sqlalchemy import Engine, func
 
 log = logging.getLogger(__name__)
@@ -51,6 +50,8 @@ class Listener:
         return self
 
     def _run(self) -> None:
+        import psycopg  # here: the web process imports this module (notify) and, on SQLite, needs no psycopg
+
         while not self.stopping.is_set():
             try:
                 with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:

@@ -17,12 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..crm.experience import TIME_FORMAT
 from ..identities import normalize_email, normalize_phone, valid_or_none
 from ..signals import OPT_OUT, OTHER, Inbound, Signal
 from ..states import EXPERIENCE, STATES, identity_for
 
 NAME = "experience-sync"
+# Experience's times, read here and written by crm/experience.py (defined here, not there: the web process
+# imports this module, and the CRM client would bring its HTTP stack along).
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 STALE = "set at Experience before a later re-consent here"
 
 # (emails, phones) → when each (identity, state) was last lifted here by a re-consent; the

@@ -6,8 +6,6 @@ cannot drift from what is enforced and answered. The suite runs schemathesis aga
 ledger holding data (tests/unit/web/test_openapi.py).
 """
 
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify
 from marshmallow import Schema, fields, validate
 
@@ -70,6 +68,10 @@ def _errors(*statuses: int, html: bool = False) -> dict:
 
 
 def build_spec(public_base_url: str) -> dict:
+    # apispec is loaded here, on the first GET /openapi.json, not in every web worker at start.
+    from apispec import APISpec
+    from apispec.ext.marshmallow import MarshmallowPlugin
+
     spec = APISpec(title="receiver", version=VERSION, openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
                    servers=[{"url": public_base_url}],
                    info={"description": "Opt-out receiver: takes guests' opt-outs from every channel, records them "

@@ -1,4 +1,4 @@
-"""Alembic environment: runs migrations on the URL given by receiver.ledger.db.upgrade."""
+"""Alembic environment: runs migrations on the URL given by receiver.ledger.migrate.upgrade."""
 
 from alembic import context
 

@@ -3,8 +3,8 @@
 import pytest
 
 from receiver.backfill.mailgun import MailgunBackfill
-from receiver.backfill.options import reader
 from receiver.backfill.postmark import PostmarkBackfill
+from receiver.backfill.readers import reader
 from receiver.backfill.sendgrid import SendGridBackfill
 from receiver.backfill.twilio import TwilioBackfill
 from receiver.errors import ConfigError

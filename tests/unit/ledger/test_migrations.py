@@ -6,10 +6,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, select
 
 from receiver.ledger import queries
-from receiver.ledger.db import alembic_config, make_engine, upgrade
+from receiver.ledger.db import HEAD, is_migrated, make_engine
+from receiver.ledger.migrate import alembic_config, upgrade
 from receiver.ledger.models import Base, Consent, Delivery, IdentityLink, RequestRecord, SignalRow
 from receiver.ledger.outbox import owed_states
 from receiver.states import MAIL_BAN, MARKETING_DECLINE, SMS_BAN
@@ -52,6 +54,21 @@ def delivery(id_: int, signal_id: int, identity: str, status: str, email: str | 
 def test_the_migrations_build_the_tables_the_models_describe(engine):
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_head_is_the_newest_migration_script():
+    """/readyz compares the database with HEAD (the web process never loads alembic): adding a
+    migration means moving HEAD to it, or every migrated database would read as not migrated."""
+    assert ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads() == [HEAD]
+
+
+def test_a_database_one_migration_behind_is_not_migrated(migrated_to):
+    url, engine = migrated_to("-1")
+    assert not is_migrated(engine)
+
+    upgrade(url)
+
+    assert is_migrated(engine)
 
 
 def test_consent_signal_id_is_indexed(migrated_to):
