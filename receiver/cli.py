@@ -269,9 +269,10 @@ def prune():
     click.echo(", ".join(f"{kind.replace('_', ' ')}: {count}" for kind, count in removed.items()))
 
 
-from .cli_operators import operator  # noqa: E402 (the group is defined there, registered here)
+from .cli_operators import demo_operator, operator  # noqa: E402 (defined there, registered here)
 
 cli.add_command(operator)
+demo.add_command(demo_operator, "operator")
 
 
 def main() -> None:

@@ -6,9 +6,11 @@ import click
 
 
 def _settings():
+    """The settings; under ``receiver demo operator``, make run's demo values fill in what the environment lacks."""
     from .cli import _settings as settings
 
-    return settings()
+    context = click.get_current_context(silent=True)
+    return settings(context.find_object(dict) if context else None)
 
 
 @click.group()
@@ -120,3 +122,16 @@ def _engine(settings):
     from .ledger.db import make_engine
 
     return make_engine(settings.database_url)
+
+
+@click.group("operator")
+@click.pass_context
+def demo_operator(ctx):
+    """`receiver operator` on the service make run started (its demo settings): the console's first operator."""
+    from .dev.run import DEMO_SECRETS
+
+    ctx.obj = dict(DEMO_SECRETS)
+
+
+for _name, _command in operator.commands.items():
+    demo_operator.add_command(_command, _name)

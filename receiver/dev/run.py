@@ -54,6 +54,8 @@ def main() -> None:
   Or a STOP whose webhook was lost (only in the sandbox's Twilio message log), then the backfill that finds it:
       .venv/bin/receiver demo sms --missed STOP +15551234568
       .venv/bin/receiver demo backfill
+  The console (http://localhost:{env['PORT']}/console): its first operator, with a password on stdin:
+      .venv/bin/receiver demo operator add desk@grand.example --role agent --tenant grand --password-stdin
   Ctrl-C stops everything.
 """, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

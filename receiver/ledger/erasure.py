@@ -25,8 +25,11 @@ ERASED = "[erased]"
 NOT_SENT = "the address was erased before this delivery was sent"
 
 
-def erase(ledger: Ledger, tenant: str, email: str | None = None, phone: str | None = None) -> dict:
+def erase(ledger: Ledger, tenant: str, email: str | None = None, phone: str | None = None,
+          operator: str | None = None) -> dict:
     """Record the erasure, then remove the address from every row; the receipt id and rows changed.
+
+    ``operator`` (who asked) is kept in the erasure signal's detail, as staff opt-outs keep theirs.
 
     Two transactions: if the second fails, asking again finishes it (each step is idempotent).
     """
@@ -34,7 +37,8 @@ def erase(ledger: Ledger, tenant: str, email: str | None = None, phone: str | No
     source = SourceConfig(name=ERASURE, kind=ERASURE, tenant=tenant)
     event_id = uuid.uuid4().hex
     outcome = ledger.record(source, Inbound(request_key=event_id, signals=[
-        Signal(event_id=event_id, kind=ERASURE, email=email, phone=phone)]), f"erase {'email' if email else 'phone'}"
+        Signal(event_id=event_id, kind=ERASURE, email=email, phone=phone,
+               detail={"operator": operator} if operator else {})]), f"erase {'email' if email else 'phone'}"
         .encode())
     with ledger.engine.begin() as conn:
         changed = _scrub(conn, ledger.identity_key, tenant, value, "email" if email else "phone")

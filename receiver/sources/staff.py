@@ -6,9 +6,11 @@ detail keeps the channel, the note and the operator, for the audit trail.
 """
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from .. import clock
 from ..errors import BadRequest
 from ..identities import normalize_contact
 from ..schemas import TEXT_ERRORS, text
@@ -17,6 +19,9 @@ from ..states import EMAIL_STATES, SMS_STATES, STATES
 
 NAME = "staff"
 CHANNELS = ("phone-call", "front-desk", "letter", "email", "other")
+# occurred_at starts the opt-out's clocks: a time ahead of now (past a host's drift) would push its deadlines
+# out, and one near year 1 leaves the calendar's range (a 500 before this bound).
+SKEW, EARLIEST = timedelta(minutes=5), datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class StaffOptOutSchema(Schema):
@@ -43,6 +48,9 @@ def parse(data: dict, operator: str) -> Inbound:
     email, phone = normalize_contact(data["email"], data["phone"])
     if not email and not phone:
         raise BadRequest("email: give an email or a phone (or both)", field="email")
+    at = data["occurred_at"]
+    if at and not EARLIEST <= at <= datetime.fromtimestamp(clock.now(), UTC) + SKEW:
+        raise BadRequest("occurred_at: must be between 2000-01-01 and now", field="occurred_at")
     states = frozenset(data["states"])
     # A state is the email's or the phone's: an SMS state needs a phone, an email state an email.
     if states & SMS_STATES and not phone:

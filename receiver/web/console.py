@@ -27,7 +27,7 @@ from ..sources.staff import CHANNELS
 from ..states import STATES
 from .answers import page_language
 from .v1.opt_outs import record_staff_opt_out
-from .v1.review import apply_decision
+from .v1.review import apply_decision, tcpa_clock
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 SIGN_INS_PER_ADDRESS, SIGN_INS_PER_EMAIL = 10, 5  # a minute
@@ -163,7 +163,9 @@ def review_queue():
         except ReceiverError as exc:
             error, status = exc.message, exc.status
     rows, _next = review.review_page(services().engine, status=review.OPEN, tenants=_visible(), limit=100)
+    # Each item's TCPA clock as GET /v1/review gives it: ten business days from the text, until decided.
     return page("console_review.html", status, items=rows, done=done, error=error,
+                clocks={row.id: tcpa_clock(row._mapping) for row in rows},
                 may_decide=may(g.principal.role, Permission.DECIDE_REVIEW))
 
 

@@ -1,5 +1,7 @@
 """``receiver operator add|token|disable|list`` against the test database."""
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -68,3 +70,22 @@ def test_an_email_is_added_once(run):
     again = run("add", "BOSS@x.example", "--role", "admin")
     assert again.exit_code == 1 and "already exists" in again.output
     assert run("disable", "nobody@x.example").exit_code == 1
+
+
+def test_the_quick_starts_first_operator_with_make_runs_settings(database_url, settings, engine, monkeypatch):
+    """After `make run`, `receiver demo operator add` reads make run's example config and demo secrets (the
+    plain command, with neither in the environment, knows no tenant "grand")."""
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # where make run starts: receiver.example.toml
+    env = {"DATABASE_URL": database_url, "RECEIVER_CONFIG_FILE": None, "XP_PARTNER_TOKEN": None,
+           "CRMTEXT_PASSWORD": None, "TWILIO_AUTH_TOKEN": None, "RECEIVER_ENV": "test",
+           **{key: value for key, value in base_env(database_url, Path("unused")).items() if key.endswith("KEY")}}
+    args = ["add", "desk@grand.example", "--role", "agent", "--tenant", "grand", "--password-stdin"]
+    plain = CliRunner().invoke(cli, ["operator", *args], env=env, input="correct horse battery staple\n")
+    assert plain.exit_code == 2 and "unknown tenant 'grand'" in plain.output
+
+    demo = CliRunner().invoke(cli, ["demo", "operator", *args], env=env, input="correct horse battery staple\n")
+    assert demo.exit_code == 0, demo.output
+    assert CliRunner().invoke(cli, ["demo", "operator", "list"], env=env).output == (
+        "desk@grand.example role=agent tenants=grand tokens=0\n")
+    with engine.connect() as conn:
+        assert conn.execute(select(Operator.email)).scalars().all() == ["desk@grand.example"]

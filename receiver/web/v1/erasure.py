@@ -8,7 +8,7 @@ from ...identities import normalize_contact
 from ...ledger.erasure import erase
 from ...schemas import load, text
 from ...services import services
-from .common import allow, bp, json_body, known_tenant
+from .common import allow, bp, json_body, known_tenant, principal
 
 
 class ErasureSchema(Schema):
@@ -37,5 +37,5 @@ def erasure():
     data = load(ErasureSchema(), json_body())
     tenant = known_tenant(data["tenant"])
     email, phone = normalize_contact(data.get("email"), data.get("phone"))
-    done = erase(services().ledger, tenant, email=email, phone=phone)
+    done = erase(services().ledger, tenant, email=email, phone=phone, operator=principal().name)
     return jsonify(ErasureAnswer().dump({"tenant": tenant, **done}))

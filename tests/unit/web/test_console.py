@@ -131,6 +131,21 @@ def test_honour_a_review_item(app):
     assert again.status_code == 409
 
 
+def test_the_review_queue_shows_each_items_tcpa_deadline(app, monkeypatch):
+    # As in test_staff_review.py: a text on Wednesday 2027-03-03 is to be decided by Wednesday 17 March.
+    pin_clock(monkeypatch, datetime(2027, 3, 3, 15, 0, tzinfo=UTC).timestamp())
+    client = app.test_client()
+    params = twilio_sms(sid="SM" + "5" * 32, body="stop by the pool at 5", phone=PHONE)
+    client.post("/hooks/twilio", data=params,
+                headers={"X-Twilio-Signature": twilio_signature("/hooks/twilio", params)})
+    sign_in(client, email="look@grand.example")
+    queue = client.get("/console/review", **HTTPS).text
+    assert "Honour by 2027-03-17 23:59 UTC · <strong>pending</strong>" in queue
+    pin_clock(monkeypatch, datetime(2027, 3, 18, 9, 0, tzinfo=UTC).timestamp())
+    assert "<strong>breached</strong>" in client.get("/console/review", **HTTPS).text
+    assert "À honorer avant le 2027-03-17" in client.get("/console/review?lang=fr", **HTTPS).text
+
+
 def test_the_console_speaks_french(app):
     page = app.test_client().get("/console/login?lang=fr", **HTTPS)
     assert '<html lang="fr">' in page.text and "Se connecter" in page.text

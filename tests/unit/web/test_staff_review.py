@@ -59,7 +59,7 @@ def test_a_phone_call_opt_out_reaches_crm_text(app, engine_of, agent, sandbox):
     client = app.test_client()
     resp = client.post("/v1/opt-outs", headers=agent, json={
         "tenant": "grand", "phone": "(555) 123-4567", "states": ["sms_ban"], "channel": "phone-call",
-        "note": "guest called reception", "occurred_at": "2026-11-25T09:12:00Z"})
+        "note": "guest called reception", "occurred_at": "2025-11-25T09:12:00Z"})
     assert resp.status_code == 201
     body = resp.get_json()
     assert (body["status"], body["source"], body["changes"]) == ("accepted", "staff", [
@@ -69,7 +69,7 @@ def test_a_phone_call_opt_out_reaches_crm_text(app, engine_of, agent, sandbox):
         row = conn.execute(select(SignalRow.__table__)).one()
     assert row.detail == {"channel": "phone-call", "operator": "desk@grand.example",
                           "note": "guest called reception"}
-    assert row.occurred_at.isoformat() == "2026-11-25T09:12:00+00:00"
+    assert row.occurred_at.isoformat() == "2025-11-25T09:12:00+00:00"
 
     settings = app.extensions["receiver"].settings
     assert Worker(settings, engine_of).run_once() == 2
@@ -101,6 +101,9 @@ def test_a_staff_entry_links_email_and_phone_only_when_both_are_given(app, engin
     ({"email": "not-an-email"}, "email"),
     ({"occurred_at": "yesterday"}, "occurred_at"),
     ({"occurred_at": "2026-11-25T09:12:00"}, "occurred_at"),
+    ({"occurred_at": "2999-01-01T00:00:00Z"}, "occurred_at"),  # would start its clocks in the future
+    ({"occurred_at": "0001-01-01T00:00:00+05:00"}, "occurred_at"),  # before year 1 in UTC: was a 500
+    ({"occurred_at": "1999-12-31T23:59:59Z"}, "occurred_at"),
     ({"tenant": "nowhere"}, "tenant"),
     ({"colour": "red"}, "colour"),
     ({"note": "x" * 2001}, "note"),

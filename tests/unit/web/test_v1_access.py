@@ -163,3 +163,20 @@ def test_an_operators_writes_carry_their_email(app, engine_of):
     [replayed] = client.get("/v1/deliveries", headers=admin).get_json()["items"]
     assert replayed["replayed_by"] == "admin@hotel.example"
     assert client.post(f"/v1/deliveries/{delivery['id']}/replay", headers=agent).status_code == 403
+
+
+def test_an_erasure_names_the_operator_who_asked(app, engine_of):
+    client = app.test_client()
+    stop(client)
+    admin = operator(engine_of, "dpo@hotel.example", "admin")
+    assert client.post("/v1/erasure", headers=admin, json={"tenant": "grand", "phone": PHONE}).status_code == 200
+    [erasure] = [e for e in client.get("/v1/events?tenant=grand", headers=admin).get_json()["items"]
+                 if e["kind"] == "erasure"]
+    assert erasure["operator"] == "dpo@hotel.example"
+    bootstrap = {"Authorization": "Bearer admin-token"}
+    stop(client, phone="+15559876543", sid="SM" + "2" * 32)
+    assert client.post("/v1/erasure", headers=bootstrap, json={"tenant": "grand", "phone": "+15559876543"}
+                       ).status_code == 200
+    operators = [e["operator"] for e in client.get("/v1/events?tenant=grand", headers=admin).get_json()["items"]
+                 if e["kind"] == "erasure"]
+    assert operators == ["dpo@hotel.example", "bootstrap admin"]
