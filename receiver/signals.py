@@ -1,14 +1,34 @@
 """The normalized signal every source produces, whatever its wire format."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from . import clock
 
 OPT_OUT = "opt_out"
 OPT_IN = "opt_in"
 HELP = "help"
 OTHER = "other"
 IGNORED_KIND = OTHER  # an event that carries no opt-out (a bounce, a delivery, an open)
+# The span a sender's event time must fall in to be believed (clock drift allowed ahead of now).
+EARLIEST, AHEAD = datetime(2000, 1, 1, tzinfo=UTC), timedelta(minutes=5)
+
+
+def plausible_time(value: datetime | None) -> datetime | None:
+    """A sender's event time in UTC, or None (the receipt's time then stands) when it cannot be one.
+
+    A clock starts at the event's time: one in year 1 would be breached at once, one in the future
+    would push its deadline out, and one next to the calendar's ends does not convert to UTC. A time
+    without a zone is taken as UTC.
+    """
+    if value is None:
+        return None
+    try:
+        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        return None
+    return value if EARLIEST <= value <= datetime.fromtimestamp(clock.now(), UTC) + AHEAD else None
 
 
 @dataclass(frozen=True)
@@ -37,6 +57,9 @@ class Signal:
     # Read back from a sender's own record after the fact (backfill): it may be older than what has
     # arrived since, so a removal lifts only a state that has held since before it occurred.
     read_back: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "occurred_at", plausible_time(self.occurred_at))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import requests
+
 from ..keys import keep_in_instance
+
+SANDBOX = "http://127.0.0.1:9000"
+SANDBOX_ACCOUNT_SID = "AC" + "0" * 32  # receiver.example.toml's sources.twilio.backfill.account_sid
 
 DEMO_SECRETS = {
     "RECEIVER_CONFIG_FILE": "receiver.example.toml",
@@ -39,8 +44,9 @@ def main() -> None:
     bin_dir = Path(sys.executable).parent
     receiver = str(bin_dir / "receiver")
     subprocess.run([receiver, "db", "upgrade"], env=env, check=True)
-    processes = [
-        subprocess.Popen([receiver, "sandbox", "--port", "9000"], env=env),
+    processes = [subprocess.Popen([receiver, "sandbox", "--port", "9000"], env=env)]
+    _sandbox_knows_the_twilio_token(env["TWILIO_AUTH_TOKEN"])
+    processes += [
         subprocess.Popen([str(bin_dir / "gunicorn"), "wsgi:app"], env=env),
         subprocess.Popen([receiver, "worker"], env=env),
     ]
@@ -73,6 +79,19 @@ def main() -> None:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _sandbox_knows_the_twilio_token(auth_token: str) -> None:
+    """The sandbox's Twilio account answers to the example source's auth token, as Twilio's does, so
+    the worker's first scheduled backfill reads its message list instead of being refused (401)."""
+    credentials = {"twilio": {"account_sid": SANDBOX_ACCOUNT_SID, "auth_token": auth_token}}
+    for _ in range(100):
+        try:
+            requests.post(f"{SANDBOX}/_sandbox/providers/credentials", json=credentials, timeout=2).raise_for_status()
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    print(f"the sandbox did not answer at {SANDBOX}: the scheduled Twilio backfill will be refused", flush=True)
 
 
 if __name__ == "__main__":

@@ -120,6 +120,15 @@ def _check_lease(worker: WorkerConfig, tenants: dict[str, TenantConfig], config_
                     f"tenants.{tenant.name}.{crm}.timeout ({config.timeout:g}) + {CALL_MARGIN_SECONDS:g} s")
 
 
+def _admin_token(environ: dict[str, str], production: bool) -> str | None:
+    """RECEIVER_ADMIN_TOKEN opens every tenant: in production, as long as a key that signs."""
+    token = environ.get("RECEIVER_ADMIN_TOKEN") or None
+    if production and token is not None and len(token.encode()) < MIN_KEY_BYTES:
+        raise ConfigError(f"RECEIVER_ADMIN_TOKEN: shorter than {MIN_KEY_BYTES} bytes (a guessable bearer for every "
+                          "tenant); generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    return token
+
+
 def _secret(environ: dict[str, str], name: str, instance: Path, production: bool) -> str:
     """A secret from the environment; outside production, else the development one kept in instance/."""
     if environ.get(name):
@@ -269,7 +278,7 @@ def load_settings(environ: dict[str, str] | None = None, *, root: Path | None = 
         secret_keys=_secret_keys(secret_raw),
         receipt_keys=_receipt_keys(receipt_raw),
         identity_key=_identity_key(identity_raw),
-        admin_token=environ.get("RECEIVER_ADMIN_TOKEN") or None,
+        admin_token=_admin_token(environ, production),
         public_base_url=(service.public_base_url or f"http://localhost:{port}").rstrip("/"),
         tenants=tenants,
         sources=data["sources"],

@@ -38,7 +38,7 @@ class CrmTextOptions(OptionsSchema):
 def _pacific(value: str | None) -> datetime | None:
     try:
         return datetime.strptime(value or "", "%Y-%m-%d %H:%M:%S").replace(tzinfo=PACIFIC).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # 9999-12-31 23:59:59 Pacific is past the calendar's end in UTC
         return None
 
 

@@ -6,22 +6,19 @@ detail keeps the channel, the note and the operator, for the audit trail.
 """
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
 from marshmallow import RAISE, Schema, fields, validate
 
-from .. import clock
 from ..errors import BadRequest
 from ..identities import normalize_contact
 from ..schemas import TEXT_ERRORS, text
-from ..signals import OPT_OUT, Inbound, Signal
+from ..signals import OPT_OUT, Inbound, Signal, plausible_time
 from ..states import EMAIL_STATES, SMS_STATES, STATES
 
 NAME = "staff"
 CHANNELS = ("phone-call", "front-desk", "letter", "email", "other")
 # occurred_at starts the opt-out's clocks: a time ahead of now (past a host's drift) would push its deadlines
 # out, and one near year 1 leaves the calendar's range (a 500 before this bound).
-SKEW, EARLIEST = timedelta(minutes=5), datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class StaffOptOutSchema(Schema):
@@ -49,7 +46,7 @@ def parse(data: dict, operator: str) -> Inbound:
     if not email and not phone:
         raise BadRequest("email: give an email or a phone (or both)", field="email")
     at = data["occurred_at"]
-    if at and not EARLIEST <= at <= datetime.fromtimestamp(clock.now(), UTC) + SKEW:
+    if at and plausible_time(at) is None:  # a person typed it: say so, where a sender's is dropped
         raise BadRequest("occurred_at: must be between 2000-01-01 and now", field="occurred_at")
     states = frozenset(data["states"])
     # A state is the email's or the phone's: an SMS state needs a phone, an email state an email.

@@ -69,3 +69,18 @@ def test_the_web_process_exits_with_one_line_on_a_weak_key(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "SECRET_KEY: an empty key" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("token", ["a", "admin-token", "x" * 31])
+def test_a_short_admin_token_stops_production(tmp_path, token):
+    with pytest.raises(ConfigError) as caught:
+        make_settings(tmp_path, "postgresql://u@h/db", RECEIVER_ENV="production", RECEIVER_ADMIN_TOKEN=token)
+
+    assert str(caught.value).startswith("RECEIVER_ADMIN_TOKEN: shorter than 32 bytes")
+
+
+def test_a_long_admin_token_loads_in_production_and_any_outside_it(tmp_path):
+    token = secrets.token_urlsafe(32)
+    production = make_settings(tmp_path, "postgresql://u@h/db", RECEIVER_ENV="production", RECEIVER_ADMIN_TOKEN=token)
+    assert production.admin_token == token
+    assert make_settings(tmp_path, SQLITE, RECEIVER_ADMIN_TOKEN="admin-token").admin_token == "admin-token"
