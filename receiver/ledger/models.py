@@ -79,7 +79,9 @@ class SignalRow(Base):
         Index("ix_signals_tenant_phone", "tenant", "phone"),
         Index("ix_signals_tenant_email", "tenant", "email"),
         Index("ix_signals_received_at", "received_at"),
-        Index("ix_signals_tenant_id", "tenant", "id"),  # a tenant's chain, in order
+        Index("ix_signals_tenant_id", "tenant", "id"),  # a tenant's events page
+        # A tenant's chain, in order; unique: two rows can never take one position (migration 0014).
+        Index("ix_signals_tenant_chain_seq", "tenant", "chain_seq", unique=True),
         Index("ix_signals_tenant_email_hash", "tenant", "email_hash"),  # an erased guest's proof and erasure
         Index("ix_signals_tenant_phone_hash", "tenant", "phone_hash"),
     )
@@ -106,16 +108,19 @@ class SignalRow(Base):
     email_hash: Mapped[str | None] = mapped_column(String(64))
     phone_hash: Mapped[str | None] = mapped_column(String(64))
     chain_sha256: Mapped[str | None] = mapped_column(String(64))
+    chain_seq: Mapped[int | None] = mapped_column(BigId)  # position in the tenant's chain; None: not chained
 
 
 class ChainHead(Base):
-    """The last link of a tenant's chain; recording locks this row, so one tenant's chain stays linear."""
+    """The last link of a tenant's chain; recording locks this row just before commit, so one
+    tenant's chain stays linear (ledger/chain.py)."""
 
     __tablename__ = "chain_heads"
 
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     signal_id: Mapped[int | None] = mapped_column(BigId)
     chain_sha256: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigId, default=0, server_default="0")  # the last row's chain_seq
 
 
 class ClockRow(Base):

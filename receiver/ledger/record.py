@@ -69,8 +69,11 @@ class Ledger:
         ``also(conn, receipt_id, now)`` writes more in the same transaction first (a review decision);
         it raises to store nothing. ``then(conn, outcome, now)`` writes more in it last (an alert).
 
-        The receipt row goes in last, complete: a redelivery fails there on (source, request_key)
-        and the whole transaction rolls back, to be answered as a duplicate.
+        The receipt row goes in complete, after the rest: a redelivery fails there on (source,
+        request_key) and the whole transaction rolls back, to be answered as a duplicate. Last of
+        all, the tenant's chain head is locked, the signals linked and inserted, the head moved,
+        and the transaction committed: the head lock is held for those statements only
+        (ledger/chain.py; issue #16: it had serialised a tenant's whole transactions).
         """
         receipt_id, now = new_receipt_id(), utcnow()
         digest = hashlib.sha256(evidence).hexdigest()
@@ -80,7 +83,7 @@ class Ledger:
                     also(conn, receipt_id, now)
                 if inbound.nonce:
                     self._use_nonce(conn, source, inbound, now)
-                outcome = self._apply(conn, source, inbound, receipt_id, now, digest)
+                outcome, rows = self._apply(conn, source, inbound, receipt_id, now, digest)
                 if then is not None:
                     then(conn, outcome, now)
                 conn.execute(self._add_request, {
@@ -88,6 +91,8 @@ class Ledger:
                     "request_key": inbound.request_key, "status": outcome.status, "received_at": now,
                     "evidence_sha256": digest, "event_ids": outcome.event_ids, "changes": outcome.changes,
                 })
+                if rows:
+                    chain.link_rows(conn, self._insert, self._add_signals, source.tenant, rows)
             return outcome
         except IntegrityError:
             return self._duplicate(source, inbound)
@@ -133,15 +138,16 @@ class Ledger:
         """The receipt that first recorded ``event_id`` (always an ``accepted`` or ``ignored`` one)."""
         return conn.execute(self._first_receipt, {"b_source": source.name, "b_event_id": event_id}).scalar()
 
-    def _apply(self, conn, source, inbound: Inbound, receipt_id, now, digest) -> Outcome:
+    def _apply(self, conn, source, inbound: Inbound, receipt_id, now, digest) -> tuple[Outcome, list[dict]]:
         """``event_ids`` lists every event of the request once, new or seen before (those are skipped
         and also listed in ``duplicate_event_ids``); an id repeated within the request counts once,
         as its first event. A request of nothing but seen events is a duplicate of the receipt that
         first recorded its first event.
 
-        Each signal row is inserted once, complete with its changes: its id is reserved first (in
-        chain order, under the tenant's head lock), the state changes made under that id, then the
-        rows inserted together; the references to it are checked at commit (migration 0012).
+        Each signal row is built once, complete with its changes: the guests the request names are
+        locked (``chain.lock_guests``: PostgreSQL), its ids reserved, the state changes made under
+        those ids; the caller links and inserts the rows (returned with the outcome) last, under
+        the tenant's chain head. The references to them are checked at commit (migration 0013).
         """
         tenant = self.tenants[source.tenant]
         fresh: dict[str, Signal] = {}
@@ -149,10 +155,9 @@ class Ledger:
             fresh.setdefault(signal.event_id, signal)
         event_ids = list(fresh)
         duplicates, changes, kinds, rows, owed = [], [], set(), [], []
-        head = linked_last = None
         if fresh:
-            # Taken before the ids: a tenant's ids then follow its chain (ledger/chain.py).
-            head = chain.lock_head(conn, self._insert, tenant.name)
+            # Before anything is read: two requests about one guest change its consent in turn.
+            chain.lock_guests(conn, tenant.name, [i for s in fresh.values() for i in (s.email, s.phone) if i])
             seen, ids = chain.reserve(conn, source.name, event_ids)
             for signal, signal_id in zip(fresh.values(), ids, strict=True):
                 if signal.event_id in seen:
@@ -167,17 +172,11 @@ class Ledger:
                     "review": signal.review, "phone": signal.phone, "email": signal.email, "changes": signal_changes,
                     "received_at": now, "occurred_at": signal.occurred_at, "evidence_sha256": digest,
                     "detail": signal.detail, "add_states": sorted(signal.add), "remove_states": sorted(signal.remove),
-                    **chain.hashes(self.identity_key, signal.email, signal.phone), "chain_sha256": None,
+                    **chain.hashes(self.identity_key, signal.email, signal.phone),
+                    "chain_sha256": None, "chain_seq": None,  # set when linked (chain.link_rows)
                 }
-                if chain.is_chained(signal.kind, signal.review):
-                    head = row["chain_sha256"] = chain.next_link(head, row)
-                    linked_last = signal_id
                 rows.append(row)
-        if rows:
-            conn.execute(self._add_signals, rows)
         self._owe(conn, owed)
-        if linked_last is not None:
-            chain.move_head(conn, tenant.name, linked_last, head)
         original = None
         if duplicates and len(duplicates) == len(event_ids):
             status = DUPLICATE
@@ -188,7 +187,7 @@ class Ledger:
             status = ACCEPTED
         return Outcome(status=status, receipt_id=receipt_id, received_at=now, event_ids=event_ids,
                        changes=changes, original_receipt_id=original, duplicate_event_ids=duplicates,
-                       kinds=frozenset(kinds))
+                       kinds=frozenset(kinds)), rows
 
     def _change_states(self, conn, tenant: TenantConfig, signal: Signal, signal_id: int, now,
                        owed: list[dict]) -> list[dict]:

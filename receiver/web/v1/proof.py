@@ -43,6 +43,8 @@ class ProofSignal(Schema):
     email_hash = fields.String(allow_none=True)
     phone_hash = fields.String(allow_none=True)
     chain_sha256 = fields.String(allow_none=True, metadata={"description": "null: not chained (HELP, other)"})
+    chain_seq = fields.Integer(allow_none=True, metadata={
+        "description": "its place in the tenant's chain (chain order, not id order); null: not chained"})
 
 
 class ProofDelivery(DeliveryItem):

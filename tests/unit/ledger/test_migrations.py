@@ -182,6 +182,48 @@ def test_existing_signals_get_their_clocks_and_are_chained(migrated_to):
     assert rows[0]["add"] == ["marketing_decline"] and rows[1]["add"] == []
     assert verify(rows, key) is None
     assert chain.head(engine, "grand") == {"tenant": "grand", "signal_id": 3, "chain_sha256": rows[1]["chain_sha256"]}
+    # 0014: chain order gets its own column, numbered in the id order the rows were chained in.
+    assert [(r["id"], r["chain_seq"]) for r in rows] == [(1, 1), (3, 2), (2, 1)]
+    with engine.connect() as conn:
+        assert dict(conn.execute(select(chain.heads.c.tenant, chain.heads.c.seq)).all()) == {"grand": 2, "smsonly": 1}
+
+
+def test_chained_rows_get_their_place_in_id_order_and_the_next_one_follows(migrated_to, tmp_path):
+    from receiver.compliance.chain import verify
+    from receiver.ledger import chain
+    from receiver.ledger.record import Ledger
+    from receiver.signals import Inbound, Signal
+    from tests.helpers import make_settings
+
+    url, engine = migrated_to("0013")
+    key = b"test-identity-key-of-at-least-32-bytes"
+    rows, previous = [], None
+    for row in (signal(5, email="a@example.com"), {**signal(7), "kind": "help"}, signal(9, phone=PHONE)):
+        row = {**row, "occurred_at": None, "add_states": [], "remove_states": [], **chain.hashes(key, row["email"], row["phone"]),
+               "chain_sha256": None}
+        if row["kind"] != "help":
+            row["chain_sha256"] = previous = chain.next_link(previous, row)
+        rows.append(row)
+    with engine.begin() as conn:  # as 0013 stored them: chained in id order, no chain_seq
+        conn.execute(insert(RequestRecord), [{
+            "id": "rcpt_1", "source": "partner", "tenant": "grand", "request_key": "r1", "status": "accepted",
+            "received_at": T1, "evidence_sha256": "0" * 64, "event_ids": [], "changes": []}])
+        conn.execute(insert(SignalRow.__table__).values(rows))
+        conn.execute(insert(chain.heads).values(tenant="grand", signal_id=9, chain_sha256=previous))
+
+    upgrade(url, key)
+
+    with engine.connect() as conn:
+        assert conn.execute(select(SignalRow.id, SignalRow.chain_seq).order_by(SignalRow.id)).all() == [
+            (5, 1), (7, None), (9, 2)]
+    settings = make_settings(tmp_path, url)
+    ledger = Ledger(engine, settings.tenants, key)
+    ledger.record(settings.sources["twilio"], Inbound(request_key="SM1", signals=[
+        Signal(event_id="SM1", kind="opt_out", phone="+15550001111", add=frozenset({SMS_BAN}))]), b"")
+    chained = list(chain.stream(engine, "grand"))
+    assert [r["chain_seq"] for r in chained] == [1, 2, 3]
+    assert verify(chained, key) is None
+    assert chain.check(engine, key) == (3, None)
 
 
 @pytest.mark.parametrize("earliest_status", ["dead", "done"])
