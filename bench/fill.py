@@ -62,13 +62,13 @@ SELECT rid, CASE WHEN ph THEN 'twilio' ELSE 'sendgrid' END, 'grand', 'SM' || md5
     "signals": """
 INSERT INTO signals (id, receipt_id, source, tenant, event_id, kind, keyword, review, phone, email, changes,
                      received_at, occurred_at, evidence_sha256, detail, add_states, remove_states,
-                     email_hash, phone_hash, chain_sha256)
+                     email_hash, phone_hash, chain_sha256, chain_seq)
 SELECT n, rid, CASE WHEN ph THEN 'twilio' ELSE 'sendgrid' END, 'grand', 'SM' || md5('k' || n), 'opt_out',
        CASE WHEN ph THEN 'STOP' END, false, CASE WHEN ph THEN who END, CASE WHEN ph THEN NULL ELSE who END,
        json_build_array(json_build_object(CASE WHEN ph THEN 'phone' ELSE 'email' END, who, 'states', s.states)),
        at, at, md5('e' || n) || md5('f' || n), '{}'::json, s.states,
        '[]'::json, CASE WHEN ph THEN NULL ELSE md5('h' || n) || md5('i' || n) END,
-       CASE WHEN ph THEN md5('h' || n) || md5('i' || n) END, md5('c' || n) || md5('d' || n)
+       CASE WHEN ph THEN md5('h' || n) || md5('i' || n) END, md5('c' || n) || md5('d' || n), n
 """,
     "consent": """
 INSERT INTO consent (tenant, identity, state, since, signal_id)
@@ -188,8 +188,8 @@ def fill(url: str, signals: int, workers: int = 3, progress=print) -> float:
         progress(f"  foreign keys checked: {time.perf_counter() - started:.0f} s")
         for table in ("signals", "deliveries", "clocks"):
             conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
-        conn.execute("INSERT INTO chain_heads (tenant, signal_id, chain_sha256) SELECT 'grand', max(id), "
-                     "md5('head') || md5('head') FROM signals HAVING max(id) IS NOT NULL")
+        conn.execute("INSERT INTO chain_heads (tenant, signal_id, chain_sha256, seq) SELECT 'grand', max(id), "
+                     "md5('head') || md5('head'), max(chain_seq) FROM signals HAVING max(id) IS NOT NULL")
         _run_all(url, [(f"VACUUM (ANALYZE) {table}", None) for table in TABLES], workers, progress, started,
                  "vacuum")
     return time.perf_counter() - started
