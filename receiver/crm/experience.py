@@ -65,7 +65,8 @@ class ExperienceClient:
         try:
             body = resp.json()
             errors = body.get("errors")
-            failed, unmatched = _failed_records(records, errors) if errors else ({}, 0)
+            # None, {} and [] say no record failed; 0, false or "" say something we cannot read.
+            failed, unmatched = ({}, 0) if errors in (None, {}, []) else _failed_records(records, errors)
         except (ValueError, AttributeError):
             # Success was said but not readable; sending the states again is harmless.
             raise OutcomeUnknown("unreadable Experience answer to opt-out", status=resp.status_code,

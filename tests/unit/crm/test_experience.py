@@ -108,6 +108,9 @@ def test_errors_keyed_by_email_phone_or_index():
     {"successes": {}, "errors": {"zz@x.test": "unknown customer"}},  # names no record of the batch
     {"successes": {}, "errors": "batch rejected"},
     {"successes": {}, "errors": 3},
+    {"successes": {}, "errors": 0},  # falsy, yet not "no errors"
+    {"successes": {}, "errors": False},
+    {"successes": {}, "errors": ""},
     {"errors": [{"email": "guest0@example.com", "reason": "bad"}]},
     ["guest0@example.com"],
     "customer not found",
@@ -120,7 +123,8 @@ def test_an_answer_not_read_as_success_or_named_errors_is_unknown_for_the_batch(
         client.opt_out(records(2))
 
 
-@pytest.mark.parametrize("body", [b"", b"{}", b'{"successes": {"0": "a"}, "errors": {}}', b'{"errors": null}'])
+@pytest.mark.parametrize("body", [b"", b"{}", b'{"successes": {"0": "a"}, "errors": {}}', b'{"errors": null}',
+                                  b'{"errors": []}'])
 def test_success_answers(body):
     session = CannedSession(200, body, {"Content-Type": "application/json"})
     client = ExperienceClient(ExperienceConfig(base_url="https://xp.test", partner_token="p", hotel_token="h"),
