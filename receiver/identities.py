@@ -67,8 +67,12 @@ def fold_email(address: str) -> str:
 
 
 def _refuse_invisible(text: str, field: str) -> None:
-    """Zero-width and bidirectional-control characters (Unicode "format", Cf) show as nothing."""
-    if any(unicodedata.category(char) == "Cf" for char in text):
+    """Zero-width and bidirectional-control characters (Unicode "format", Cf) show as nothing; a lone
+    surrogate (Cs, from a JSON ``\\ud800`` escape) is not a character at all and cannot be stored."""
+    categories = {unicodedata.category(char) for char in text}
+    if "Cs" in categories:
+        raise BadRequest(f"{field}: not valid Unicode (a lone surrogate)", field=field)
+    if "Cf" in categories:
         raise BadRequest(f"{field}: invisible or direction-control characters are not allowed", field=field)
 
 

@@ -19,7 +19,7 @@ from itsdangerous import BadData, URLSafeSerializer
 from itsdangerous.encoding import base64_decode, base64_encode
 
 from .errors import BadRequest, NotFound
-from .identities import fold_email, normalize_contact
+from .identities import normalize_contact, normalize_email, normalize_phone, valid_or_none
 from .schemas import join
 
 MARKETING, ALL = "marketing", "all"
@@ -67,8 +67,14 @@ class LinkSigner:
         tenant, email, phone, scope, campaign = (fields + ["", "", ""])[:5]
         if tenant not in self._tenants:
             raise NotFound("no such unsubscribe link")
-        # Tokens signed before identities became case-insensitive may carry ``Guest@example.com``.
-        return Link(tenant=tenant, email=fold_email(email), phone=phone or None,
+        # The token's contents go through today's rules: a token signed before them (``Guest@example.com``
+        # before identities became case-insensitive, a phone as typed) is read as it would be signed now;
+        # an address no rule accepts (a NUL: PostgreSQL's 503, retried forever) names no one; a phone
+        # that is unusable is dropped, so that the email's opt-out still applies.
+        email = valid_or_none(normalize_email, email)
+        if email is None:
+            raise NotFound("no such unsubscribe link")
+        return Link(tenant=tenant, email=email, phone=valid_or_none(normalize_phone, phone),
                     scope=ALL if scope == "a" else MARKETING, campaign=campaign or None)
 
     def csrf(self, token: str, key: bytes | None = None) -> str:

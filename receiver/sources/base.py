@@ -8,6 +8,7 @@ skipped), then ``parse``.
 import hmac
 import io
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,16 +61,21 @@ class HttpRequest:
             args=request.args,
         )
 
-    def json(self):
-        """The body as JSON (parsed from the exact bytes the signature covered, once: treat it as read-only)."""
-        return self._json
+    def json(self, *, lone_surrogates: bool = False):
+        """The body as JSON (parsed from the exact bytes the signature covered, once per mode: treat it as
+        read-only), or BadRequest naming the field at fault. ``lone_surrogates`` keeps strings holding
+        them, for a sender whose one odd event must not sink its batch (the fields that are used are
+        checked one by one: identifiers and addresses refuse them)."""
+        if lone_surrogates not in self._parsed:
+            try:
+                self._parsed[lone_surrogates] = parse_json(self.body, lone_surrogates=lone_surrogates)
+            except InvalidJson as exc:
+                raise BadRequest(str(exc), field=exc.field) from None
+        return self._parsed[lone_surrogates]
 
     @cached_property
-    def _json(self):
-        try:
-            return parse_json(self.body)
-        except ValueError:
-            raise BadRequest("body: not valid JSON", field="body") from None
+    def _parsed(self) -> dict:
+        return {}
 
     @cached_property
     def form(self) -> MultiDict:
@@ -93,26 +99,71 @@ class HttpRequest:
         return fields
 
 
-def parse_json(data: bytes | str):
-    """JSON of a request body; ValueError for anything else, nesting deeper than MAX_DEPTH included.
+class InvalidJson(ValueError):
+    """A body that is not JSON the ledger can store; ``field`` names where (``body``: the text itself)."""
 
-    The depth limit keeps deep nesting from reaching Python's recursion limit, here or in any code
-    that later walks the value (canonical JSON of an event, logging).
+    def __init__(self, reason: str, field: str = "body"):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+
+
+def _not_a_number(name: str):
+    raise InvalidJson(f"not valid JSON ({name} is not a JSON number)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as inf
+        raise InvalidJson("not valid JSON (a number out of range)")
+    return value
+
+
+def parse_json(data: bytes | str, *, lone_surrogates: bool = False):
+    """JSON of a request body, or InvalidJson (a ValueError) naming the field at fault.
+
+    Strict where Python's json module is lenient, so that what is parsed can be stored and answered:
+    ``NaN``, ``Infinity`` and numbers that overflow to infinity are not JSON (RFC 8259) and
+    PostgreSQL refuses them in a JSON column (a 503 the sender retries forever); a lone surrogate
+    (``"\\ud800"`` escaped, or its raw bytes) is not Unicode and cannot be encoded to store or log
+    (a 500 before this rule). Nesting deeper than MAX_DEPTH is refused too, so it never reaches
+    Python's recursion limit, here or in code that later walks the value. ``lone_surrogates=True``
+    keeps strings that hold them (still escaped when stored as JSON; never usable as ids or addresses).
     """
     try:
-        value = json.loads(data)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    pending = [(value, 1)]
+        value = json.loads(data, parse_constant=_not_a_number, parse_float=_finite)
+    except InvalidJson:
+        raise
+    except (RecursionError, ValueError):  # ValueError: bad syntax, bad UTF-8, an int of over 4300 digits
+        raise InvalidJson("not valid JSON") from None
+    pending = [(value, 1, "")]
     while pending:
-        item, depth = pending.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        for child in children:
+        item, depth, path = pending.pop()
+        if isinstance(item, dict):
+            children = [(child, f"{path}.{key}" if path else key) for key, child in item.items()]
+            if not lone_surrogates:
+                _unicode(item.keys(), path or "body", "a key")
+        elif isinstance(item, list):
+            children = [(child, f"{path}[{n}]") for n, child in enumerate(item)]
+        else:
+            children = []
+        for child, where in children:
             if isinstance(child, dict | list):
                 if depth >= MAX_DEPTH:
-                    raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-                pending.append((child, depth + 1))
+                    raise InvalidJson("not valid JSON")
+                pending.append((child, depth + 1, where))
+            elif isinstance(child, str) and not lone_surrogates:
+                _unicode((child,), where, "the value")
+    if isinstance(value, str) and not lone_surrogates:
+        _unicode((value,), "body", "the value")
     return value
+
+
+def _unicode(texts, field: str, what: str) -> None:
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidJson(f"{what} holds a lone surrogate (\\ud800-\\udfff escape), not Unicode", field) from None
 
 
 class OptionsSchema(Schema):

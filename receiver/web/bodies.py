@@ -9,9 +9,9 @@ cap and refused when that byte exists. Views then read ``request.get_data()``, t
 from flask import Blueprint, request
 from flask.json.provider import DefaultJSONProvider
 
-from ..errors import PayloadTooLarge
+from ..errors import BadRequest, PayloadTooLarge
 from ..services import services
-from ..sources.base import MAX_BODY, parse_json
+from ..sources.base import MAX_BODY, InvalidJson, parse_json
 
 bp = Blueprint("bodies", __name__)
 DRAIN_LIMIT = 4 * MAX_BODY
@@ -58,6 +58,15 @@ def _drain(stream, length: int) -> None:
         if not chunk:
             return
         left -= len(chunk)
+
+
+def json_body():
+    """The request's JSON body by the sources' parsing rules, or BadRequest naming the field at fault
+    (``get_json(silent=True)`` would say only that it is not JSON)."""
+    try:
+        return parse_json(request.get_data(cache=True))
+    except InvalidJson as exc:
+        raise BadRequest(str(exc), field=exc.field) from None
 
 
 class JsonProvider(DefaultJSONProvider):

@@ -20,13 +20,14 @@ import dataclasses
 from flask import Blueprint, Response, render_template, request
 from flask_babel import gettext as _
 
-from ..errors import BadRequest, TooManyRequests, UnsupportedMediaType
+from ..errors import TooManyRequests, UnsupportedMediaType
 from ..ledger.ratelimit import client_key, rate_limited
 from ..services import services
 from ..signals import Signal
 from ..sources import web_form
 from ..states import STATES, identity_for
 from .answers import answer_json, page_language, receipt_headers, record_own
+from .bodies import json_body
 
 bp = Blueprint("forms", __name__)
 PATH = "/forms/unsubscribe"
@@ -61,9 +62,7 @@ def unsubscribe():
         raise TooManyRequests("too many posts from this address; retry later", retry_after=wait)
     evidence = request.get_data(cache=True)
     if request.mimetype == JSON:
-        data = request.get_json(silent=True)
-        if data is None:
-            raise BadRequest("body: not valid JSON", field="body")
+        data = json_body()
     elif request.mimetype == FORM:
         data = request.form.to_dict()
     else:

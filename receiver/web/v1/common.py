@@ -13,6 +13,7 @@ from ...errors import BadRequest, BadSignature, Forbidden, NotFound, Unsupported
 from ...ledger.operators import any_operator, principal_for_token
 from ...schemas import text
 from ...services import services
+from ..bodies import json_body as parsed_json
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
@@ -64,10 +65,7 @@ def principal() -> Principal:
 def json_body() -> dict:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("content type must be application/json")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise BadRequest("body: not valid JSON", field="body")
-    return body
+    return parsed_json()
 
 
 def known_tenant(name: str | None, field: str = "tenant") -> str | None:
