@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import requests
@@ -104,20 +104,20 @@ def _read(resp: requests.Response, where: str, deadline: float, watch: "_Watchdo
         inflate = None
     else:
         raise _unknown(resp, f"answer from {where} in an encoding we did not ask for: {encoding[:40]}")
-    body = bytearray()
+    parts: list[bytes] = []  # joined once whole: no buffer grows and moves as the answer comes
+    size = 0
     try:
         while True:
             if not watch.time_left(deadline):
                 raise _unknown(resp, f"no complete answer from {where} within the deadline")
             if not (chunk := resp.raw.read1(_CHUNK, decode_content=False)):
                 break
-            if inflate is not None:
-                # max_length: a few KB of gzip must never inflate into memory past the cap.
-                chunk = inflate.decompress(chunk, max_bytes + 1 - len(body))
-            body += chunk
-            if len(body) > max_bytes:
-                message = f"answer from {where} is over {max_bytes} bytes"
-                raise AnswerTooLarge(message, status=resp.status_code, detail=message)
+            for part in (chunk,) if inflate is None else inflated(inflate, chunk):
+                size += len(part)
+                if size > max_bytes:
+                    message = f"answer from {where} is over {max_bytes} bytes"
+                    raise AnswerTooLarge(message, status=resp.status_code, detail=message)
+                parts.append(part)
     except (HTTPError, OSError) as exc:
         if watch.cut or time.monotonic() >= deadline:  # the watchdog, or a read bounded by the time left
             raise _unknown(resp, f"no complete answer from {where} within the deadline") from exc
@@ -126,9 +126,25 @@ def _read(resp: requests.Response, where: str, deadline: float, watch: "_Watchdo
         raise _unknown(resp, f"answer from {where} does not decompress") from exc
     if inflate is not None and not inflate.eof:
         raise _unknown(resp, f"compressed answer from {where} is truncated")
-    return bytes(body)
+    return b"".join(parts)
 
 
+def inflated(inflate, data: bytes, step: int = _CHUNK) -> Iterator[bytes]:
+    """``data`` fed to ``inflate`` (a zlib decompressobj), its output at most ``step`` bytes at a time.
+
+    A few KB of gzip can inflate to GBs: asked for all of it, or even for ``max_bytes`` at once,
+    zlib builds one large buffer per call, and a worker's threads each left several MB of such
+    buffers in their malloc arenas (bench/hostile.py). Small steps stop at the cap with no
+    allocation larger than ``step``.
+    """
+    while True:
+        part = inflate.decompress(data, step)
+        if part:
+            yield part
+        data = inflate.unconsumed_tail
+        # Output cut at ``step`` may leave more pending in zlib even with all the input taken.
+        if inflate.eof or (not data and len(part) < step):
+            return
 def _unknown(resp: requests.Response, message: str) -> OutcomeUnknown:
     # The CRM answered something, so the request reached it: it may have been applied.
     return OutcomeUnknown(message, status=resp.status_code, detail=message)
