@@ -217,6 +217,8 @@ class _Watchdog:
         with self._lock:
             self._over = True
             self._timer.cancel()
+            # The timer holds this watchdog (its _fire): unlinked, both go with the call, not at a GC.
+            self._timer = self.sock = None
 
     def _fire(self) -> None:
         with self._lock:
