@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import requests
@@ -22,9 +22,10 @@ from urllib3.exceptions import (
 )
 
 from .errors import OutcomeUnknown, Permanent, Retryable, safe_url
+from .inflate import inflated
 
-# After decompression. A CRM's answer is a few hundred bytes; more is not an answer we can use,
-# and reading it whole once took a worker from 209 MB to 692 MB (a 300 KB gzip answer).
+# After decompression, unless the caller sets its own (each CRM client does). Read whole, a 300 KB
+# gzip answer once took a worker from 209 MB to 692 MB.
 MAX_ANSWER_BYTES = 1 << 20
 _CHUNK = 16384
 _GZIP_OR_ZLIB = 32 + zlib.MAX_WBITS  # zlib detects either header
@@ -104,7 +105,7 @@ def _read(resp: requests.Response, where: str, deadline: float, watch: "_Watchdo
         inflate = None
     else:
         raise _unknown(resp, f"answer from {where} in an encoding we did not ask for: {encoding[:40]}")
-    parts: list[bytes] = []  # joined once whole: no buffer grows and moves as the answer comes
+    parts: list[bytes] = []  # joined once whole: no buffer grows as the answer comes
     size = 0
     try:
         while True:
@@ -112,7 +113,7 @@ def _read(resp: requests.Response, where: str, deadline: float, watch: "_Watchdo
                 raise _unknown(resp, f"no complete answer from {where} within the deadline")
             if not (chunk := resp.raw.read1(_CHUNK, decode_content=False)):
                 break
-            for part in (chunk,) if inflate is None else inflated(inflate, chunk):
+            for part in (chunk,) if inflate is None else inflated(inflate, chunk, _CHUNK):
                 size += len(part)
                 if size > max_bytes:
                     message = f"answer from {where} is over {max_bytes} bytes"
@@ -129,22 +130,6 @@ def _read(resp: requests.Response, where: str, deadline: float, watch: "_Watchdo
     return b"".join(parts)
 
 
-def inflated(inflate, data: bytes, step: int = _CHUNK) -> Iterator[bytes]:
-    """``data`` fed to ``inflate`` (a zlib decompressobj), its output at most ``step`` bytes at a time.
-
-    A few KB of gzip can inflate to GBs: asked for all of it, or even for ``max_bytes`` at once,
-    zlib builds one large buffer per call, and a worker's threads each left several MB of such
-    buffers in their malloc arenas (bench/hostile.py). Small steps stop at the cap with no
-    allocation larger than ``step``.
-    """
-    while True:
-        part = inflate.decompress(data, step)
-        if part:
-            yield part
-        data = inflate.unconsumed_tail
-        # Output cut at ``step`` may leave more pending in zlib even with all the input taken.
-        if inflate.eof or (not data and len(part) < step):
-            return
 def _unknown(resp: requests.Response, message: str) -> OutcomeUnknown:
     # The CRM answered something, so the request reached it: it may have been applied.
     return OutcomeUnknown(message, status=resp.status_code, detail=message)
@@ -217,8 +202,7 @@ class _Watchdog:
         with self._lock:
             self._over = True
             self._timer.cancel()
-            # The timer holds this watchdog (its _fire): unlinked, both go with the call, not at a GC.
-            self._timer = self.sock = None
+            self._timer = self.sock = None  # the timer holds us (_fire): freed now, not at a GC
 
     def _fire(self) -> None:
         with self._lock:
