@@ -42,6 +42,8 @@ from .transport import Reply, call, new_session
 
 OPTED_OUT = 5
 _TEN_DIGITS = re.compile(r"[0-9]{10}")
+# An answer is a few hundred bytes (vendor/crmtext-optoutcustomer.txt), a gateway's error page a few KB.
+MAX_ANSWER_BYTES = 64 * 1024
 
 # The only error answers that mean "nothing left to do", compared after folding case and
 # punctuation. The vendor publishes no error list: its sample says only status="4xx"
@@ -126,7 +128,8 @@ class CrmTextClient:
         if not _TEN_DIGITS.fullmatch(ten_digits or ""):
             raise ValueError("CRM Text wants exactly 10 digits")
         resp = call(self.session, "POST", self.config.base_url, timeout=self.config.timeout,
-                    data={"method": method, "phone_number": ten_digits}, headers=self._headers)
+                    data={"method": method, "phone_number": ten_digits}, headers=self._headers,
+                    max_bytes=MAX_ANSWER_BYTES)
         return _parse(resp, method)
 
 

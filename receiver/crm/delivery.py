@@ -48,6 +48,26 @@ class Report:
     def __post_init__(self):
         if self.error is not None:  # the attempt keeps the CRM's own answer
             self.detail, self.http_status = self.error.detail, self.error.status
+            drop_tracebacks(self.error)
+
+
+def drop_tracebacks(error: BaseException) -> None:
+    """Forget where ``error`` and the exceptions it chains were raised, keeping what they say.
+
+    A traceback keeps its frames, and each frame its caller's (``f_back``): a report holding its
+    error's traceback is reachable from the worker's frame that holds the report. That cycle is
+    freed only by a full garbage collection, and until then it kept the call's answer as read
+    (up to the cap), its response and its socket: a worker facing a gzip-bomb CRM grew by tens
+    of MB (bench/hostile.py). Without tracebacks, all of it goes when the report does.
+    """
+    pending, seen = [error], set()
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        pending += [exc.__cause__, exc.__context__]
 
 
 class Started(NamedTuple):

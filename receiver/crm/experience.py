@@ -30,6 +30,9 @@ from .delivery import Books, Outcome, Report
 from .errors import CrmError, OutcomeUnknown, check_response
 from .transport import call, new_session
 
+# A write answer is {"successes": {...}, "errors": {...}} for at most 250 records (crm-apis.md):
+# tens of KB at the very most.
+MAX_ANSWER_BYTES = 256 * 1024
 
 def format_time(dt: datetime) -> str:
     """A time as Experience writes it: UTC, ``YYYY-MM-DD HH:MM:SS`` (naive means UTC)."""
@@ -58,7 +61,8 @@ class ExperienceClient:
         if not records:
             return {}
         resp = call(self.session, "POST", self._base + self.config.opt_out_path,
-                    timeout=self.config.timeout, json={"recipients": records}, headers=self._headers)
+                    timeout=self.config.timeout, json={"recipients": records}, headers=self._headers,
+                    max_bytes=MAX_ANSWER_BYTES)
         check_response(resp)
         if not resp.content.strip():
             return {}

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from receiver.crm import crmtext, experience
 from receiver.dev.answers import APPLYING, _bomb
 from receiver.ledger.models import Attempt, Delivery, utcnow
 from receiver.ledger.outbox import DEAD, DONE, PENDING
@@ -151,7 +152,8 @@ def test_a_gzip_bomb_from_either_crm_is_an_unknown_outcome_and_never_inflated(ho
     assert peak < 32 << 20  # sandbox thread included; inflated, one answer alone is 100 MB
     assert hostile.outcomes(CRMTEXT, GRAND) == ["unknown"]
     assert hostile.outcomes(EXPERIENCE, GRAND) == ["unknown"]
-    assert "over 1048576 bytes" in hostile.delivery(CRMTEXT, GRAND).last_error
+    assert f"over {crmtext.MAX_ANSWER_BYTES} bytes" in hostile.delivery(CRMTEXT, GRAND).last_error
+    assert f"over {experience.MAX_ANSWER_BYTES} bytes" in hostile.delivery(EXPERIENCE, GRAND).last_error
 
     hostile.next_round()  # the bomb applied nothing: the status check finds no opt-out and sends it
     assert hostile.delivery(CRMTEXT, GRAND).status == DONE

@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from receiver.crm.crmtext import DONE_ANSWERS, CrmTextClient, CrmTextResult
+from receiver.crm.crmtext import DONE_ANSWERS, MAX_ANSWER_BYTES, CrmTextClient, CrmTextResult
 from receiver.crm.errors import OutcomeUnknown, Permanent, Retryable
 from receiver.settings import CrmTextConfig
 from tests.fake_crm import CannedSession
@@ -271,3 +271,15 @@ def test_a_redirected_opt_out_is_an_unknown_outcome(status):
     with pytest.raises(OutcomeUnknown) as err:
         stub_client(status, "", {"Location": "https://crm.test/elsewhere"}).opt_out(NUMBER)
     assert err.value.status == status
+
+
+def test_an_answer_over_the_cap_is_an_unknown_outcome():
+    # An answer is a few hundred bytes (the vendor's sample); a gateway's error page a few KB.
+    page = "<html><body>" + "x" * 8000 + "</body></html>"
+    with pytest.raises(OutcomeUnknown) as err:
+        stub_client(502, page).opt_out(NUMBER)
+    assert "unusable CRM Text answer" in str(err.value)  # read whole: too big for nothing
+    body = '<response op="optoutcustomer" status="200" message="ok"/>' + " " * MAX_ANSWER_BYTES
+    with pytest.raises(OutcomeUnknown) as err:
+        stub_client(200, body).opt_out(NUMBER)
+    assert f"over {MAX_ANSWER_BYTES} bytes" in str(err.value)

@@ -14,6 +14,7 @@ from receiver.crm.errors import (
     parse_retry_after,
 )
 from receiver.crm.experience import (
+    MAX_ANSWER_BYTES,
     ExperienceClient,
     ExperienceDelivery,
     PartlyUnknown,
@@ -130,6 +131,21 @@ def test_success_answers(body):
     client = ExperienceClient(ExperienceConfig(base_url="https://xp.test", partner_token="p", hotel_token="h"),
                               session)
     assert client.opt_out(records(2)) == {}
+
+
+def test_an_answer_for_a_full_batch_is_read_and_one_over_the_cap_is_unknown():
+    # A full batch's answer naming every record with an error is well under the cap; a body past
+    # it (a gzip bomb's zeros, here plain) is an unknown outcome for the batch.
+    batch = records(250)
+    named = {"successes": {}, "errors": {r["email"]: "customer could not be unsubscribed " * 4 for r in batch}}
+    body = json.dumps(named).encode()
+    assert len(body) < MAX_ANSWER_BYTES // 4
+    config = ExperienceConfig(base_url="https://xp.test", partner_token="p", hotel_token="h")
+    assert len(ExperienceClient(config, CannedSession(200, body)).opt_out(batch)) == 250
+    padded = b'{"errors": {}, "pad": "' + b" " * MAX_ANSWER_BYTES + b'"}'
+    with pytest.raises(OutcomeUnknown) as err:
+        ExperienceClient(config, CannedSession(200, padded)).opt_out(batch)
+    assert f"over {MAX_ANSWER_BYTES} bytes" in str(err.value)
 
 
 def test_format_time_is_utc():

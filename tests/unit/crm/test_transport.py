@@ -9,10 +9,13 @@ import subprocess
 import threading
 import time
 import tracemalloc
+import weakref
+import zlib
 
 import pytest
 
 from receiver.crm.errors import OutcomeUnknown, Retryable
+from receiver.crm.inflate import inflated
 from receiver.crm.transport import MAX_ANSWER_BYTES, call, new_session
 from receiver.dev.answers import _bomb
 from tests.fake_crm import CannedSession, RawCrm, drip, http_answer
@@ -91,6 +94,66 @@ def test_a_gzip_bomb_is_never_inflated_in_memory():
     finally:
         tracemalloc.stop()
     assert peak < 4 * MAX_ANSWER_BYTES
+
+
+@pytest.mark.parametrize("wbits, size, step", [
+    (31, 3 << 20, 16384), (31, 3 << 20, 1000),  # gzip: 3 MB of zeros is ~3 KB on the wire
+    (-15, 4096, 1000),  # raw deflate: its last input byte is taken with 96 bytes of output still pending
+])
+def test_inflating_never_makes_more_than_a_step_at_a_time(wbits, size, step):
+    # One decompress call asked for up to the 1 MiB cap built a 1 MiB buffer; a worker's 16 threads
+    # left several MB each in their malloc arenas (bench/hostile.py).
+    pack = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    whole = pack.compress(bytes(size)) + pack.flush()
+    parts = list(inflated(zlib.decompressobj(wbits), whole, step))
+    assert max(len(part) for part in parts) <= step
+    assert b"".join(parts) == bytes(size)  # nothing pending is left behind
+
+
+def test_inflating_in_pieces_as_they_come_gives_the_whole_answer():
+    body = gzip.compress(OK_XML * 500)
+    inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)
+    parts = [part for i in range(0, len(body), 7) for part in inflated(inflate, body[i:i + 7], 64)]
+    assert inflate.eof and b"".join(parts) == OK_XML * 500 and max(map(len, parts)) <= 64
+
+
+class _WatchedSession(CannedSession):
+    """Keeps a weak reference to each response it gives, to see when it is freed."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.given: list[weakref.ref] = []
+
+    def request(self, method, url, **kw):
+        resp = super().request(method, url, **kw)
+        self.given.append(weakref.ref(resp.raw))
+        return resp
+
+
+def test_a_failed_call_is_freed_with_its_report_not_at_a_garbage_collection():
+    # Frames keep their caller's (f_back): a report keeping its error's traceback was reachable from
+    # the frame holding the report, a cycle that kept each answer read, its response and socket,
+    # until a full garbage collection (the worker facing a gzip bomb grew by tens of MB).
+    from receiver.crm.crmtext import CrmTextDelivery
+    from receiver.settings import CrmTextConfig
+    from tests.unit.crm.test_delivery import MemoryBooks, sms_row
+
+    delivery = CrmTextDelivery(CrmTextConfig(base_url="https://crm.test/smapi/rest", user="u", password="p",
+                                             keyword="K"))
+    session = delivery.client.session = _WatchedSession(200, _bomb(1), {"Content-Encoding": "gzip"})
+
+    def run_unit():  # as the worker's _run_unit: its frame holds the reports while they are finished
+        reports = delivery.deliver([sms_row(1)], MemoryBooks())
+        assert [report.outcome for report in reports] == ["unknown"]
+        assert reports[0].error.__traceback__ is None
+
+    gc.collect()
+    gc.disable()
+    try:
+        run_unit()
+        assert len(session.given) == 1 and session.given[0]() is None
+    finally:
+        gc.enable()
 
 
 def test_an_answer_over_the_cap_is_unknown():
