@@ -26,8 +26,7 @@ class OperatorInfo:
     created_at: datetime | None = None
     created_by: str | None = None  # null: added before migration 0015, when nobody recorded who
     disabled_by: str | None = None
-    last_token_at: datetime | None = None  # the newest token's time and issuer
-    last_token_by: str | None = None
+    last_token_by: str | None = None  # who issued the newest token
 
 
 def add_operator(engine: Engine, email: str, role: Role, tenants: list[str] | None,
@@ -74,14 +73,13 @@ def disable_operator(engine: Engine, email: str, *, by: str) -> bool:
 def list_operators(engine: Engine) -> list[OperatorInfo]:
     with engine.connect() as conn:
         per: dict[int, int] = {}
-        last: dict[int, tuple] = {}
-        for token in conn.execute(select(OperatorToken.operator_id, OperatorToken.created_at,
-                                         OperatorToken.issued_by).order_by(OperatorToken.id)):
+        last: dict[int, str | None] = {}
+        for token in conn.execute(select(OperatorToken.operator_id, OperatorToken.issued_by).order_by(OperatorToken.id)):
             per[token.operator_id] = per.get(token.operator_id, 0) + 1
-            last[token.operator_id] = (token.created_at, token.issued_by)
+            last[token.operator_id] = token.issued_by
         rows = conn.execute(select(Operator.__table__).order_by(Operator.email)).all()
     return [OperatorInfo(r.email, r.role, r.tenants, r.disabled_at, per.get(r.id, 0), r.created_at, r.created_by,
-                         r.disabled_by, *last.get(r.id, (None, None))) for r in rows]
+                         r.disabled_by, last.get(r.id)) for r in rows]
 
 
 def principal_for_token(engine: Engine, token: str) -> Principal | None:

@@ -306,7 +306,7 @@ def test_0015_keeps_who_managed_operators_and_leaves_earlier_rows_unattributed(m
     assert columns[("operators", "created_by")] and columns[("operators", "disabled_by")]
     assert columns[("operator_tokens", "issued_by")]
     [before] = list_operators(engine)  # nothing guessed for what nobody recorded
-    assert (before.created_at, before.created_by, before.last_token_at, before.last_token_by) == (T1, None, T1, None)
+    assert (before.created_at, before.created_by, before.tokens, before.last_token_by) == (T1, None, 1, None)
     issue_token(engine, "desk@grand.example", by="cli:root")
     assert disable_operator(engine, "desk@grand.example", by="boss@grand.example")
     [after] = list_operators(engine)
