@@ -1,5 +1,7 @@
 """``receiver operator add|token|disable|list``: the people and systems that use /v1."""
 
+import os
+import shlex
 import sys
 
 import click
@@ -16,6 +18,17 @@ def _settings():
 @click.group()
 def operator():
     """People and systems that use /v1: add, token, disable, list."""
+
+
+def cli_actor() -> str:
+    """Who a ``receiver operator`` command acts as in the audit trail: ``cli:`` and the OS account that
+    runs it (the effective user, not a variable the shell could set), or ``cli`` when it has no name."""
+    try:
+        import pwd
+
+        return f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"[:320]
+    except (ImportError, KeyError, AttributeError):  # no password database entry (a container's bare uid)
+        return "cli"
 
 
 def _operator_email(email: str) -> str:
@@ -59,7 +72,7 @@ def operator_add(email, role, tenants, password_stdin):
         password_hash = Passwords().hash(password)
     engine = _engine(settings)
     try:
-        add_operator(engine, email, Role(role), list(tenants) or None, password_hash)
+        add_operator(engine, email, Role(role), list(tenants) or None, password_hash, by=cli_actor())
     except ReceiverError as exc:
         click.echo(f"receiver: {exc.message}", err=True)
         sys.exit(1)
@@ -77,7 +90,7 @@ def operator_token(email):
 
     engine = _engine(_settings())
     try:
-        click.echo(issue_token(engine, _operator_email(email)))
+        click.echo(issue_token(engine, _operator_email(email), by=cli_actor()))
     except ReceiverError as exc:
         click.echo(f"receiver: {exc.message}", err=True)
         sys.exit(1)
@@ -93,7 +106,7 @@ def operator_disable(email):
 
     engine = _engine(_settings())
     try:
-        found = disable_operator(engine, _operator_email(email))
+        found = disable_operator(engine, _operator_email(email), by=cli_actor())
     finally:
         engine.dispose()
     if not found:
@@ -104,7 +117,8 @@ def operator_disable(email):
 
 @operator.command("list")
 def operator_list():
-    """One line per operator: email, role, tenants, tokens, disabled (never a hash)."""
+    """One line per operator: email, role, tenants, tokens, who added it, who issued its newest token,
+    disabled when and by whom (never a hash). A ``*_by`` is left out where nobody recorded it (before 0015)."""
     from .ledger.operators import list_operators
     from .web.answers import iso
 
@@ -112,10 +126,18 @@ def operator_list():
     try:
         for info in list_operators(engine):
             tenants = ",".join(info.tenants) if info.tenants else "*"
-            disabled = f" disabled={iso(info.disabled_at)}" if info.disabled_at else ""
-            click.echo(f"{info.email} role={info.role} tenants={tenants} tokens={info.tokens}{disabled}")
+            line = [info.email, f"role={info.role}", f"tenants={tenants}", f"tokens={info.tokens}",
+                    _by("added_by", info.created_by), _by("last_token_by", info.last_token_by)]
+            if info.disabled_at:
+                line += [f"disabled={iso(info.disabled_at)}", _by("disabled_by", info.disabled_by)]
+            click.echo(" ".join(part for part in line if part))
     finally:
         engine.dispose()
+
+
+def _by(key: str, who: str | None) -> str:
+    """``key=who``, quoted where it holds a space ("bootstrap admin"); nothing when not recorded."""
+    return f"{key}={shlex.quote(who)}" if who else ""
 
 
 def _engine(settings):

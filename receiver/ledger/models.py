@@ -241,12 +241,9 @@ class RateHit(Base):
 
 
 class SyncCursor(Base):
-    """How far a backfill (``receiver backfill``, ``receiver reconcile``) got reading a provider's list (one row
-    per tenant and source; ``backfill/cursors.py``).
-
-    ``next_url`` set: a pass from ``since`` stopped before that page and resumes there. ``next_url``
-    empty: the last pass finished, and ``since`` is the date the next pass starts from.
-    """
+    """How far a backfill (``receiver backfill``, ``receiver reconcile``) got reading a provider's list,
+    per tenant and source (``backfill/cursors.py``). ``next_url`` set: a pass from ``since`` stopped
+    before that page and resumes there; empty: the last pass finished, and the next starts at ``since``."""
 
     __tablename__ = "sync_cursors"
 
@@ -271,6 +268,8 @@ class Operator(Base):
     password_hash: Mapped[str | None] = mapped_column(Text)  # Argon2id; null for a token-only operator
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(String(320))  # who: an email, "cli:<account>", …
+    disabled_by: Mapped[str | None] = mapped_column(String(320))  # … or "bootstrap admin"; null before 0015
 
 
 class OperatorToken(Base):
@@ -282,6 +281,7 @@ class OperatorToken(Base):
     operator_id: Mapped[int] = mapped_column(BigId, ForeignKey("operators.id"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    issued_by: Mapped[str | None] = mapped_column(String(320))  # as Operator.created_by
 
 
 class ReviewDecision(Base):

@@ -1,4 +1,7 @@
-"""/console/operators: an admin lists, adds and disables operators and issues API tokens (the CLI's rules)."""
+"""/console/operators: an admin lists, adds and disables operators and issues API tokens (the CLI's rules).
+
+Each change names the admin who made it (their email, in ``created_by``, ``issued_by``, ``disabled_by``).
+"""
 
 from flask import g, request
 from flask_babel import gettext as _
@@ -43,16 +46,21 @@ def operator_add():
 
 @bp.post("/operators/token")
 def operator_token():
-    return _act(lambda: {"token": issue_token(services().engine, _email()), "token_for": _email()})
+    return _act(lambda: {"token": issue_token(services().engine, _email(), by=_admin()), "token_for": _email()})
 
 
 @bp.post("/operators/disable")
 def operator_disable():
     def disable():
-        if not disable_operator(services().engine, _email()):
+        if not disable_operator(services().engine, _email(), by=_admin()):
             raise NotFound(_("email: no such operator"), field="email")
         return {"disabled": _email()}
     return _act(disable)
+
+
+def _admin() -> str:
+    """Who acts, for the audit trail: the signed-in admin (``_act`` has checked the role)."""
+    return g.principal.name
 
 
 def _email() -> str:
@@ -75,5 +83,5 @@ def _add() -> dict:
                          field="tenants")
     password = request.form.get("password", "")
     check_new_password(password)
-    add_operator(services().engine, email, role, tenants or None, _passwords().hash(password))
+    add_operator(services().engine, email, role, tenants or None, _passwords().hash(password), by=_admin())
     return {"added": email}

@@ -1,16 +1,24 @@
 """``receiver operator add|token|disable|list`` against the test database."""
 
+import os
+import pwd
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from receiver.access.credentials import Passwords, token_hash
+from receiver.access.roles import Role
 from receiver.cli import cli
+from receiver.cli_operators import cli_actor
 from receiver.ledger.models import Operator, OperatorToken
-from receiver.ledger.operators import principal_for_token
+from receiver.ledger.operators import add_operator, principal_for_token
 from tests.helpers import base_env
+
+# What the audit trail names a command-line change by: the OS account that ran it.
+CLI = f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
 
 
 @pytest.fixture
@@ -41,13 +49,44 @@ def test_add_token_list_disable(run, engine):
     assert principal_for_token(engine, printed).name == "desk@grand.example"
 
     listed = run("list")
-    assert listed.output == "desk@grand.example role=agent tenants=grand tokens=1\n"
+    assert listed.output == f"desk@grand.example role=agent tenants=grand tokens=1 added_by={CLI} last_token_by={CLI}\n"
     assert printed not in listed.output
 
     assert run("disable", "desk@grand.example").exit_code == 0
     assert principal_for_token(engine, printed) is None
-    assert "disabled=" in run("list").output
+    assert f"disabled_by={CLI}" in run("list").output.split(" disabled=")[1]
     assert run("token", "desk@grand.example").exit_code == 1
+
+
+def test_each_command_records_the_os_account_that_ran_it(run, engine):
+    """Adding, issuing a token and disabling each keep who did it (issue 14: every operator write is in the
+    audit trail); a second disable keeps the first time and actor."""
+    assert run("add", "boss@x.example", "--role", "admin").exit_code == 0
+    assert run("token", "boss@x.example").exit_code == 0
+    assert run("disable", "boss@x.example").exit_code == 0
+    with engine.connect() as conn:
+        row = conn.execute(select(Operator.created_by, Operator.disabled_at, Operator.disabled_by)).one()
+        assert conn.execute(select(OperatorToken.issued_by)).scalars().all() == [CLI]
+    assert (row.created_by, row.disabled_by) == (CLI, CLI) and CLI != "cli:"
+    assert run("disable", "boss@x.example").exit_code == 0
+    with engine.connect() as conn:
+        assert conn.execute(select(Operator.disabled_at, Operator.disabled_by)).one() == (row.disabled_at, CLI)
+
+
+def test_an_account_without_a_name_is_recorded_as_cli(monkeypatch):
+    def nameless(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", nameless)
+    assert cli_actor() == "cli"
+
+
+def test_list_quotes_an_actor_with_a_space_and_leaves_out_one_never_recorded(run, engine):
+    add_operator(engine, "boss@x.example", Role.ADMIN, None, None, by="bootstrap admin")
+    with engine.begin() as conn:  # as a row written before migration 0015 reads: nobody recorded
+        conn.execute(insert(Operator).values(email="old@x.example", role="admin", created_at=datetime.now(UTC)))
+    assert run("list").output == ("boss@x.example role=admin tenants=* tokens=0 added_by='bootstrap admin'\n"
+                                  "old@x.example role=admin tenants=* tokens=0\n")
 
 
 @pytest.mark.parametrize("args, stdin, message", [
@@ -86,6 +125,6 @@ def test_the_quick_starts_first_operator_with_make_runs_settings(database_url, s
     demo = CliRunner().invoke(cli, ["demo", "operator", *args], env=env, input="correct horse battery staple\n")
     assert demo.exit_code == 0, demo.output
     assert CliRunner().invoke(cli, ["demo", "operator", "list"], env=env).output == (
-        "desk@grand.example role=agent tenants=grand tokens=0\n")
+        f"desk@grand.example role=agent tenants=grand tokens=0 added_by={CLI}\n")
     with engine.connect() as conn:
         assert conn.execute(select(Operator.email)).scalars().all() == ["desk@grand.example"]

@@ -12,7 +12,17 @@ from sqlalchemy import insert, inspect, select
 from receiver.ledger import queries
 from receiver.ledger.db import HEAD, is_migrated, make_engine
 from receiver.ledger.migrate import alembic_config, upgrade
-from receiver.ledger.models import Base, Consent, Delivery, IdentityLink, RequestRecord, SignalRow
+from receiver.ledger.models import (
+    Base,
+    Consent,
+    Delivery,
+    IdentityLink,
+    Operator,
+    OperatorToken,
+    RequestRecord,
+    SignalRow,
+)
+from receiver.ledger.operators import disable_operator, issue_token, list_operators
 from receiver.ledger.outbox import owed_states
 from receiver.states import MAIL_BAN, MARKETING_DECLINE, SMS_BAN
 from tests.helpers import drop_database, fresh_database
@@ -279,3 +289,25 @@ def test_0011_lets_an_alert_row_have_no_signal(migrated_to):
         # the alert owes its own sending, never a state; the CRM delivery still owes its signal's
         assert owed_states(conn, rows)[2] == ["backfill.failed"]
     assert [r.signal_id for r in rows] == [1, None]
+
+
+def test_0015_keeps_who_managed_operators_and_leaves_earlier_rows_unattributed(migrated_to):
+    url, engine = migrated_to("0014")
+    assert "created_by" not in {c["name"] for c in inspect(engine).get_columns("operators")}
+    with engine.begin() as conn:  # as 0014 stored them: an operator and its token, nobody named
+        conn.execute(insert(Operator.__table__).values(
+            id=1, email="desk@grand.example", role="agent", tenants=["grand"], created_at=T1))
+        conn.execute(insert(OperatorToken.__table__).values(operator_id=1, token_hash="a" * 64, created_at=T1))
+
+    upgrade(url)
+
+    columns = {(table, c["name"]): c["nullable"] for table in ("operators", "operator_tokens")
+               for c in inspect(engine).get_columns(table)}
+    assert columns[("operators", "created_by")] and columns[("operators", "disabled_by")]
+    assert columns[("operator_tokens", "issued_by")]
+    [before] = list_operators(engine)  # nothing guessed for what nobody recorded
+    assert (before.created_at, before.created_by, before.tokens, before.last_token_by) == (T1, None, 1, None)
+    issue_token(engine, "desk@grand.example", by="cli:root")
+    assert disable_operator(engine, "desk@grand.example", by="boss@grand.example")
+    [after] = list_operators(engine)
+    assert (after.tokens, after.last_token_by, after.disabled_by) == (2, "cli:root", "boss@grand.example")

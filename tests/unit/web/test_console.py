@@ -28,8 +28,8 @@ HTTPS = {"base_url": "https://localhost"}  # the cookie is Secure outside develo
 def app(tmp_path, database_url, settings):
     app = create_app(make_settings(tmp_path, database_url))
     engine = app.extensions["receiver"].engine
-    add_operator(engine, "desk@grand.example", Role.AGENT, ["grand"], Passwords().hash(PASSWORD))
-    add_operator(engine, "look@grand.example", Role.VIEWER, ["grand"], Passwords().hash(PASSWORD))
+    add_operator(engine, "desk@grand.example", Role.AGENT, ["grand"], Passwords().hash(PASSWORD), by="tests")
+    add_operator(engine, "look@grand.example", Role.VIEWER, ["grand"], Passwords().hash(PASSWORD), by="tests")
     yield app
     engine.dispose()
 
@@ -109,7 +109,7 @@ def test_a_viewer_may_not_record_and_a_disabled_operator_is_out_at_once(app):
     sign_in(client, email="look@grand.example")
     assert client.get("/console/opt-outs", **HTTPS).status_code == 403
     assert client.get("/console", **HTTPS).status_code == 200
-    disable_operator(app.extensions["receiver"].engine, "look@grand.example")
+    disable_operator(app.extensions["receiver"].engine, "look@grand.example", by="tests")
     assert client.get("/console", **HTTPS).status_code == 302
 
 
@@ -241,7 +241,7 @@ def test_an_auditor_checks_the_downloaded_proof_offline_with_the_published_keys(
 
 def test_another_tenants_guest_is_not_found(app):
     engine = app.extensions["receiver"].engine
-    add_operator(engine, "desk@smsonly.example", Role.VIEWER, ["smsonly"], Passwords().hash(PASSWORD))
+    add_operator(engine, "desk@smsonly.example", Role.VIEWER, ["smsonly"], Passwords().hash(PASSWORD), by="tests")
     client = app.test_client()
     stop(client)
     sign_in(client, email="desk@smsonly.example")
@@ -253,7 +253,7 @@ def test_another_tenants_guest_is_not_found(app):
 
 def test_dead_deliveries_are_replayed_by_an_admin_with_csrf_in_a_post(app):
     engine = app.extensions["receiver"].engine
-    add_operator(engine, "boss@grand.example", Role.ADMIN, None, Passwords().hash(PASSWORD))
+    add_operator(engine, "boss@grand.example", Role.ADMIN, None, Passwords().hash(PASSWORD), by="tests")
     client = app.test_client()
     stop(client)
     delivery = crm_answers(app, status="dead")

@@ -23,8 +23,8 @@ def app(tmp_path, database_url, settings):
     """An agent and a viewer of the hotel "grand", as in test_console.py."""
     app = create_app(make_settings(tmp_path, database_url))
     engine = app.extensions["receiver"].engine
-    add_operator(engine, "desk@grand.example", Role.AGENT, ["grand"], Passwords().hash(PASSWORD))
-    add_operator(engine, "look@grand.example", Role.VIEWER, ["grand"], Passwords().hash(PASSWORD))
+    add_operator(engine, "desk@grand.example", Role.AGENT, ["grand"], Passwords().hash(PASSWORD), by="tests")
+    add_operator(engine, "look@grand.example", Role.VIEWER, ["grand"], Passwords().hash(PASSWORD), by="tests")
     yield app
     engine.dispose()
 
@@ -44,7 +44,8 @@ def flagged(client, phone=PHONE):
 
 
 def as_admin(app):
-    add_operator(app.extensions["receiver"].engine, "boss@grand.example", Role.ADMIN, None, Passwords().hash(PASSWORD))
+    add_operator(app.extensions["receiver"].engine, "boss@grand.example", Role.ADMIN, None, Passwords().hash(PASSWORD),
+                 by="tests")
     client = app.test_client()
     assert sign_in(client, email="boss@grand.example").status_code == 302
     return client

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from receiver import create_app
 from receiver.access.credentials import Passwords
 from receiver.access.roles import Role
-from receiver.ledger.models import Operator
+from receiver.ledger.models import Operator, OperatorToken
 from receiver.ledger.operators import add_operator
 from tests.helpers import make_settings
 from tests.unit.web.test_console import HTTPS, PASSWORD, csrf_of, sign_in
@@ -19,8 +19,8 @@ def app(tmp_path, database_url, settings):
     """An agent and a viewer of the hotel "grand", as in test_console.py."""
     app = create_app(make_settings(tmp_path, database_url))
     engine = app.extensions["receiver"].engine
-    add_operator(engine, "desk@grand.example", Role.AGENT, ["grand"], Passwords().hash(PASSWORD))
-    add_operator(engine, "look@grand.example", Role.VIEWER, ["grand"], Passwords().hash(PASSWORD))
+    add_operator(engine, "desk@grand.example", Role.AGENT, ["grand"], Passwords().hash(PASSWORD), by="tests")
+    add_operator(engine, "look@grand.example", Role.VIEWER, ["grand"], Passwords().hash(PASSWORD), by="tests")
     yield app
     engine.dispose()
 
@@ -31,7 +31,8 @@ def operator_rows(app) -> list[str]:
 
 
 def as_admin(app):
-    add_operator(app.extensions["receiver"].engine, "boss@grand.example", Role.ADMIN, None, Passwords().hash(PASSWORD))
+    add_operator(app.extensions["receiver"].engine, "boss@grand.example", Role.ADMIN, None, Passwords().hash(PASSWORD),
+                 by="tests")
     client = app.test_client()
     sign_in(client, email="boss@grand.example")
     return client, csrf_of(client.get("/console/operators", **HTTPS).text)
@@ -119,3 +120,30 @@ def test_the_operators_page_speaks_french(app):
     client, _csrf = as_admin(app)
     french = client.get("/console/operators?lang=fr", **HTTPS).text
     assert "Opérateurs" in french and "Ajouter un opérateur" in french and "Émettre un jeton d’API" in french
+
+
+def test_each_change_names_the_admin_who_made_it(app):
+    """Issue 14: every write an operator makes carries their identity into the audit trail; the Operators
+    page shows who added each operator, issued its newest token and disabled it."""
+    client, csrf = as_admin(app)
+    assert client.post("/console/operators", data={**NEW, "csrf": csrf}, **HTTPS).status_code == 200
+    assert client.post("/console/operators/token", data={"csrf": csrf, "email": "new@grand.example"},
+                       **HTTPS).status_code == 200
+    assert client.post("/console/operators/disable", data={"csrf": csrf, "email": "new@grand.example"},
+                       **HTTPS).status_code == 200
+    assert client.post("/console/operators/disable", data={"csrf": csrf, "email": "new@grand.example"},
+                       **HTTPS).status_code == 200  # again: the first time and actor stay
+    engine = app.extensions["receiver"].engine
+    with engine.connect() as conn:
+        row = conn.execute(select(Operator.__table__).where(Operator.email == "new@grand.example")).one()
+        issued_by = conn.execute(select(OperatorToken.issued_by).where(OperatorToken.operator_id == row.id)).scalars()
+        assert issued_by.all() == ["boss@grand.example"]
+    assert (row.created_by, row.disabled_by) == ("boss@grand.example", "boss@grand.example")
+    page = client.get("/console/operators", **HTTPS).text
+    new_row = next(tr for tr in page.split("<tr>") if '<td class="email">new@grand.example<' in tr)
+    shown = " ".join(new_row.split('<td class="email">')[1].split("</td>")[0].split())
+    assert "by boss@grand.example" in shown.split("<br>")[1]  # added … by
+    assert "<br>newest token by boss@grand.example" in shown and "<br>disabled by boss@grand.example" in shown
+    desk_row = next(tr for tr in page.split("<tr>") if '<td class="email">desk@grand.example<' in tr)
+    assert "by tests" in desk_row and "boss@grand.example" not in desk_row  # added by the fixture, never touched
+    assert "par boss@grand.example" in client.get("/console/operators?lang=fr", **HTTPS).text

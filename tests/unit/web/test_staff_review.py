@@ -39,8 +39,8 @@ def engine_of(app):
 
 @pytest.fixture
 def agent(engine_of):
-    add_operator(engine_of, "desk@grand.example", Role.AGENT, ["grand"], None)
-    return {"Authorization": f"Bearer {issue_token(engine_of, 'desk@grand.example')}"}
+    add_operator(engine_of, "desk@grand.example", Role.AGENT, ["grand"], None, by="tests")
+    return {"Authorization": f"Bearer {issue_token(engine_of, 'desk@grand.example', by='tests')}"}
 
 
 def signals(engine) -> int:
@@ -116,8 +116,8 @@ def test_bad_staff_opt_outs_name_the_field_and_store_nothing(app, engine_of, age
 
 
 def test_a_viewer_may_not_record_an_opt_out(app, engine_of):
-    add_operator(engine_of, "viewer@grand.example", Role.VIEWER, ["grand"], None)
-    headers = {"Authorization": f"Bearer {issue_token(engine_of, 'viewer@grand.example')}"}
+    add_operator(engine_of, "viewer@grand.example", Role.VIEWER, ["grand"], None, by="tests")
+    headers = {"Authorization": f"Bearer {issue_token(engine_of, 'viewer@grand.example', by='tests')}"}
     resp = app.test_client().post("/v1/opt-outs", headers=headers, json={
         "tenant": "grand", "phone": PHONE, "states": ["sms_ban"], "channel": "phone-call"})
     assert resp.status_code == 403 and signals(engine_of) == 0

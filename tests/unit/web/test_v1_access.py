@@ -37,8 +37,8 @@ def engine_of(app):
 
 
 def operator(engine, email, role, tenants=None) -> dict:
-    add_operator(engine, email, Role(role), tenants, None)
-    return {"Authorization": f"Bearer {issue_token(engine, email)}"}
+    add_operator(engine, email, Role(role), tenants, None, by="tests")
+    return {"Authorization": f"Bearer {issue_token(engine, email, by='tests')}"}
 
 
 @pytest.fixture
@@ -116,8 +116,8 @@ def test_review_items_of_another_tenant_are_not_there(app, engine_of):
 
 def test_a_token_is_shown_once_stored_hashed_and_stops_when_disabled(app, engine_of):
     client = app.test_client()
-    add_operator(engine_of, "agent@hotel.example", Role.AGENT, ["grand"], None)
-    first, second = issue_token(engine_of, "agent@hotel.example"), issue_token(engine_of, "agent@hotel.example")
+    add_operator(engine_of, "agent@hotel.example", Role.AGENT, ["grand"], None, by="tests")
+    first, second = (issue_token(engine_of, "agent@hotel.example", by="tests") for _ in range(2))
     assert first != second and first.startswith("rcv_") and len(first) == 47
     with engine_of.connect() as conn:
         stored = conn.execute(select(OperatorToken.token_hash)).scalars().all()
@@ -126,12 +126,12 @@ def test_a_token_is_shown_once_stored_hashed_and_stops_when_disabled(app, engine
         assert client.get("/v1/events", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     assert client.get("/v1/events", headers={"Authorization": f"Bearer {first[:-1]}x"}).status_code == 401
 
-    assert disable_operator(engine_of, "agent@hotel.example")
+    assert disable_operator(engine_of, "agent@hotel.example", by="tests")
     for token in (first, second):  # at once: no cache between the table and the next request
         resp = client.get("/v1/events", headers={"Authorization": f"Bearer {token}"})
         assert resp.status_code == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
     with pytest.raises(Exception, match="no enabled operator"):
-        issue_token(engine_of, "agent@hotel.example")
+        issue_token(engine_of, "agent@hotel.example", by="tests")
 
 
 def test_v1_is_off_until_an_admin_token_or_an_operator_exists(tmp_path, database_url, settings):
