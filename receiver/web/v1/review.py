@@ -19,7 +19,7 @@ from ...errors import BadRequest, NotFound
 from ...ledger import queries, review
 from ...ledger.models import utcnow
 from ...receipts import new_receipt_id
-from ...schemas import TEXT_ERRORS, load, text
+from ...schemas import MAX_TENANT, TEXT_ERRORS, load, text
 from ...services import services
 from ...sources import own_source
 from ...sources import review as review_source
@@ -37,7 +37,7 @@ from .common import (
 
 
 class ReviewQuery(ListQuery):
-    tenant = text(1, 64)
+    tenant = text(1, MAX_TENANT)
     status = fields.String(load_default=review.OPEN, error_messages=TEXT_ERRORS, validate=validate.OneOf(
         (review.OPEN, review.DECIDED), error="must be one of {choices}"))
 
