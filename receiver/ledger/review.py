@@ -5,6 +5,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict
 from .models import ReviewDecision, SignalRow, utcnow
+from .queries import cut_page, scoped
 
 HONOUR, DISMISS = "honour", "dismiss"
 OPEN, DECIDED = "open", "decided"
@@ -18,16 +19,9 @@ def review_page(engine: Engine, *, status: str, tenant=None, tenants=None, after
              .outerjoin(ReviewDecision, ReviewDecision.signal_id == SignalRow.id)
              .where(SignalRow.review.is_(True), SignalRow.id > after).order_by(SignalRow.id).limit(limit + 1))
     query = query.where(ReviewDecision.signal_id.is_(None) if status == OPEN else ReviewDecision.signal_id.is_not(None))
-    if tenant is not None:
-        query = query.where(SignalRow.tenant == tenant)
-    if tenants is not None:
-        query = query.where(SignalRow.tenant.in_(tenants))
+    query = scoped(query, SignalRow.tenant, tenant, tenants)
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return rows, rows[-1].id
-    return rows, None
+        return cut_page(conn.execute(query).all(), limit)
 
 
 def flagged(engine: Engine, signal_id: int):
