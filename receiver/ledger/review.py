@@ -4,6 +4,8 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict
+from ..sources import own_source
+from ..sources import review as review_source
 from .models import ReviewDecision, SignalRow, utcnow
 from .queries import cut_page, scoped
 
@@ -40,6 +42,15 @@ def decide(conn, signal_id: int, tenant: str, decision: str, note: str | None, o
             decided_at=now or utcnow(), receipt_id=receipt_id))
     except IntegrityError:
         raise Conflict(f"event {signal_id} is already decided") from None
+
+
+def honour(ledger, original, note: str | None, operator: str, evidence: bytes):
+    """Honour the flagged ``original``: its ``review`` signal (an SMS ban) and the decision, in one transaction."""
+    def store_decision(conn, receipt_id, now):
+        decide(conn, original.id, original.tenant, HONOUR, note, operator, receipt_id, now)
+
+    return ledger.record(own_source(review_source.NAME, original.tenant), review_source.honour(original, operator, note),
+                         evidence, also=store_decision)
 
 
 def dismiss(engine: Engine, signal_id: int, tenant: str, note: str | None, operator: str, receipt_id: str) -> None:
