@@ -16,7 +16,7 @@ import unicodedata
 import phonenumbers
 
 from .errors import BadRequest
-from .schemas import join
+from .schemas import MAX_EMAIL, join
 
 _EMAIL = re.compile(r"^[^\s\x00-\x1f\x7f@\"<>(),;:\\\[\]]{1,64}@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _CHANNEL_PREFIX = re.compile(r"^(sms|mms|tel):", re.I)
@@ -52,7 +52,7 @@ def normalize_email(raw: str, *, field: str = "email") -> str:
     text = (raw or "").strip()
     _refuse_invisible(text, field)
     candidate = fold_email(text)
-    if len(text) > 254 or not _EMAIL.match(candidate):
+    if len(text) > MAX_EMAIL or not _EMAIL.match(candidate):
         raise BadRequest(f"{field}: not a valid email address", field=field)
     return candidate
 

@@ -20,6 +20,10 @@ def no_nul(value: str) -> None:
 # the key columns a sender-chosen id goes into (event_id, request_key), and a tenant's name.
 MAX_IDENTIFIER = min(SignalRow.__table__.c.event_id.type.length, RequestRecord.__table__.c.request_key.type.length)
 MAX_TENANT = SignalRow.__table__.c.tenant.type.length
+# What a guest's address may be as given, before it is normalized: an email within RFC 5321's 254
+# characters (identities.normalize_email holds every address to it), a phone number as typed.
+MAX_EMAIL = 254
+MAX_PHONE_INPUT = 64
 # Control characters and lone surrogates: PostgreSQL cannot store a NUL (a 503 the sender retries
 # forever, where SQLite accepts it), a lone surrogate cannot be encoded at all, and the others have
 # no place in an id that is echoed in answers and logs.

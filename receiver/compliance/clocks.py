@@ -232,6 +232,13 @@ def clocks_for(states_added, one_click: bool, regimes, started_at: datetime, cal
     return clocks
 
 
+def review_clock(started_at: datetime, decided_at: datetime | None, calendar: Calendar) -> Clock:
+    """A text flagged for review may be a revocation, which the TCPA wants honoured within 10 business
+    days of its arrival: its clock runs until a person decides it (computed on read, not stored)."""
+    return Clock(Regime.TCPA, frozenset(), started_at, honour_by(Regime.TCPA, started_at, calendar),
+                 at_risk_from(Regime.TCPA, started_at, calendar), decided_at)
+
+
 def status(clock: Clock, now: datetime) -> ClockStatus:
     """``clock``'s status at ``now`` (see the module docstring for the boundaries)."""
     if clock.honoured_at is not None:

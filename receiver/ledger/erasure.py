@@ -9,18 +9,14 @@ erased form, so the same address still finds its opt-outs, and an opt-in of the 
 cannot lift them. The erasure itself is a recorded signal (kind ``erasure``), in the chain.
 """
 
-import uuid
-
 from sqlalchemy import delete, or_, select, update
 
 from ..compliance.chain import erased_identity, identity_hash
-from ..settings import SourceConfig
-from ..signals import Inbound, Signal
+from ..sources import erasure, own_source
 from .models import Attempt, Consent, Delivery, IdentityLink, RequestRecord, SignalRow
 from .outbox import DEAD, PENDING
 from .record import Ledger
 
-ERASURE = "erasure"  # the signal's kind and its source's name and kind
 ERASED = "[erased]"
 NOT_SENT = "the address was erased before this delivery was sent"
 
@@ -34,12 +30,8 @@ def erase(ledger: Ledger, tenant: str, email: str | None = None, phone: str | No
     Two transactions: if the second fails, asking again finishes it (each step is idempotent).
     """
     value = email or phone
-    source = SourceConfig(name=ERASURE, kind=ERASURE, tenant=tenant)
-    event_id = uuid.uuid4().hex
-    outcome = ledger.record(source, Inbound(request_key=event_id, signals=[
-        Signal(event_id=event_id, kind=ERASURE, email=email, phone=phone,
-               detail={"operator": operator} if operator else {})]), f"erase {'email' if email else 'phone'}"
-        .encode())
+    inbound, evidence = erasure.request(email, phone, operator)
+    outcome = ledger.record(own_source(erasure.NAME, tenant), inbound, evidence)
     with ledger.engine.begin() as conn:
         changed = _scrub(conn, ledger.identity_key, tenant, value, "email" if email else "phone")
     return {"receipt_id": outcome.receipt_id, "rows_changed": changed}

@@ -83,16 +83,15 @@ def events_page(engine: Engine, *, tenant=None, tenants=None, email=None, phone=
     query = (select(SignalRow.__table__, RequestRecord.status)
              .join(RequestRecord, RequestRecord.id == SignalRow.receipt_id)
              .where(SignalRow.id > after).order_by(SignalRow.id).limit(limit + 1))
-    for column, value in ((SignalRow.tenant, tenant), (SignalRow.email, email), (SignalRow.phone, phone)):
+    for column, value in ((SignalRow.email, email), (SignalRow.phone, phone)):
         if value is not None:
             query = query.where(column == value)
-    if tenants is not None:  # a scoped operator's list holds only their tenants
-        query = query.where(SignalRow.tenant.in_(tenants))
+    query = scoped(query, SignalRow.tenant, tenant, tenants)
     if since is not None:
         query = query.where(SignalRow.received_at >= since)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return _page(rows, limit, lambda row: row.id)
+    return cut_page(rows, limit)
 
 
 def deliveries_page(engine: Engine, *, status=None, tenant=None, tenants=None, after: int = 0,
@@ -101,13 +100,10 @@ def deliveries_page(engine: Engine, *, status=None, tenant=None, tenants=None, a
     query = select(Delivery.__table__).where(Delivery.id > after).order_by(Delivery.id).limit(limit + 1)
     if status is not None:
         query = query.where(Delivery.status == status)
-    if tenant is not None:
-        query = query.where(Delivery.tenant == tenant)
-    if tenants is not None:
-        query = query.where(Delivery.tenant.in_(tenants))
+    query = scoped(query, Delivery.tenant, tenant, tenants)
     with engine.connect() as conn:
         deliveries = conn.execute(query).all()
-        page, next_id = _page(deliveries, limit, lambda d: d.id)
+        page, next_id = cut_page(deliveries, limit)
         attempts: dict[int, list] = {}
         if page:
             for attempt in conn.execute(select(Attempt.__table__).where(
@@ -129,9 +125,18 @@ def export_rows(engine: Engine, *, tenant=None, since=None, batch: int = 2000) -
         yield from result
 
 
-def _page(rows: list, limit: int, key) -> tuple[list, int | None]:
-    """The first ``limit`` rows and the cursor id after them (None on the last page)."""
+def scoped(query, column, tenant: str | None = None, tenants=None):
+    """``query`` narrowed to one tenant, and to a scoped operator's tenants (None: every tenant)."""
+    if tenant is not None:
+        query = query.where(column == tenant)
+    if tenants is not None:  # a scoped operator's list holds only their tenants
+        query = query.where(column.in_(tenants))
+    return query
+
+
+def cut_page(rows: list, limit: int) -> tuple[list, int | None]:
+    """Of ``limit + 1`` rows read in id order: the first ``limit``, and the cursor id after them (None on the last page)."""
     if len(rows) > limit:
         rows = rows[:limit]
-        return rows, key(rows[-1])
+        return rows, rows[-1].id
     return rows, None

@@ -8,11 +8,11 @@ receipts left with no signal), the attempts of finished deliveries, expired repl
 old rate-limit windows.
 """
 
-import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, exists, select
 
+from .. import clock
 from ..settings import RetentionConfig
 from ..signals import HELP, OTHER
 from .models import Attempt, Delivery, RateHit, ReplayNonce, RequestRecord, SignalRow, utcnow
@@ -39,5 +39,5 @@ def prune(engine: Engine, config: RetentionConfig, now: datetime | None = None) 
         )).rowcount
         removed["replay_nonces"] = conn.execute(delete(ReplayNonce).where(ReplayNonce.expires_at < now)).rowcount
         removed["rate_windows"] = conn.execute(delete(RateHit).where(
-            RateHit.minute < int(time.time() // 60) - 1)).rowcount
+            RateHit.minute < int(clock.now() // 60) - 1)).rowcount  # as ratelimit counts them
     return removed

@@ -4,7 +4,10 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict
+from ..sources import own_source
+from ..sources import review as review_source
 from .models import ReviewDecision, SignalRow, utcnow
+from .queries import cut_page, scoped
 
 HONOUR, DISMISS = "honour", "dismiss"
 OPEN, DECIDED = "open", "decided"
@@ -18,16 +21,9 @@ def review_page(engine: Engine, *, status: str, tenant=None, tenants=None, after
              .outerjoin(ReviewDecision, ReviewDecision.signal_id == SignalRow.id)
              .where(SignalRow.review.is_(True), SignalRow.id > after).order_by(SignalRow.id).limit(limit + 1))
     query = query.where(ReviewDecision.signal_id.is_(None) if status == OPEN else ReviewDecision.signal_id.is_not(None))
-    if tenant is not None:
-        query = query.where(SignalRow.tenant == tenant)
-    if tenants is not None:
-        query = query.where(SignalRow.tenant.in_(tenants))
+    query = scoped(query, SignalRow.tenant, tenant, tenants)
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return rows, rows[-1].id
-    return rows, None
+        return cut_page(conn.execute(query).all(), limit)
 
 
 def flagged(engine: Engine, signal_id: int):
@@ -46,6 +42,15 @@ def decide(conn, signal_id: int, tenant: str, decision: str, note: str | None, o
             decided_at=now or utcnow(), receipt_id=receipt_id))
     except IntegrityError:
         raise Conflict(f"event {signal_id} is already decided") from None
+
+
+def honour(ledger, original, note: str | None, operator: str, evidence: bytes):
+    """Honour the flagged ``original``: its ``review`` signal (an SMS ban) and the decision, in one transaction."""
+    def store_decision(conn, receipt_id, now):
+        decide(conn, original.id, original.tenant, HONOUR, note, operator, receipt_id, now)
+
+    return ledger.record(own_source(review_source.NAME, original.tenant), review_source.honour(original, operator, note),
+                         evidence, also=store_decision)
 
 
 def dismiss(engine: Engine, signal_id: int, tenant: str, note: str | None, operator: str, receipt_id: str) -> None:

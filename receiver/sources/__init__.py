@@ -9,7 +9,7 @@ from dataclasses import replace
 from marshmallow import ValidationError
 
 from ..settings import Settings, SourceConfig
-from . import email_link, experience_sync, review, staff, web_form
+from . import email_link, erasure, experience_sync, review, staff, web_form
 from .base import Source
 from .crmtext import CrmTextSource
 from .mailgun import MailgunSource
@@ -26,7 +26,7 @@ KINDS: dict[str, type[Source]] = {
     MailgunSource.kind: MailgunSource,
     PostmarkSource.kind: PostmarkSource,
 }
-OWN = frozenset({email_link.NAME, web_form.NAME, experience_sync.NAME, staff.NAME, review.NAME})
+OWN = frozenset({email_link.NAME, web_form.NAME, experience_sync.NAME, staff.NAME, review.NAME, erasure.NAME})
 
 
 def validate_source_options(kind: str, options: dict) -> dict:

@@ -11,23 +11,21 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from ..errors import BadRequest
 from ..identities import normalize_contact
-from ..schemas import TEXT_ERRORS, text
+from ..schemas import MAX_EMAIL, MAX_PHONE_INPUT, MAX_TENANT, TEXT_ERRORS, text
 from ..signals import OPT_OUT, Inbound, Signal, plausible_time
 from ..states import EMAIL_STATES, SMS_STATES, STATES
 
 NAME = "staff"
 CHANNELS = ("phone-call", "front-desk", "letter", "email", "other")
-# occurred_at starts the opt-out's clocks: a time ahead of now (past a host's drift) would push its deadlines
-# out, and one near year 1 leaves the calendar's range (a 500 before this bound).
 
 
 class StaffOptOutSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    tenant = text(1, 64, required=True)
-    email = text(3, 254, load_default=None, allow_none=True)
-    phone = text(3, 64, load_default=None, allow_none=True)
+    tenant = text(1, MAX_TENANT, required=True)
+    email = text(3, MAX_EMAIL, load_default=None, allow_none=True)
+    phone = text(3, MAX_PHONE_INPUT, load_default=None, allow_none=True)
     states = fields.List(
         fields.String(validate=validate.OneOf(STATES, error="must be one of {choices}"), error_messages=TEXT_ERRORS),
         required=True, validate=validate.Length(1, len(STATES), error="must list 1 to 4 states"),

@@ -17,7 +17,17 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from ..errors import BadRequest, BadSignature
 from ..identities import normalize_email, normalize_phone
-from ..schemas import TEXT_ERRORS, EmailOrPhone, identifier, identifier_field, join, load, text
+from ..schemas import (
+    MAX_EMAIL,
+    MAX_PHONE_INPUT,
+    TEXT_ERRORS,
+    EmailOrPhone,
+    identifier,
+    identifier_field,
+    join,
+    load,
+    text,
+)
 from ..signals import OPT_IN, OPT_OUT, Inbound, Signal
 from ..states import STATES
 from .base import JSON, HttpRequest, OptionsSchema, Secrets, Source, unix_seconds
@@ -74,8 +84,8 @@ class CustomerSchema(EmailOrPhone):
         unknown = EXCLUDE
 
     error_messages = {"type": "must be an object"}
-    email = text(0, 254, allow_none=True)  # "" or null: absent
-    phone = text(0, 64, allow_none=True)
+    email = text(0, MAX_EMAIL, allow_none=True)  # "" or null: absent
+    phone = text(0, MAX_PHONE_INPUT, allow_none=True)
 
 
 class EventSchema(Schema):

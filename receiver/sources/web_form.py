@@ -11,7 +11,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
 from ..errors import BadRequest, NotFound
 from ..identities import normalize_contact
-from ..schemas import TEXT_ERRORS, load, text
+from ..schemas import MAX_EMAIL, MAX_PHONE_INPUT, MAX_TENANT, TEXT_ERRORS, load, text
 from ..settings import TenantConfig
 from ..signals import OPT_OUT, Inbound, Signal
 from ..states import MARKETING_DECLINE, MARKETING_DECLINE_SMS
@@ -40,9 +40,9 @@ class UnsubscribeFormSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    tenant = text(1, 64, required=True)
-    email = text(0, 254, load_default=None, allow_none=True)
-    phone = text(0, 64, load_default=None, allow_none=True)
+    tenant = text(1, MAX_TENANT, required=True)
+    email = text(0, MAX_EMAIL, load_default=None, allow_none=True)
+    phone = text(0, MAX_PHONE_INPUT, load_default=None, allow_none=True)
     email_marketing = Checkbox(load_default=None, allow_none=True, error_messages=TEXT_ERRORS, metadata=CHECKBOX_DOC)
     sms_marketing = Checkbox(load_default=None, allow_none=True, error_messages=TEXT_ERRORS, metadata=CHECKBOX_DOC)
 

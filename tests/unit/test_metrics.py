@@ -7,6 +7,7 @@ import os
 import runpy
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -142,9 +143,11 @@ class _NoDatabase:
 def test_worker_counts_attempts_latency_and_dead_letters(sandboxed, engine, sandbox):
     settings, stop = sandboxed
     before = worker_samples()
+    started = time.time()
     stop(1)
 
     Worker(settings, engine, owner="w-metrics").run_once()
+    elapsed = time.time() - started
     after = worker_samples()
 
     attempts = "receiver_delivery_attempts_total"
@@ -153,6 +156,9 @@ def test_worker_counts_attempts_latency_and_dead_letters(sandboxed, engine, sand
         count = "receiver_delivery_latency_seconds_count"
         assert value(after, count, crm=crm) - value(before, count, crm=crm) == 1
         assert value(after, "receiver_delivery_latency_seconds_sum", crm=crm) >= 0
+        # This delivery's latency: from its recording to its delivery, within the test (seconds, not ms).
+        latency = "receiver_delivery_latency_seconds_sum"
+        assert 0 <= value(after, latency, crm=crm) - value(before, latency, crm=crm) <= elapsed + 0.001
 
     sandbox.fault(EXPERIENCE, "400")  # Experience's 4xx is permanent (CRM Text's is retried first)
     stop(2, phone="+15557654321")
@@ -169,7 +175,9 @@ def test_worker_logs_one_masked_json_line_per_attempt(sandboxed, engine, receive
     settings, stop = sandboxed
     stop(3)
 
+    started = time.time()
     Worker(settings, engine, owner="w-log").run_once()
+    elapsed_ms = (time.time() - started) * 1000
 
     lines = [json.loads(line) for line in receiver_log().splitlines() if line.startswith("{")]
     attempts = [line for line in lines if line.get("event") == "delivery attempt"]
@@ -179,6 +187,7 @@ def test_worker_logs_one_masked_json_line_per_attempt(sandboxed, engine, receive
         assert line["tenant"] == "grand" and line["outcome"] == "ok" and line["status"] == "done"
         assert line["attempt"] == 1 and isinstance(line["delivery_id"], int)
         assert line["duration_ms"] >= 0 and line["http_status"] in (200, None)
+        assert line["duration_ms"] <= elapsed_ms + 0.1  # the call's own milliseconds, within the run
         assert line["identity"] == "+1555***4567"
     assert "5551234567" not in receiver_log()
 

@@ -14,7 +14,7 @@ from ...compliance.clocks import ClockStatus, Regime
 from ...errors import BadRequest
 from ...ledger import chain
 from ...ledger import clocks as ledger_clocks
-from ...schemas import TEXT_ERRORS, load, text
+from ...schemas import MAX_TENANT, TEXT_ERRORS, load, text
 from ...services import services
 from ...states import STATES
 from ..answers import Time
@@ -24,7 +24,7 @@ STATUSES = tuple(status.value for status in ClockStatus)
 
 
 class ClocksQuery(ListQuery):
-    tenant = text(1, 64, required=True)
+    tenant = text(1, MAX_TENANT, required=True)
     status = fields.String(validate=validate.OneOf(STATUSES, error="must be one of {choices}"),
                            error_messages=TEXT_ERRORS)
 
@@ -46,7 +46,7 @@ ClocksPage = page_of(ClockItem, "ClocksPage")
 
 
 class ChainQuery(Schema):
-    tenant = text(1, 64, required=True)
+    tenant = text(1, MAX_TENANT, required=True)
 
 
 class ChainHead(Schema):

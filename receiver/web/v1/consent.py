@@ -6,7 +6,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 from ...access.roles import Permission
 from ...identities import normalize_contact
 from ...ledger import queries
-from ...schemas import EmailOrPhone, load, text
+from ...schemas import MAX_EMAIL, MAX_PHONE_INPUT, MAX_TENANT, EmailOrPhone, load, text
 from ...services import services
 from ...states import STATES, may_receive
 from ..answers import Time
@@ -20,9 +20,9 @@ class ConsentQuery(EmailOrPhone):
         unknown = RAISE
 
     identity_error_field = "email"
-    tenant = text(1, 64, required=True)
-    email = text(3, 254)
-    phone = text(3, 64)
+    tenant = text(1, MAX_TENANT, required=True)
+    email = text(3, MAX_EMAIL)
+    phone = text(3, MAX_PHONE_INPUT)
 
 
 class RecipientSchema(EmailOrPhone):
@@ -30,15 +30,15 @@ class RecipientSchema(EmailOrPhone):
         unknown = EXCLUDE
 
     identity_error_field = "email"
-    email = text(3, 254, allow_none=True)
-    phone = text(3, 64, allow_none=True)
+    email = text(3, MAX_EMAIL, allow_none=True)
+    phone = text(3, MAX_PHONE_INPUT, allow_none=True)
 
 
 class ConsentCheckSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    tenant = text(1, 64, required=True)
+    tenant = text(1, MAX_TENANT, required=True)
     recipients = fields.List(fields.Nested(RecipientSchema), required=True, validate=validate.Length(
         1, MAX_RECIPIENTS, error=f"must be a list of 1 to {MAX_RECIPIENTS} recipients"),
         error_messages={"required": "missing", "invalid": "must be a list"})

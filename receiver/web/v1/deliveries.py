@@ -8,7 +8,7 @@ from ...errors import NotFound
 from ...ledger import queries
 from ...ledger.actions import replay_delivery
 from ...ledger.outbox import DEAD, DONE, PENDING, SKIPPED
-from ...schemas import TEXT_ERRORS, load, text
+from ...schemas import MAX_TENANT, TEXT_ERRORS, load, text
 from ...services import services
 from ...states import CRMS
 from ..answers import Time
@@ -20,7 +20,7 @@ STATUSES = (PENDING, DONE, SKIPPED, DEAD)
 class DeliveriesQuery(ListQuery):
     status = fields.String(validate=validate.OneOf(STATUSES, error="must be one of {choices}"),
                            error_messages=TEXT_ERRORS)
-    tenant = text(1, 64)
+    tenant = text(1, MAX_TENANT)
 
 
 class AttemptItem(Schema):

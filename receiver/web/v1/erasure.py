@@ -6,7 +6,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
 from ...access.roles import Permission
 from ...identities import normalize_contact
 from ...ledger.erasure import erase
-from ...schemas import load, text
+from ...schemas import MAX_EMAIL, MAX_PHONE_INPUT, MAX_TENANT, load, text
 from ...services import services
 from .common import allow, bp, json_body, known_tenant, principal
 
@@ -15,9 +15,9 @@ class ErasureSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    tenant = text(1, 64, required=True)
-    email = text(3, 254)
-    phone = text(3, 64)
+    tenant = text(1, MAX_TENANT, required=True)
+    email = text(3, MAX_EMAIL)
+    phone = text(3, MAX_PHONE_INPUT)
 
     @validates_schema
     def one_address(self, data, **kwargs):

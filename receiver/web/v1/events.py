@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 from ...access.roles import Permission
 from ...identities import normalize_contact
 from ...ledger import clocks, queries
-from ...schemas import load, text
+from ...schemas import MAX_EMAIL, MAX_PHONE_INPUT, MAX_TENANT, load, text
 from ...services import services
 from ..answers import RECEIPT_STATUSES, Change, Time
 from .clocks import ClockItem
@@ -14,9 +14,9 @@ from .common import ListQuery, Since, allow, bp, known_tenant, page_of, visible_
 
 
 class EventsQuery(ListQuery):
-    tenant = text(1, 64)
-    email = text(3, 254)
-    phone = text(3, 64)
+    tenant = text(1, MAX_TENANT)
+    email = text(3, MAX_EMAIL)
+    phone = text(3, MAX_PHONE_INPUT)
     since = Since()
 
 

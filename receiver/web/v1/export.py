@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema
 
 from ...access.roles import Permission
 from ...ledger import queries
-from ...schemas import load, text
+from ...schemas import MAX_TENANT, load, text
 from ...services import services
 from ..answers import iso
 from .common import Since, allow, bp, known_tenant
@@ -22,7 +22,7 @@ class ExportQuery(Schema):
     class Meta:
         unknown = RAISE
 
-    tenant = text(1, 64)
+    tenant = text(1, MAX_TENANT)
     since = Since()
 
 

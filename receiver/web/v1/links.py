@@ -6,7 +6,7 @@ from marshmallow import RAISE, Schema, fields, validate
 from ...access.roles import Permission
 from ...errors import BadRequest
 from ...links import SCOPES, make_link
-from ...schemas import TEXT_ERRORS, join, load, text
+from ...schemas import MAX_EMAIL, MAX_PHONE_INPUT, TEXT_ERRORS, join, load, text
 from ...services import services
 from .common import allow, bp, json_body
 
@@ -19,8 +19,8 @@ class LinkSchema(Schema):
         unknown = RAISE
 
     tenant = text(1, 100, required=True)
-    email = text(3, 254, required=True)
-    phone = text(0, 64, load_default=None, allow_none=True)
+    email = text(3, MAX_EMAIL, required=True)
+    phone = text(0, MAX_PHONE_INPUT, load_default=None, allow_none=True)
     scope = fields.String(load_default="marketing", error_messages=TEXT_ERRORS, validate=validate.OneOf(
         SCOPES, error="must be marketing or all"))
     campaign = text(0, 64, load_default=None, allow_none=True)

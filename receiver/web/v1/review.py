@@ -6,22 +6,13 @@ from flask import Response, jsonify, request
 from marshmallow import RAISE, Schema, fields, validate
 
 from ...access.roles import Permission
-from ...compliance.clocks import (
-    Clock,
-    ClockStatus,
-    Regime,
-    at_risk_from,
-    honour_by,
-    status,
-    tenant_calendar,
-)
+from ...compliance.clocks import ClockStatus, review_clock, status, tenant_calendar
 from ...errors import BadRequest, NotFound
 from ...ledger import queries, review
 from ...ledger.models import utcnow
 from ...receipts import new_receipt_id
-from ...schemas import TEXT_ERRORS, load, text
+from ...schemas import MAX_TENANT, TEXT_ERRORS, load, text
 from ...services import services
-from ...sources import own_source
 from ...sources import review as review_source
 from ..answers import Change, Time, counted
 from .common import (
@@ -37,7 +28,7 @@ from .common import (
 
 
 class ReviewQuery(ListQuery):
-    tenant = text(1, 64)
+    tenant = text(1, MAX_TENANT)
     status = fields.String(load_default=review.OPEN, error_messages=TEXT_ERRORS, validate=validate.OneOf(
         (review.OPEN, review.DECIDED), error="must be one of {choices}"))
 
@@ -50,13 +41,10 @@ class ReviewClock(Schema):
 
 
 def tcpa_clock(row) -> dict:
-    """A flagged text may be a revocation, which the TCPA wants honoured within 10 business days of
-    its arrival: its clock runs until a person decides it (computed on read: no state was added)."""
+    """The item's TCPA clock (``compliance.clocks.review_clock``), from its text's arrival until decided."""
     tenant = services().settings.tenants[row["tenant"]]
     started = row["occurred_at"] or row["received_at"]
-    calendar = tenant_calendar(tenant.calendar, tenant.timezone)
-    clock = Clock(Regime.TCPA, frozenset(), started, honour_by(Regime.TCPA, started, calendar),
-                  at_risk_from(Regime.TCPA, started, calendar), row["decided_at"])
+    clock = review_clock(started, row["decided_at"], tenant_calendar(tenant.calendar, tenant.timezone))
     return {"started_at": started, "honour_by": clock.honour_by, "decided_at": row["decided_at"],
             "status": status(clock, utcnow()).value}
 
@@ -136,13 +124,7 @@ def apply_decision(event_id: int, fields: dict, evidence: bytes) -> dict:
     else:
         if not original.phone:
             raise BadRequest("decision: this event has no phone to ban", field="decision")
-        inbound = review_source.honour(original, who.name, data["note"])
-
-        def store_decision(conn, receipt_id, now):
-            review.decide(conn, event_id, original.tenant, review.HONOUR, data["note"], who.name, receipt_id, now)
-
-        outcome = services().ledger.record(own_source(review_source.NAME, original.tenant), inbound,
-                                           evidence, also=store_decision)
+        outcome = review.honour(services().ledger, original, data["note"], who.name, evidence)
         counted(review_source.NAME, review_source.NAME, outcome)
         receipt_id, changes = outcome.receipt_id, outcome.changes
     return {"id": event_id, "decision": data["decision"], "note": data["note"], "operator": who.name,

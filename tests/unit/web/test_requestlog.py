@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import time
 
 import pytest
 
@@ -25,7 +26,9 @@ def stop(client, sid: str = "SM" + "0" * 32, query: str = "", **headers):
 
 
 def test_a_hook_request_is_one_json_line(client, receiver_log):
+    started = time.perf_counter()
     response = stop(client, **{"X-Request-ID": "3f1c7a9e-4b2d-4e8f-9a6b-1c2d3e4f5a6b"})
+    elapsed_ms = (time.perf_counter() - started) * 1000
 
     [line] = request_lines(receiver_log())
     assert response.headers["X-Request-ID"] == "3f1c7a9e-4b2d-4e8f-9a6b-1c2d3e4f5a6b"
@@ -33,6 +36,7 @@ def test_a_hook_request_is_one_json_line(client, receiver_log):
     assert (line["level"], line["event"], line["method"], line["path"]) == ("INFO", "request", "POST", "/hooks/twilio")
     assert (line["source"], line["status"], line["outcome"]) == ("twilio", 200, "accepted")
     assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+    assert line["duration_ms"] <= elapsed_ms + 0.1  # milliseconds (rounded to 0.1) of this request, not seconds
     assert set(line) >= {"time", "level", "logger", "event", "request_id", "method", "path", "status", "duration_ms"}
 
 

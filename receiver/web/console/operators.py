@@ -6,13 +6,13 @@ Each change names the admin who made it (their email, in ``created_by``, ``issue
 from flask import g, request
 from flask_babel import gettext as _
 
-from ..access.credentials import check_new_password
-from ..access.roles import Permission, Role, may
-from ..errors import BadRequest, NotFound, ReceiverError
-from ..identities import normalize_email
-from ..ledger.operators import add_operator, disable_operator, issue_token, list_operators
-from ..services import services
-from .console import _passwords, bp, page
+from ...access.credentials import check_new_password
+from ...access.roles import Permission, Role, may
+from ...errors import BadRequest, NotFound, ReceiverError
+from ...identities import normalize_email
+from ...ledger.operators import add_operator, disable_operator, issue_token, list_operators
+from ...services import services
+from .common import bp, page, passwords
 
 
 def _operators_page(status: int = 200, **context):
@@ -83,5 +83,5 @@ def _add() -> dict:
                          field="tenants")
     password = request.form.get("password", "")
     check_new_password(password)
-    add_operator(services().engine, email, role, tenants or None, _passwords().hash(password), by=_admin())
+    add_operator(services().engine, email, role, tenants or None, passwords().hash(password), by=_admin())
     return {"added": email}

@@ -1,18 +1,14 @@
-"""/console's compliance pages: a guest's printable proof and signed JSON (the code of GET /v1/proof), dead deliveries."""
+"""/console/proof: a guest's printable proof and its signed JSON (the code of GET /v1/proof)."""
 
 import json
 
 from flask import Response, g, request
 from flask_babel import gettext as _
 
-from ..access.roles import Permission, may
-from ..errors import BadRequest, NotFound, ReceiverError
-from ..ledger import queries
-from ..ledger.actions import replay_delivery
-from ..ledger.outbox import DEAD
-from ..services import services
-from .console import _visible, bp, page
-from .v1.proof import signed_proof
+from ...access.roles import Permission
+from ...errors import BadRequest, ReceiverError
+from ..v1.proof import signed_proof
+from .common import bp, page
 
 
 def _guest_proof() -> tuple[dict, bytes, dict]:
@@ -58,23 +54,3 @@ def proof_signed_json():
     name = "proof-{}-signed.json".format(request.args.get("tenant", ""))
     return Response(bundle, mimetype="application/json",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
-@bp.route("/deliveries", methods=["GET", "POST"])
-def dead_deliveries():
-    """The deliveries the worker gave up on; an admin replays one (a POST with the CSRF field, as /v1 replays)."""
-    done, error, status = None, None, 200
-    if request.method == "POST":
-        try:
-            g.principal.require(Permission.REPLAY)
-            delivery_id = int(request.form.get("id", ""))
-            if delivery_id > queries.MAX_ID or replay_delivery(services().engine, delivery_id, g.principal.name) is None:
-                raise NotFound(f"no delivery {delivery_id}")
-            done = delivery_id
-        except ValueError:
-            error, status = "id: not a number", 400
-        except ReceiverError as exc:
-            error, status = exc.message, exc.status
-    rows, _next = queries.deliveries_page(services().engine, status=DEAD, tenants=_visible(), limit=100)
-    return page("console_deliveries.html", status, items=rows, done=done, error=error,
-                may_replay=may(g.principal.role, Permission.REPLAY))
