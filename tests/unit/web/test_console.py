@@ -24,14 +24,19 @@ PASSWORD, PHONE = "correct horse battery staple", "+15551234567"
 HTTPS = {"base_url": "https://localhost"}  # the cookie is Secure outside development
 
 
-@pytest.fixture
-def app(tmp_path, database_url, settings):
+def console_app(tmp_path, database_url):
+    """An app with an agent and a viewer of the hotel "grand" (the console tests' fixture, shared)."""
     app = create_app(make_settings(tmp_path, database_url))
     engine = app.extensions["receiver"].engine
     add_operator(engine, "desk@grand.example", Role.AGENT, ["grand"], Passwords().hash(PASSWORD), by="tests")
     add_operator(engine, "look@grand.example", Role.VIEWER, ["grand"], Passwords().hash(PASSWORD), by="tests")
     yield app
     engine.dispose()
+
+
+@pytest.fixture
+def app(tmp_path, database_url, settings):
+    yield from console_app(tmp_path, database_url)
 
 
 def csrf_of(html: str) -> str:

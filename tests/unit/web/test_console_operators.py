@@ -5,24 +5,16 @@ import re
 import pytest
 from sqlalchemy import select
 
-from receiver import create_app
 from receiver.access.credentials import Passwords
 from receiver.access.roles import Role
 from receiver.ledger.models import Operator, OperatorToken
 from receiver.ledger.operators import add_operator
-from tests.helpers import make_settings
-from tests.unit.web.test_console import HTTPS, PASSWORD, csrf_of, sign_in
+from tests.unit.web.test_console import HTTPS, PASSWORD, console_app, csrf_of, sign_in
 
 
 @pytest.fixture
 def app(tmp_path, database_url, settings):
-    """An agent and a viewer of the hotel "grand", as in test_console.py."""
-    app = create_app(make_settings(tmp_path, database_url))
-    engine = app.extensions["receiver"].engine
-    add_operator(engine, "desk@grand.example", Role.AGENT, ["grand"], Passwords().hash(PASSWORD), by="tests")
-    add_operator(engine, "look@grand.example", Role.VIEWER, ["grand"], Passwords().hash(PASSWORD), by="tests")
-    yield app
-    engine.dispose()
+    yield from console_app(tmp_path, database_url)
 
 
 def operator_rows(app) -> list[str]:
