@@ -208,10 +208,12 @@ class Ledger:
             }).first()
             if inserted is not None:  # rowcount is not reliable for ON CONFLICT on every driver
                 added.setdefault(identity, []).append(state)
-        # A removal read back after the fact lifts only a state older than itself (see Signal.read_back).
+        # A removal read back after the fact lifts only a state older than itself (see Signal.read_back);
+        # one whose time is unknown, or was dropped as implausible (signals.plausible_time), lifts none.
         lift, before = ((self._lift_older_state, {"b_before": signal.occurred_at})
-                        if signal.read_back and signal.occurred_at else (self._lift_state, {}))
-        for state in (s for s in STATES if s in signal.remove):
+                        if signal.read_back else (self._lift_state, {}))
+        removals = signal.remove if signal.occurred_at or not signal.read_back else ()
+        for state in (s for s in STATES if s in removals):
             identity = identity_for(state, signal.email, signal.phone)
             deleted = conn.execute(lift, {
                 "b_tenant": tenant.name, "b_identity": identity, "b_state": state, **before}).first()

@@ -1,12 +1,15 @@
 """Ledger.record: receipt, signals, consent and deliveries in one transaction, duplicates answered."""
 
+import dataclasses
 import hashlib
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import select
 
+from receiver import clock
 from receiver.errors import Unavailable
 from receiver.ledger.models import Consent, Delivery, IdentityLink, RequestRecord, SignalRow
 from receiver.ledger.outbox import PENDING, SKIPPED
@@ -456,3 +459,30 @@ def test_a_request_of_one_event_twice_is_accepted_not_duplicate(ledger, engine):
 
     assert (outcome.status, outcome.event_ids, outcome.duplicate_event_ids) == (ACCEPTED, ["sha256:abc"], [])
     assert outcome.changes == [{"email": EMAIL, "states": [MARKETING_DECLINE]}]
+
+
+@pytest.mark.parametrize("sent", [None, datetime(1970, 1, 1, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)],
+                         ids=["no time", "epoch", "year 1"])
+def test_a_start_read_back_without_a_believable_time_lifts_nothing(ledger, engine, twilio, sent):
+    """A backfilled START lifts only a ban older than itself (README Backfill: an older START read
+    back never undoes a STOP that arrived later). A time it lacks, or one dropped as implausible
+    (before 2000: signals.plausible_time), says nothing about which came first, so the STOP stands."""
+    assert ledger.record(twilio, sms("SM-stop"), b"Body").status == ACCEPTED
+    start = dataclasses.replace(sms("SM-start", "START").signals[0], occurred_at=sent, read_back=True)
+    assert start.occurred_at is None
+
+    outcome = ledger.record(twilio, Inbound(request_key="backfill:1", signals=[start]), b"page")
+
+    assert outcome.status == ACCEPTED and outcome.changes == []
+    assert [(r.identity, r.state) for r in rows(engine, Consent)] == [(PHONE, SMS_BAN)]
+
+
+def test_a_start_read_back_after_the_stop_still_lifts_it(ledger, engine, twilio):
+    """The rule above takes nothing from a START whose time is believable and later than the ban."""
+    assert ledger.record(twilio, sms("SM-stop"), b"Body").status == ACCEPTED
+    later = datetime.fromtimestamp(clock.now(), UTC) + timedelta(minutes=1)
+    start = dataclasses.replace(sms("SM-start", "START").signals[0], occurred_at=later, read_back=True)
+
+    outcome = ledger.record(twilio, Inbound(request_key="backfill:1", signals=[start]), b"page")
+
+    assert outcome.status == ACCEPTED and rows(engine, Consent) == []
