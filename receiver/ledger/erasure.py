@@ -13,6 +13,7 @@ from sqlalchemy import delete, or_, select, update
 
 from ..compliance.chain import erased_identity, identity_hash
 from ..sources import erasure, own_source
+from . import chain
 from .models import Attempt, Consent, Delivery, IdentityLink, RequestRecord, SignalRow
 from .outbox import DEAD, PENDING
 from .record import Ledger
@@ -33,6 +34,7 @@ def erase(ledger: Ledger, tenant: str, email: str | None = None, phone: str | No
     inbound, evidence = erasure.request(email, phone, operator)
     outcome = ledger.record(own_source(erasure.NAME, tenant), inbound, evidence)
     with ledger.engine.begin() as conn:
+        chain.lock_guests(conn, tenant, [value])  # an opt-out of the address lands before or after the scrub, not inside it
         changed = _scrub(conn, ledger.identity_key, tenant, value, "email" if email else "phone")
     return {"receipt_id": outcome.receipt_id, "rows_changed": changed}
 

@@ -8,6 +8,10 @@ numbered in id order per tenant, the order they were chained in, in batches; eac
 ``chain_heads.seq`` is its last number. A unique index on (tenant, chain_seq) keeps two rows
 from ever taking one position.
 
+Downgrading drops the numbers. On PostgreSQL, rows recorded after this revision may have linked
+out of id order, so upgrading again would number them wrongly and ``receiver verify`` would then
+fail: downgrade past 0014 only to restore an older release from a backup taken before 0014.
+
 Revision ID: 0014
 Revises: 0013
 Create Date: 2026-11-26 10:00:00
