@@ -45,7 +45,7 @@ from chaos_load import Senders  # noqa: E402
 from pgcluster import Cluster  # noqa: E402
 
 from bench.goals import goal  # noqa: E402
-from tests.e2e.stack import free_port, wait_until  # noqa: E402
+from tests.e2e.stack import free_port, stop_all, wait_until  # noqa: E402
 from tests.helpers import PUBLIC_BASE_URL, TWILIO_TOKEN, base_env  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -119,15 +119,7 @@ class Processes:
         process.wait()
 
     def stop(self) -> None:
-        for process in self.running.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.running.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_all(list(self.running.values()))
 
     def calls(self, crm: str) -> list[dict]:
         calls = requests.get(self.sandbox_url + "/_sandbox/calls", params={"crm": crm}, timeout=60).json()["calls"]

@@ -36,6 +36,19 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, message:
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
+def stop_all(processes) -> None:
+    """SIGTERM each process group still running, then wait; a group that does not stop in 30 s is killed."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 class Stack:
     """sandbox + web + worker(s) as subprocesses; logs go to files under ``tmp``."""
 
@@ -89,15 +102,7 @@ class Stack:
         return process.returncode
 
     def stop(self):
-        for name in list(self.processes):
-            process = self.processes[name]
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_all(list(self.processes.values()))
         self.processes.clear()
         self.engine.dispose()
 
