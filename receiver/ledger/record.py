@@ -1,6 +1,7 @@
 """Recording a request: receipt, signals, consent changes and deliveries in one transaction."""
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,6 +18,16 @@ from . import chain, clocks, outbox
 from .db import dialect_insert
 from .models import Consent, Delivery, IdentityLink, ReplayNonce, RequestRecord, SignalRow, utcnow
 from .wakeup import notify, owing
+
+log = logging.getLogger(__name__)
+NOT_STORED = "the opt-out could not be stored; retry later"
+
+
+def _constraint(refused: IntegrityError) -> str:
+    """The constraint that refused a write, by name (PostgreSQL; else the error's type): never the values."""
+    diag = getattr(refused.orig, "diag", None)
+    return f"constraint {diag.constraint_name}" if diag and diag.constraint_name else type(refused.orig).__name__
+
 
 ACCEPTED, DUPLICATE, IGNORED = "accepted", "duplicate", "ignored"
 
@@ -50,10 +61,7 @@ class Ledger:
         self._lift_state = delete(consent).where(
             consent.c.tenant == bindparam("b_tenant"), consent.c.identity == bindparam("b_identity"),
             consent.c.state == bindparam("b_state")).returning(consent.c.state)
-        self._lift_older_state = delete(consent).where(
-            consent.c.tenant == bindparam("b_tenant"), consent.c.identity == bindparam("b_identity"),
-            consent.c.state == bindparam("b_state"), consent.c.since <= bindparam("b_before"),
-        ).returning(consent.c.state)
+        self._lift_older_state = self._lift_state.where(consent.c.since <= bindparam("b_before"))
         self._add_link = self._insert(IdentityLink.__table__).on_conflict_do_nothing().returning(
             IdentityLink.__table__.c.phone)
         self._add_deliveries = owing(engine, insert(Delivery.__table__))
@@ -94,10 +102,10 @@ class Ledger:
                 if rows:
                     chain.link_rows(conn, self._insert, self._add_signals, source.tenant, rows)
             return outcome
-        except IntegrityError:
-            return self._duplicate(source, inbound)
+        except IntegrityError as exc:
+            return self._duplicate(source, inbound, exc)
         except DBAPIError as exc:
-            raise Unavailable("the opt-out could not be stored; retry later") from exc
+            raise Unavailable(NOT_STORED) from exc
 
     def _use_nonce(self, conn, source: SourceConfig, inbound: Inbound, now) -> None:
         """A nonce is good for one request; replaying it with another event is a forgery."""
@@ -111,7 +119,7 @@ class Ledger:
         if first != inbound.request_key:
             raise BadSignature("signature token already used for another event")
 
-    def _duplicate(self, source: SourceConfig, inbound: Inbound) -> Outcome:
+    def _duplicate(self, source: SourceConfig, inbound: Inbound, refused: IntegrityError) -> Outcome:
         """A redelivered request: the first answer's events, every one of them seen before.
 
         ``original_receipt_id`` is the first answer's receipt when that answer recorded something;
@@ -124,12 +132,14 @@ class Ledger:
                     RequestRecord.source == source.name, RequestRecord.request_key == inbound.request_key,
                 )).first()
                 if first is None:  # a signal's event id taken by a concurrent request: the retry sees it
-                    raise Unavailable("the opt-out could not be stored; retry later")
+                    log.warning("source %s: a request was refused by %s and is not a redelivery: answered 503",
+                                source.name, _constraint(refused))
+                    raise Unavailable(NOT_STORED) from refused
                 original = first.id
                 if first.status == DUPLICATE and first.event_ids:
                     original = self._recorded_by(conn, source, first.event_ids[0]) or first.id
         except DBAPIError as exc:
-            raise Unavailable("the opt-out could not be stored; retry later") from exc
+            raise Unavailable(NOT_STORED) from exc
         return Outcome(status=DUPLICATE, receipt_id=new_receipt_id(), received_at=utcnow(),
                        event_ids=list(first.event_ids), changes=[], original_receipt_id=original,
                        duplicate_event_ids=list(first.event_ids))
