@@ -100,7 +100,9 @@ class Backfiller(passes.ReadBack):
         if self._recorded(config, inbound_key):  # the same page as last run: nothing to convert or store
             summary.skipped += sum(1 for item in page.items if item.skipped)
             return
-        signals = [to_signal(item, config) for item in page.items]
+        # Oldest first, whatever order the list API pages in: a STOP then a START lost together end as a START.
+        signals = sorted((to_signal(item, config) for item in page.items),
+                         key=lambda signal: (signal.occurred_at is None, signal.occurred_at or 0))
         summary.skipped += sum(1 for signal in signals if "skipped" in signal.detail)
         evidence = json.dumps([item.raw for item in page.items], sort_keys=True, default=str).encode()
         outcome = self.ledger.record(config, Inbound(inbound_key, signals), evidence,

@@ -209,8 +209,9 @@ class Ledger:
             }).first() is not None
         added: dict[str, list[str]] = {}
         removed: dict[str, list[str]] = {}
-        # A state read back from Experience's own list holds since the time Experience gives it.
-        since = signal.occurred_at if signal.reported_by == EXPERIENCE and signal.occurred_at else now
+        # A state read back (backfill, Experience's list) holds since its sender's time (see Signal.read_back).
+        read_later = signal.read_back or signal.reported_by == EXPERIENCE
+        since = signal.occurred_at if read_later and signal.occurred_at else now
         for state in (s for s in STATES if s in signal.add):  # a fixed order avoids lock-order deadlocks
             identity = identity_for(state, signal.email, signal.phone)
             inserted = conn.execute(self._add_state, {

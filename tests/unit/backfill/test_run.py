@@ -269,6 +269,18 @@ def test_a_start_read_back_lifts_only_a_ban_older_than_itself(bf_settings, backf
     assert len(lifted) == 1 and lifted[0].detail["via"] == "backfill"
 
 
+def test_a_stop_and_a_later_start_both_lost_end_as_the_start(backfiller, sandbox, engine):
+    """Both webhooks lost: the backfill reads Twilio's log (newest first) and must end where the guest did."""
+    now = time.time()
+    text(sandbox, "STOP", date_sent=int(now - 2 * 3600))
+    text(sandbox, "START", date_sent=int(now - 3600))
+
+    summary = backfiller.run("twilio")
+
+    assert summary.error is None and summary.new_signals == 2
+    assert consent(engine) == set()
+
+
 def test_cli_refuses_a_source_without_backfill(bf_settings, database_url, tmp_path):
     result = CliRunner().invoke(cli, ["backfill", "--source", "crmtext"],
                                 env=base_env(database_url, tmp_path / "receiver.toml"))
