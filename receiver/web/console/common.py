@@ -23,7 +23,10 @@ def _session_cookie(state):
 
 
 def passwords() -> Passwords:
-    return current_app.extensions.setdefault("receiver.passwords", Passwords())
+    """The app's one hasher (made on first use: making one computes a dummy Argon2id hash)."""
+    if "receiver.passwords" not in current_app.extensions:
+        current_app.extensions["receiver.passwords"] = Passwords()
+    return current_app.extensions["receiver.passwords"]
 
 
 def _csrf() -> str:
