@@ -16,17 +16,10 @@ from collections.abc import Iterator
 from datetime import date
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from ..settings import ExperienceConfig
 from .pages import ListClient, Page, Position
 
 PROVIDER = "experience"
 LIST = "retrieve-opt-out"
-
-
-def bearer(config: ExperienceConfig) -> dict[str, str]:
-    """The header a ``ListClient`` for one hotel's account sends: ``partner:hotel`` joined by a colon, not
-    base64, as ``crm/experience.py``'s client sends it for the writes."""
-    return {"Authorization": f"Bearer {config.partner_token}:{config.hotel_token}"}
 
 
 class ExperienceBackfill:

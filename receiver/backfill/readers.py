@@ -1,6 +1,7 @@
 """The provider list reader a source's ``backfill`` option builds (options.py checks the option); Experience's
 reader, built from the tenant's ``experience`` settings."""
 
+from ..crm import experience as crm_experience
 from ..settings import ExperienceConfig, SourceConfig, WorkerConfig
 from . import experience, mailgun, postmark, sendgrid, twilio
 from .pages import ListClient, RetryPolicy
@@ -36,6 +37,6 @@ def reader(config: SourceConfig, worker: WorkerConfig, **client_options):
 
 def experience_reader(config: ExperienceConfig, worker: WorkerConfig, **client_options) -> experience.ExperienceBackfill:
     """The reader of one hotel's Experience list, within the ``timeout`` its deliveries have."""
-    client = ListClient(experience.PROVIDER, config.base_url, headers=experience.bearer(config), deadline=config.timeout,
+    client = ListClient(experience.PROVIDER, config.base_url, headers=crm_experience.bearer(config), deadline=config.timeout,
                         retry=retry_policy(worker), **client_options)
     return experience.ExperienceBackfill(client, config.retrieve_path)

@@ -34,6 +34,12 @@ from .transport import call, new_session
 # tens of KB at the very most.
 MAX_ANSWER_BYTES = 256 * 1024
 
+def bearer(config: ExperienceConfig) -> dict[str, str]:
+    """One hotel's Authorization header: ``partner:hotel`` joined by a colon, not base64 (the writes and
+    the backfill's list reads alike)."""
+    return {"Authorization": f"Bearer {config.partner_token}:{config.hotel_token}"}
+
+
 def format_time(dt: datetime) -> str:
     """A time as Experience writes it: UTC, ``YYYY-MM-DD HH:MM:SS`` (naive means UTC)."""
     if dt.tzinfo is not None:
@@ -49,10 +55,7 @@ class ExperienceClient:
         self.session = session or new_session()
         self._base = config.base_url.rstrip("/")
         # Set per request, not on the session: a shared session may serve several hotels.
-        self._headers = {
-            "Authorization": f"Bearer {config.partner_token}:{config.hotel_token}",
-            "Accept": "application/json",
-        }
+        self._headers = {**bearer(config), "Accept": "application/json"}
 
     def opt_out(self, records: list[dict]) -> dict[int, str]:
         """Send one batch; return ``{index in records: error}`` for the records that failed."""

@@ -10,8 +10,9 @@ from datetime import date
 import pytest
 from werkzeug.wrappers import Response
 
-from receiver.backfill.experience import LIST, ExperienceBackfill, bearer
+from receiver.backfill.experience import LIST, ExperienceBackfill
 from receiver.backfill.pages import BadPage, CredentialsRefused, Position
+from receiver.crm.experience import bearer
 from receiver.settings import ExperienceConfig
 
 from .conftest import json_answer
