@@ -39,7 +39,7 @@ def start(conn: Connection, tenant: TenantConfig, signal_id: int, states_added, 
     return len(clocks)
 
 
-def honour(conn: Connection, signal_ids: Collection[int], now: datetime, lock: bool = True) -> None:
+def honour(conn: Connection, signal_ids: Collection[int], now: datetime) -> None:
     """Honour the open clocks of ``signal_ids`` at ``now`` whose signal has every delivery it owes
     finished (met, or breached if late): one statement however many signals (a finished batch's)."""
     if not signal_ids:
@@ -48,9 +48,8 @@ def honour(conn: Connection, signal_ids: Collection[int], now: datetime, lock: b
     # Two lanes finishing one signal's last two deliveries at once could each see the other's still
     # owed (not committed yet) and neither honour: the open clocks are locked first (in id order), so
     # the second waits, and its next statement reads the first's commit. (SQLite: one writer anyway.)
-    if lock:
-        conn.execute(select(ClockRow.id).where(ClockRow.signal_id.in_(ids), ClockRow.honoured_at.is_(None))
-                     .order_by(ClockRow.id).with_for_update())
+    conn.execute(select(ClockRow.id).where(ClockRow.signal_id.in_(ids), ClockRow.honoured_at.is_(None))
+                 .order_by(ClockRow.id).with_for_update())
     owed = exists().where(Delivery.signal_id == ClockRow.signal_id, Delivery.status.not_in(FINISHED))
     conn.execute(update(ClockRow).where(
         ClockRow.signal_id.in_(ids), ClockRow.honoured_at.is_(None), ~owed,
