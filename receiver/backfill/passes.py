@@ -96,6 +96,7 @@ class ReadBack:
         summary = self.summary_type(name, since, resumed=resume is not None)
         try:
             for page in self.pages(name, date.fromisoformat(since), resume):
+                summary.pages += 1
                 self.record(name, page, summary)
                 cursors.save(self.engine, tenant, source, since, str(page.next) if page.next else None,
                              started_at)

@@ -72,7 +72,6 @@ class Reconciler(passes.ReadBack):
 
     def record(self, name: str, page: Page[dict], summary: Summary) -> None:
         read = experience_sync.read_page(name, page.items, lambda emails, phones: self._lifted(name, emails, phones))
-        summary.pages += 1
         summary.recipients += len(page.items)
         summary.skipped += read.skipped
         summary.states += len(read.inbound.signals)

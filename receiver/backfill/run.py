@@ -91,7 +91,6 @@ class Backfiller(passes.ReadBack):
 
     def record(self, name: str, page: Page, summary: Summary) -> None:
         config = self.settings.sources[name]
-        summary.pages += 1
         if not page.items:
             return
         keys = hashlib.sha256("\x1f".join([str(page.position), *(item.key for item in page.items)]).encode())
