@@ -61,21 +61,16 @@ class HttpRequest:
             args=request.args,
         )
 
-    def json(self, *, lone_surrogates: bool = False):
-        """The body as JSON (parsed from the exact bytes the signature covered, once per mode: treat it as
-        read-only), or BadRequest naming the field at fault. ``lone_surrogates`` keeps strings holding
-        them, for a sender whose one odd event must not sink its batch (the fields that are used are
-        checked one by one: identifiers and addresses refuse them)."""
-        if lone_surrogates not in self._parsed:
-            try:
-                self._parsed[lone_surrogates] = parse_json(self.body, lone_surrogates=lone_surrogates)
-            except InvalidJson as exc:
-                raise BadRequest(str(exc), field=exc.field) from None
-        return self._parsed[lone_surrogates]
-
     @cached_property
-    def _parsed(self) -> dict:
-        return {}
+    def json(self):
+        """The body as JSON (parsed once from the exact bytes the signature covered: treat it as
+        read-only), or BadRequest naming the field at fault. Strings holding a lone surrogate are kept:
+        a sender's free text may hold one (a subject cut mid-emoji), and refusing the body would lose
+        its opt-out; the fields a source uses refuse them (identifiers and addresses)."""
+        try:
+            return parse_json(self.body, lone_surrogates=True)
+        except InvalidJson as exc:
+            raise BadRequest(str(exc), field=exc.field) from None
 
     @cached_property
     def form(self) -> MultiDict:

@@ -128,7 +128,7 @@ class PostmarkSource(Source):
             raise BadSignature("Authorization: wrong credentials")
 
     def parse(self, request: HttpRequest) -> Inbound:
-        record = request.json(lone_surrogates=True)  # a .NET subject cut mid-emoji must not sink an opt-out
+        record = request.json
         if not isinstance(record, dict):
             raise BadRequest("body: must be one JSON object", field="body")
         if not isinstance(record.get("RecordType"), str) or not record["RecordType"]:

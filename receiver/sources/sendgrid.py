@@ -112,7 +112,7 @@ class SendGridSource(Source):
         """``request_key`` is the body's SHA-256: a batch carries no id of its own, and SendGrid
         retries a batch with the same bytes, so a retry is answered ``duplicate`` from the first
         answer; events repeated in a different batch are still caught by their event ids."""
-        events = request.json(lone_surrogates=True)  # an event holding one is recorded as unusable, as below
+        events = request.json
         if not isinstance(events, list):
             raise BadRequest("body: must be a JSON array of events", field="body")
         if not events:

@@ -145,7 +145,7 @@ class StandardWebhooksSource(Source):
     def parse(self, request: HttpRequest) -> Inbound:
         prefix, given = signed_headers(request.headers)
         webhook_id = identifier(given["id"], f"{prefix}id")
-        body = request.json(lone_surrogates=True)  # free text (a reason) may hold one; ids and addresses refuse it
+        body = request.json
         if isinstance(body, dict) and "events" in body:
             events = body["events"]
             if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS:
