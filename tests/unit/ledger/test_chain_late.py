@@ -39,10 +39,11 @@ class Held:
 
     def __init__(self, ledger, source, inbound: Inbound):
         self.inside, self.release, self.outcome, self.error = threading.Event(), threading.Event(), None, None
+        self.released_in_time = None
 
         def then(_conn, _outcome, _now):
             self.inside.set()
-            self.release.wait(WAIT)
+            self.released_in_time = self.release.wait(WAIT)
 
         def run():
             try:
@@ -58,6 +59,7 @@ class Held:
         self.release.set()
         self.thread.join(WAIT)
         assert self.error is None, self.error
+        assert self.released_in_time, "the held transaction was never released: the other writer waited on it"
         return self.outcome
 
 
@@ -68,7 +70,7 @@ def test_another_guest_of_the_tenant_is_stored_and_linked_while_the_first_transa
     try:
         # With the head locked first (before issue #16) this waited for SM1's commit.
         second = ledger.record(twilio, sms("SM2", B), b"Body=STOP")
-        first_open = not first.release.is_set()
+        first_open = first.thread.is_alive()  # SM1's transaction still open when SM2 came back
     finally:
         held = first.finish()
 
