@@ -23,8 +23,8 @@ from .. import clock
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-# Recording inserts a signal's consent, deliveries and clocks before the signal row, and the receipt
-# row last (each once, complete): these keys are checked at commit (migration 0012).
+# Recording inserts a signal's consent, deliveries, clocks and receipt before the signal rows, which
+# go in last under the chain head (each once, complete): these keys are checked at commit (migration 0013).
 CHECKED_AT_COMMIT = {"deferrable": True, "initially": "DEFERRED"}
 
 
