@@ -19,6 +19,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from receiver.ledger.models import SignalRow
+from receiver.worker import CLOCK_PASS_SECONDS
 from tests.e2e.stack import ADMIN_TOKEN, BIN, ROOT, free_port, wait_until
 from tests.e2e.test_sms import new_phone
 
@@ -31,7 +32,6 @@ EXTRA_CONFIG = f"""
 url = "http://127.0.0.1:{OPS_PORT}/hooks/receiver"
 secret = "{ALERTS_SECRET}"
 """
-CLOCK_PASS_SECONDS = 10  # receiver.worker.CLOCK_PASS_SECONDS
 
 
 @pytest.fixture(scope="module")

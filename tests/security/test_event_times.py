@@ -19,26 +19,14 @@ from receiver import create_app
 from receiver.ledger.models import SignalRow
 from receiver.signals import plausible_time
 from tests.helpers import CRMTEXT_TOKEN, config_toml, make_settings
+from tests.security.test_identifiers import PARTNER_SECRET, POSTMARK_AUTH, SOURCES_TOML
 
-PARTNER_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # inbound-formats.md, Appendix A
-POSTMARK_AUTH = "user:passwordpassword"
-EXTRA = f"""
-[sources.booking-engine]
-kind = "standard-webhooks"
-tenant = "grand"
-secret = "{PARTNER_SECRET}"
-
-[sources.postmark]
-kind = "postmark"
-tenant = "grand"
-basic_auth = "{POSTMARK_AUTH}"
-"""
 IMPOSSIBLE = ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "1970-01-01T00:00:00Z"]
 
 
 @pytest.fixture
 def app(tmp_path, database_url, settings):
-    app = create_app(make_settings(tmp_path, database_url, config_toml(extra=EXTRA)))
+    app = create_app(make_settings(tmp_path, database_url, config_toml(extra=SOURCES_TOML)))
     yield app
     app.extensions["receiver"].engine.dispose()
 
