@@ -38,6 +38,12 @@ def send_sms(settings: Settings, text: str, phone: str, source: str, url: str | 
     click.echo(answer.text)
 
 
+def sandbox_twilio_account(base: str, account_sid: str, auth_token: str, timeout: float = 15) -> None:
+    """The sandbox's fake Twilio account answers to the source's own credentials, as Twilio's does."""
+    credentials = {"twilio": {"account_sid": account_sid, "auth_token": auth_token}}
+    requests.post(f"{base}/_sandbox/providers/credentials", json=credentials, timeout=timeout).raise_for_status()
+
+
 def seed_missed_sms(settings: Settings, text: str, phone: str, source: str) -> None:
     """Add an inbound text to the Twilio message log the source's backfill reads (the sandbox's fake)."""
     config = settings.sources.get(source)
@@ -47,9 +53,7 @@ def seed_missed_sms(settings: Settings, text: str, phone: str, source: str) -> N
     base = (backfill.get("base_url") or "").rstrip("/")
     if not base:
         raise click.UsageError(f"sources.{source}.backfill.base_url: --missed seeds the sandbox, which it must name")
-    # The fake account answers to the source's own credentials, as Twilio's does.
-    credentials = {"twilio": {"account_sid": backfill["account_sid"], "auth_token": config.options["auth_token"][0]}}
-    requests.post(f"{base}/_sandbox/providers/credentials", json=credentials, timeout=15).raise_for_status()
+    sandbox_twilio_account(base, backfill["account_sid"], config.options["auth_token"][0])
     message = {"from": normalize_phone(phone), "to": backfill["to"][0], "body": text, "direction": "inbound"}
     answer = requests.post(f"{base}/_sandbox/providers/twilio/messages", json=message, timeout=15)
     answer.raise_for_status()

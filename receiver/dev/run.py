@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 
 from ..keys import keep_in_instance
+from .demo import sandbox_twilio_account
 
 SANDBOX = "http://127.0.0.1:9000"
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32  # receiver.example.toml's sources.twilio.backfill.account_sid
@@ -82,13 +83,11 @@ def main() -> None:
 
 
 def _sandbox_knows_the_twilio_token(auth_token: str) -> None:
-    """The sandbox's Twilio account answers to the example source's auth token, as Twilio's does, so
-    the worker's first scheduled backfill reads its message list instead of being refused (401)."""
-    credentials = {"twilio": {"account_sid": SANDBOX_ACCOUNT_SID, "auth_token": auth_token}}
+    """The sandbox's Twilio account answers to the example source's auth token, so the worker's first
+    scheduled backfill reads its message list instead of being refused (401)."""
     for _ in range(100):
         try:
-            requests.post(f"{SANDBOX}/_sandbox/providers/credentials", json=credentials, timeout=2).raise_for_status()
-            return
+            return sandbox_twilio_account(SANDBOX, SANDBOX_ACCOUNT_SID, auth_token, timeout=2)
         except requests.ConnectionError:
             time.sleep(0.1)
     print(f"the sandbox did not answer at {SANDBOX}: the scheduled Twilio backfill will be refused", flush=True)
