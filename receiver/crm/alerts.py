@@ -10,7 +10,6 @@ the worker's log line): an operations endpoint often carries its token there (Sl
 
 import json
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 from standardwebhooks import Webhook
 
@@ -42,20 +41,9 @@ class AlertsDelivery:
                    "webhook-signature": self.webhook.sign(message_id, at, body)}
         try:
             reply = call(self.session, "POST", self.config.url, timeout=self.config.timeout, headers=headers,
-                         data=body.encode())
+                         data=body.encode(), hide_path=True)
             check_response(reply)
-        except CrmError as error:  # the rest wait for the backoff, as a CRM's do
-            error.detail = self.without_url(error.detail)
-            error.args = (self.without_url(str(error)),)
+        except CrmError as error:  # retried after the backoff, as a CRM's deliveries are
             return [Report(row, Outcome.of(error), error=error, attempt_id=started.attempt_id, started=started.at)]
         return [Report(row, Outcome.OK, http_status=reply.status_code, attempt_id=started.attempt_id,
                        started=started.at)]
-
-    def without_url(self, text: str) -> str:
-        """``text`` with the alerts url's path (and query) replaced by ``/…``: its host stays, its token goes."""
-        parts = urlsplit(self.config.url)
-        secret = parts.path + (f"?{parts.query}" if parts.query else "")
-        for shown in (secret, parts.path):
-            if len(shown) > 1:
-                text = text.replace(shown, "/…")
-        return text

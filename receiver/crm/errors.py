@@ -3,6 +3,7 @@
 import math
 import random
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 from .. import clock
 
@@ -90,6 +91,16 @@ def check_response(resp) -> None:
 def safe_url(url: str | None) -> str:
     """Scheme, host and path only: query strings may carry personal data."""
     return (url or "").split("?", 1)[0]
+
+
+def hide_url(text: str, url: str, path_too: bool = False) -> str:
+    """``text`` (an error's words) without ``url``'s query, nor its path when ``path_too``, shown
+    as ``/…``: a query may carry personal data, an ops hook's path its token."""
+    parts = urlsplit(url)
+    query = f"?{parts.query}" if parts.query else ""
+    if path_too and len(parts.path) > 1:
+        return text.replace(parts.path + query, "/…").replace(parts.path, "/…")
+    return text.replace(query, "") if query else text
 
 
 def _text(resp) -> str:

@@ -21,7 +21,7 @@ from urllib3.exceptions import (
     ProxyError,
 )
 
-from .errors import OutcomeUnknown, Permanent, Retryable, safe_url
+from .errors import OutcomeUnknown, Permanent, Retryable, hide_url, safe_url
 from .inflate import inflated
 
 # After decompression, unless the caller sets its own (each CRM client does). Read whole, a 300 KB
@@ -67,15 +67,17 @@ def new_session() -> requests.Session:
 
 
 def call(session: requests.Session, method: str, url: str, *, timeout: float,
-         headers: Mapping[str, str] | None = None, max_bytes: int = MAX_ANSWER_BYTES, **kw) -> Reply:
+         headers: Mapping[str, str] | None = None, max_bytes: int = MAX_ANSWER_BYTES, hide_path: bool = False,
+         **kw) -> Reply:
     """One request that is over, answered or failed, within ``timeout`` seconds in all.
 
     requests' own timeout bounds each socket read, so a CRM that drips its answer byte by byte
     could hold a call (and the lease on its delivery) for ever: a watchdog cuts the connection
     at the deadline instead. Redirects are never followed: a 302 would turn a POST into a GET
-    whose 2xx looks like success. Every requests failure becomes a CrmError.
+    whose 2xx looks like success. Every requests failure becomes a CrmError, its words without the
+    url's query (nor its path, with ``hide_path``: an alerts hook's token).
     """
-    where = safe_url(url)
+    where = hide_url(safe_url(url), url, path_too=hide_path)
     deadline = time.monotonic() + timeout
     headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
     with _Watchdog(timeout) as watch:
@@ -83,12 +85,13 @@ def call(session: requests.Session, method: str, url: str, *, timeout: float,
             resp = session.request(method, url, timeout=timeout, headers=headers, allow_redirects=False,
                                    stream=True, **kw)
         except requests.RequestException as exc:
-            raise _failure(exc, where, watch.cut, watch.sent) from exc
+            raise _failure(exc, where, watch.cut, watch.sent, hide_url(str(exc), url, path_too=hide_path)) from exc
         try:
             content = _read(resp, where, deadline, watch, max_bytes)
         finally:
             resp.close()
-    reply = Reply(resp.status_code, resp.headers, resp.url or url, content)
+    shown = hide_url(resp.url or url, url, path_too=True) if hide_path else resp.url or url
+    reply = Reply(resp.status_code, resp.headers, shown, content)
     if 300 <= reply.status_code < 400:
         location = safe_url(resp.headers.get("Location"))[:200]
         raise Retryable(f"HTTP {reply.status_code} from {where}: redirects are not followed",
@@ -135,23 +138,23 @@ def _unknown(resp: requests.Response, message: str) -> OutcomeUnknown:
     return OutcomeUnknown(message, status=resp.status_code, detail=message)
 
 
-def _failure(exc: requests.RequestException, where: str, cut: bool, sent: bool):
+def _failure(exc: requests.RequestException, where: str, cut: bool, sent: bool, detail: str):
     """The CrmError a requests failure calls for: Retryable only if the CRM cannot have seen it."""
     if isinstance(exc, requests.ConnectTimeout):
-        return Retryable(f"connect timeout to {where}", detail=str(exc))
+        return Retryable(f"connect timeout to {where}", detail=detail)
     if cut:
-        return OutcomeUnknown(f"no complete answer from {where} within the deadline", detail=str(exc))
+        return OutcomeUnknown(f"no complete answer from {where} within the deadline", detail=detail)
     if isinstance(exc, requests.ReadTimeout):
-        return OutcomeUnknown(f"read timeout from {where}", detail=str(exc))
+        return OutcomeUnknown(f"read timeout from {where}", detail=detail)
     if isinstance(exc, requests.ConnectionError):
         if _before_sending(exc, sent):
-            return Retryable(f"cannot connect to {where}", detail=str(exc))
-        return OutcomeUnknown(f"connection lost with {where}", detail=str(exc))
+            return Retryable(f"cannot connect to {where}", detail=detail)
+        return OutcomeUnknown(f"connection lost with {where}", detail=detail)
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
                   | requests.exceptions.InvalidSchema | requests.exceptions.InvalidHeader):
         # The request could not even be built: a configuration problem, not a CRM outage.
-        return Permanent(f"invalid request to {where}", detail=str(exc))
-    return OutcomeUnknown(f"failed mid-call with {where}", detail=str(exc))
+        return Permanent(f"invalid request to {where}", detail=detail)
+    return OutcomeUnknown(f"failed mid-call with {where}", detail=detail)
 
 
 def _before_sending(exc: requests.ConnectionError, sent: bool) -> bool:

@@ -14,7 +14,7 @@ import zlib
 
 import pytest
 
-from receiver.crm.errors import OutcomeUnknown, Retryable
+from receiver.crm.errors import CrmError, OutcomeUnknown, Retryable, hide_url
 from receiver.crm.inflate import inflated
 from receiver.crm.transport import MAX_ANSWER_BYTES, call, new_session
 from receiver.dev.answers import _bomb
@@ -282,3 +282,20 @@ def test_a_refused_certificate_is_retried_as_never_sent(tmp_path):
         assert crm.requests == []
     finally:
         crm.close()
+
+
+def test_an_error_keeps_no_query_and_an_alerts_hook_no_path():
+    url = "http://127.0.0.1:1/services/T000/B000/" + "x" * 600 + "?phone=%2B15551234567"
+    for hide_path in (False, True):
+        with pytest.raises(CrmError) as caught:
+            call(new_session(), "POST", url, timeout=2, hide_path=hide_path)
+        words = f"{caught.value} {caught.value.detail}"
+        assert "phone=" not in words and "15551234567" not in words
+        assert ("T000" in words) is not hide_path  # the path goes too, before the detail is cut to size
+
+
+def test_hide_url():
+    url = "https://hooks.example.com/services/T0/B0/secret?k=v"
+    assert hide_url(f"failed with url: {url}", url) == "failed with url: https://hooks.example.com/services/T0/B0/secret"
+    assert hide_url(f"failed with url: {url}", url, path_too=True) == "failed with url: https://hooks.example.com/…"
+    assert hide_url("nothing of it", url, path_too=True) == "nothing of it"
